@@ -1,0 +1,153 @@
+"""Original CGCNN ``.pth.tar`` checkpoints, and the pretrained models shipped in this package."""
+import json
+import os
+from importlib import resources
+from typing import Any, Dict, List, Optional, Type
+
+import numpy as np
+import torch
+
+from deepchem_cgcnn.graph import gaussian_centers
+
+PRETRAINED_PACKAGE = "deepchem_cgcnn.pretrained"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used as asked; the message says why in words."""
+
+
+def _numpy_scalar_globals() -> List[Any]:
+    """The only non-tensor globals an original checkpoint may hold: a NumPy scalar and its dtype.
+
+    ``semi-metal-classification.pth.tar`` stores ``best_mae_error`` as a NumPy
+    float64, pickled under NumPy 1's module name.
+    """
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # NumPy < 2
+        from numpy.core.multiarray import scalar
+    float_dtype = type(np.dtype(np.float64))
+    return [(scalar, "numpy.core.multiarray.scalar"), scalar, np.dtype, float_dtype]
+
+
+def read_cgcnn_checkpoint(path: str) -> Dict[str, Any]:
+    """``torch.load`` an original checkpoint with ``weights_only=True``, allowing NumPy scalars only."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no CGCNN checkpoint at {path!r}")
+    with torch.serialization.safe_globals(_numpy_scalar_globals()):
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    missing = {"state_dict", "normalizer"} - set(checkpoint)
+    if missing:
+        raise CheckpointError(f"{path!r} is not an original CGCNN checkpoint: it lacks {sorted(missing)}")
+    return checkpoint
+
+
+def load_cgcnn_checkpoint(path: str, model_class: Optional[Type] = None, radius: float = 8.0,
+                          step: float = 0.2, **kwargs):
+    """Build a :class:`~deepchem_cgcnn.CGCNNModel` from an original CGCNN checkpoint.
+
+    The architecture comes from the checkpoint's ``args`` and tensor shapes, the
+    weights from its ``state_dict`` and the target mean and standard deviation
+    from its ``normalizer``, so ``predict`` returns physical units (probabilities
+    for the classifier) with no transformer. Featurize with
+    ``CGCNNFeaturizer(selection='cgcnn', padding='cgcnn')`` (the defaults) to get the
+    original's predictions.
+
+    Parameters
+    ----------
+    path: str
+        The ``.pth.tar`` file.
+    model_class: type, optional
+        Defaults to :class:`~deepchem_cgcnn.CGCNNModel`.
+    radius, step: float
+        The featurizer settings the model will see; they must give as many
+        Gaussian edge features as the checkpoint was trained with.
+    kwargs
+        Passed to the model's constructor (``model_dir``, ``batch_size``, ...).
+    """
+    if model_class is None:
+        from deepchem_cgcnn.model import CGCNNModel as model_class
+    checkpoint = read_cgcnn_checkpoint(path)
+    state = checkpoint["state_dict"]
+    args = checkpoint.get("args", {}) or {}
+    hidden = state["embedding.weight"].shape[0]
+    n_edge = state["convs.0.fc_full.weight"].shape[1] - 2 * hidden
+    n_gaussians = len(gaussian_centers(radius, step))
+    if n_edge != n_gaussians:
+        raise CheckpointError(
+            f"{os.path.basename(path)} was trained on {n_edge} Gaussian edge features per "
+            f"neighbour, but radius={radius} Å and step={step} Å give {n_gaussians}; "
+            f"featurize with the settings it was trained with (the original default is "
+            f"radius=8, step=0.2, i.e. 41 features)")
+    n_out = state["fc_out.weight"].shape[0]
+    classification = args.get("task", "classification" if n_out > 1 else "regression") \
+        == "classification"
+    num_conv = len({key.split(".")[1] for key in state if key.startswith("convs.")})
+    n_hidden = 1 + len({key.split(".")[1] for key in state if key.startswith("fcs.")})
+    model = model_class(
+        in_node_dim=state["embedding.weight"].shape[1],
+        hidden_node_dim=hidden,
+        in_edge_dim=n_edge,
+        num_conv=num_conv,
+        predictor_hidden_feats=state["conv_to_fc.weight"].shape[0],
+        n_tasks=1,
+        mode="classification" if classification else "regression",
+        n_classes=n_out if classification else 2,
+        n_hidden_layers=n_hidden,
+        radius=radius,
+        step=step,
+        **kwargs)
+    normalizer = checkpoint["normalizer"]
+    model.model.load_state_dict(
+        {**state,
+         "target_mean": torch.full((1,), float(torch.as_tensor(normalizer["mean"]))),
+         "target_std": torch.full((1,), float(torch.as_tensor(normalizer["std"])))})
+    model.model.eval()
+    return model
+
+
+def available_pretrained() -> List[str]:
+    """Names of the models shipped with the package.
+
+    Examples
+    --------
+    >>> "mp-formation-energy" in available_pretrained()
+    True
+    """
+    folder = resources.files(PRETRAINED_PACKAGE)
+    return sorted(entry.name[:-3] for entry in folder.iterdir() if entry.name.endswith(".pt"))
+
+
+def pretrained_card(name: str) -> Dict[str, Any]:
+    """The model card (data, split, recipe, metrics) of a shipped model."""
+    _check_name(name)
+    with (resources.files(PRETRAINED_PACKAGE) / f"{name}.json").open("r") as handle:
+        return json.load(handle)
+
+
+def _check_name(name: str) -> None:
+    names = available_pretrained()
+    if name not in names:
+        raise KeyError(f"no pretrained model named {name!r}; available: {', '.join(names)}")
+
+
+def save_pretrained(model, path: str, featurizer_params: Dict[str, Any]) -> None:
+    """Write a model as a shipped-model file: hyperparameters, featurizer settings, weights."""
+    torch.save({"hyperparameters": model.hyperparameters,
+                "featurizer": featurizer_params,
+                "state_dict": {k: v.detach().cpu() for k, v in model.model.state_dict().items()}},
+               path)
+
+
+def load_pretrained(name: str, model_class: Optional[Type] = None, **kwargs):
+    """Load a shipped model by name, offline; its featurizer settings are in ``model.featurizer_params``."""
+    if model_class is None:
+        from deepchem_cgcnn.model import CGCNNModel as model_class
+    _check_name(name)
+    with (resources.files(PRETRAINED_PACKAGE) / f"{name}.pt").open("rb") as handle:
+        saved = torch.load(handle, map_location="cpu", weights_only=True)
+    model = model_class(**saved["hyperparameters"], **kwargs)
+    model.model.load_state_dict(saved["state_dict"])
+    model.model.eval()
+    model.featurizer_params = dict(saved["featurizer"])
+    return model

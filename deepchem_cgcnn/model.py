@@ -1,0 +1,305 @@
+"""CGCNN (an ``nn.Module``) and CGCNNModel (a DeepChem ``TorchModel``)."""
+import logging
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepchem_cgcnn._quiet import import_deepchem
+from deepchem_cgcnn.elements import element_embedding_table
+from deepchem_cgcnn.graph import CrystalGraph, batch_graphs, gaussian_centers
+from deepchem_cgcnn.layers import GatedConv, GaussianExpansion, SimpleConv, pool_atoms
+
+dc = import_deepchem()
+logger = logging.getLogger(__name__)
+
+CONVOLUTIONS = {"gated": GatedConv, "simple": SimpleConv}
+
+
+class CGCNN(nn.Module):
+    """Crystal Graph Convolutional Neural Network (Xie & Grossman, PRL 120, 145301, 2018).
+
+    Atomic numbers -> 92-dim CGCNN embedding -> Linear(92, A) -> ``num_conv``
+    convolutions -> pooling over each crystal's atoms -> softplus -> Linear ->
+    softplus -> (dropout) -> ``n_hidden_layers - 1`` x [Linear -> softplus] ->
+    output. Parameter names follow the original code (``embedding``,
+    ``convs.k.fc_full``, ``convs.k.bn1``, ``conv_to_fc``, ``fcs``, ``fc_out``) so its
+    checkpoints load as they are.
+
+    Parameters
+    ----------
+    in_node_dim: int, default 92
+        Atom feature length; must be 92, the CGCNN element embedding.
+    hidden_node_dim: int, default 64
+        A, the atom vector length inside the convolutions.
+    in_edge_dim: int, default 41
+        Edge feature length, the number of Gaussians: ``len(arange(0, radius + step, step))``.
+    num_conv: int, default 3
+        Number of convolutions.
+    predictor_hidden_feats: int, default 128
+        Width of the layers after pooling.
+    n_tasks: int, default 1
+        Number of targets.
+    mode: str, default 'regression'
+        ``'regression'`` or ``'classification'``.
+    n_classes: int, default 2
+        Classes per task in classification.
+    conv: str, default 'gated'
+        ``'gated'`` (Eq. 5, the original ``ConvLayer``) or ``'simple'`` (Eq. 4).
+    n_hidden_layers: int, default 1
+        Linear layers after pooling, before the output (the original's ``n_h``).
+    dropout: float, optional
+        Dropout after the first layer past pooling; default 0.5 for classification
+        (as the original) and 0 for regression.
+    pooling: str, default 'mean'
+        ``'mean'``, ``'sum'`` or ``'max'`` over each crystal's atoms.
+    radius, step: float, default 8.0, 0.2
+        The featurizer's, to expand distances into ``in_edge_dim`` Gaussians.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = CGCNN()
+    >>> batch = {"atomic_numbers": torch.tensor([11, 17]), "edge_center": torch.tensor([0, 1]),
+    ...          "edge_neighbor": torch.tensor([1, 0]), "edge_distance": torch.tensor([2.8, 2.8]),
+    ...          "crystal_index": torch.tensor([0, 0]), "n_crystals": 1, "uniform_degree": 1}
+    >>> net.eval()(batch).shape
+    torch.Size([1, 1])
+    """
+
+    def __init__(self,
+                 in_node_dim: int = 92,
+                 hidden_node_dim: int = 64,
+                 in_edge_dim: int = 41,
+                 num_conv: int = 3,
+                 predictor_hidden_feats: int = 128,
+                 n_tasks: int = 1,
+                 mode: str = "regression",
+                 n_classes: int = 2,
+                 conv: str = "gated",
+                 n_hidden_layers: int = 1,
+                 dropout: Optional[float] = None,
+                 pooling: str = "mean",
+                 radius: float = 8.0,
+                 step: float = 0.2):
+        super().__init__()
+        if mode not in ("regression", "classification"):
+            raise ValueError(f"mode must be 'regression' or 'classification', got {mode!r}")
+        if conv not in CONVOLUTIONS:
+            raise ValueError(f"conv must be one of {sorted(CONVOLUTIONS)}, got {conv!r}")
+        if pooling not in ("mean", "sum", "max"):
+            raise ValueError(f"pooling must be 'mean', 'sum' or 'max', got {pooling!r}")
+        table = element_embedding_table()
+        if in_node_dim != table.shape[1]:
+            raise ValueError(f"in_node_dim={in_node_dim}, but the CGCNN element embedding "
+                             f"has {table.shape[1]} features per atom")
+        n_gaussians = len(gaussian_centers(radius, step))
+        if in_edge_dim != n_gaussians:
+            raise ValueError(
+                f"in_edge_dim={in_edge_dim}, but a featurizer with radius={radius} and "
+                f"step={step} gives {n_gaussians} Gaussian edge features; pass the "
+                f"featurizer's radius and step, or in_edge_dim={n_gaussians}")
+        self.n_tasks = n_tasks
+        self.mode = mode
+        self.n_classes = n_classes
+        self.pooling = pooling
+        self.register_buffer("element_table", torch.from_numpy(np.nan_to_num(table)).float(),
+                             persistent=False)
+        self.expand = GaussianExpansion(radius, step)
+        self.embedding = nn.Linear(in_node_dim, hidden_node_dim)
+        self.convs = nn.ModuleList(
+            [CONVOLUTIONS[conv](hidden_node_dim, in_edge_dim) for _ in range(num_conv)])
+        self.conv_to_fc = nn.Linear(hidden_node_dim, predictor_hidden_feats)
+        self.fcs = nn.ModuleList([nn.Linear(predictor_hidden_feats, predictor_hidden_feats)
+                                  for _ in range(n_hidden_layers - 1)])
+        if dropout is None:
+            dropout = 0.5 if mode == "classification" else 0.0
+        self.dropout = nn.Dropout(dropout)
+        n_out = n_tasks * n_classes if mode == "classification" else n_tasks
+        self.fc_out = nn.Linear(predictor_hidden_feats, n_out)
+        self.register_buffer("target_mean", torch.zeros(n_tasks))
+        self.register_buffer("target_std", torch.ones(n_tasks))
+
+    def atom_vectors(self, batch: Dict[str, Any]) -> torch.Tensor:
+        """``(N, A)`` atom vectors after the last convolution."""
+        atom_fea = self.embedding(self.element_table[batch["atomic_numbers"]])
+        edge_fea = self.expand(batch["edge_distance"])
+        center, neighbor = batch["edge_center"], batch["edge_neighbor"]
+        degree = batch["uniform_degree"]
+        for conv in self.convs:
+            atom_fea = conv(atom_fea, edge_fea, center, neighbor, degree)
+        return atom_fea
+
+    def forward(self, batch: Dict[str, Any]) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        """Regression: ``(n, n_tasks)`` in target units. Classification: (probabilities, logits),
+        each ``(n, n_classes)`` for one task, else ``(n, n_tasks, n_classes)``."""
+        atom_fea = self.atom_vectors(batch)
+        crystal_fea = pool_atoms(atom_fea, batch["crystal_index"], batch["n_crystals"], self.pooling)
+        hidden = F.softplus(self.conv_to_fc(F.softplus(crystal_fea)))
+        hidden = self.dropout(hidden)
+        for fc in self.fcs:
+            hidden = F.softplus(fc(hidden))
+        out = self.fc_out(hidden)
+        if self.mode == "regression":
+            return out * self.target_std + self.target_mean
+        if self.n_tasks > 1:
+            out = out.view(-1, self.n_tasks, self.n_classes)
+        return F.softmax(out, dim=-1), out
+
+
+class CGCNNModel(dc.models.TorchModel):
+    """CGCNN as a DeepChem model: a drop-in for ``dc.models.CGCNNModel`` without DGL.
+
+    Takes the crystal graphs of :class:`~deepchem_cgcnn.CGCNNFeaturizer` as
+    dataset X and accepts ``dc.models.CGCNNModel``'s arguments with the same
+    meaning, plus the options of :class:`CGCNN`. Regression targets are
+    normalized internally (mean and standard deviation of the training labels,
+    as the original's ``Normalizer``), so ``fit`` on raw eV/atom converges and
+    ``predict`` returns the same units; DeepChem's ``NormalizationTransformer``
+    works too.
+
+    Parameters
+    ----------
+    in_node_dim, hidden_node_dim, in_edge_dim, num_conv, predictor_hidden_feats, n_tasks, mode, n_classes
+        As ``dc.models.CGCNNModel`` (see :class:`CGCNN`).
+    conv, n_hidden_layers, dropout, pooling, radius, step
+        See :class:`CGCNN`.
+    normalize_targets: bool, default True
+        Regression only: fit the target mean and standard deviation on the first
+        ``fit`` and train on normalized targets.
+    kwargs
+        Passed to ``dc.models.TorchModel`` (``batch_size``, ``learning_rate``,
+        ``optimizer``, ``model_dir``, ...).
+
+    Examples
+    --------
+    >>> import numpy as np, deepchem as dc
+    >>> from pymatgen.core import Lattice, Structure
+    >>> from deepchem_cgcnn import CGCNNFeaturizer, CGCNNModel
+    >>> crystals = [Structure(Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    ...             for a in (3.0, 3.5, 4.0, 4.5)]
+    >>> dataset = dc.data.NumpyDataset(CGCNNFeaturizer().featurize(crystals), np.array([1.0, 2.0, 3.0, 4.0]))
+    >>> model = CGCNNModel(batch_size=4, learning_rate=0.01)
+    >>> loss = model.fit(dataset, nb_epoch=2)
+    >>> model.predict(dataset).shape
+    (4, 1)
+    """
+
+    def __init__(self,
+                 in_node_dim: int = 92,
+                 hidden_node_dim: int = 64,
+                 in_edge_dim: int = 41,
+                 num_conv: int = 3,
+                 predictor_hidden_feats: int = 128,
+                 n_tasks: int = 1,
+                 mode: str = "regression",
+                 n_classes: int = 2,
+                 conv: str = "gated",
+                 n_hidden_layers: int = 1,
+                 dropout: Optional[float] = None,
+                 pooling: str = "mean",
+                 radius: float = 8.0,
+                 step: float = 0.2,
+                 normalize_targets: bool = True,
+                 **kwargs):
+        self.hyperparameters = dict(
+            in_node_dim=in_node_dim, hidden_node_dim=hidden_node_dim, in_edge_dim=in_edge_dim,
+            num_conv=num_conv, predictor_hidden_feats=predictor_hidden_feats, n_tasks=n_tasks,
+            mode=mode, n_classes=n_classes, conv=conv, n_hidden_layers=n_hidden_layers,
+            dropout=dropout, pooling=pooling, radius=radius, step=step)
+        model = CGCNN(**self.hyperparameters)
+        self.normalize_targets = normalize_targets and mode == "regression"
+        if mode == "regression":
+            loss, output_types = self._normalized_mse, ["prediction"]
+        else:
+            loss, output_types = self._cross_entropy, ["prediction", "loss"]
+        super().__init__(model, loss=loss, output_types=output_types, **kwargs)
+
+    # ------------------------------------------------------------------ losses
+    def _normalized_mse(self, outputs: List[torch.Tensor], labels: List[torch.Tensor],
+                        weights: List[torch.Tensor]) -> torch.Tensor:
+        """Mean squared error on normalized targets, weighted as DeepChem weights losses."""
+        prediction, target = outputs[0], labels[0].reshape(outputs[0].shape)
+        weight = weights[0].reshape(prediction.shape[0], -1).expand_as(prediction)
+        error = ((prediction - target) / self.model.target_std) ** 2
+        return torch.where(weight != 0, error * weight, torch.zeros_like(error)).mean()
+
+    def _cross_entropy(self, outputs: List[torch.Tensor], labels: List[torch.Tensor],
+                       weights: List[torch.Tensor]) -> torch.Tensor:
+        """Cross entropy (the original's log-softmax + NLL), weighted per sample and task."""
+        logits = outputs[0]
+        n_tasks = self.model.n_tasks
+        target = labels[0].reshape(-1, n_tasks)
+        weight = weights[0].reshape(target.shape[0], -1).expand_as(target)
+        logits = logits.reshape(-1, n_tasks, self.model.n_classes).permute(0, 2, 1)
+        safe_target = torch.where(weight != 0, target, torch.zeros_like(target)).long()
+        losses = F.cross_entropy(logits, safe_target, reduction="none")
+        return (losses * weight).mean()
+
+    # ------------------------------------------------------------------ data
+    def _prepare_batch(self, batch: Tuple[Any, Any, Any]):
+        """Collate a batch of :class:`CrystalGraph` into one graph of tensors."""
+        inputs, labels, weights = batch
+        graphs = inputs[0]
+        for i, graph in enumerate(graphs):
+            if not isinstance(graph, CrystalGraph):
+                raise TypeError(
+                    f"batch item {i} is a {type(graph).__name__}, not a CrystalGraph; "
+                    "featurize with deepchem_cgcnn.CGCNNFeaturizer and drop failed "
+                    "structures (empty arrays) first")
+        joined = batch_graphs(graphs)
+        device = self.device
+        tensors = {
+            "atomic_numbers": torch.from_numpy(joined.atomic_numbers).to(device),
+            "edge_center": torch.from_numpy(joined.edge_center).to(device),
+            "edge_neighbor": torch.from_numpy(joined.edge_neighbor).to(device),
+            "edge_distance": torch.from_numpy(joined.edge_distance).to(device),
+            "crystal_index": torch.from_numpy(joined.crystal_index).to(device),
+            "n_crystals": joined.n_crystals,
+            "uniform_degree": joined.uniform_degree,
+        }
+        _, labels, weights = super()._prepare_batch(([], labels, weights))
+        return tensors, labels, weights
+
+    def default_generator(self, dataset, epochs: int = 1, mode: str = "fit",
+                          deterministic: bool = True, pad_batches: bool = False):
+        """Batches of ``([graphs], [y], [w])``; never padded (CGCNN needs no fixed batch size)."""
+        return super().default_generator(dataset, epochs=epochs, mode=mode,
+                                         deterministic=deterministic, pad_batches=False)
+
+    # ------------------------------------------------------------------ training
+    def fit_normalizer(self, y: np.ndarray, w: Optional[np.ndarray] = None) -> None:
+        """Set the target mean and standard deviation from labels ``y`` (weight-0 and NaN entries skipped)."""
+        y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+        usable = np.isfinite(y)
+        if w is not None:
+            usable &= np.broadcast_to(np.asarray(w).reshape(len(y), -1), y.shape) != 0
+        mean = np.array([y[usable[:, t], t].mean() if usable[:, t].any() else 0.0
+                         for t in range(y.shape[1])])
+        std = np.array([y[usable[:, t], t].std() if usable[:, t].sum() > 1 else 1.0
+                        for t in range(y.shape[1])])
+        std[~(std > 0)] = 1.0
+        self.model.target_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.model.target_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+
+    def fit(self, dataset, nb_epoch: int = 10, *args, **kwargs) -> float:
+        """``TorchModel.fit``; the first call (normalizer still the identity) also fits the normalizer."""
+        untouched = bool((self.model.target_std == 1).all() and (self.model.target_mean == 0).all())
+        if self.normalize_targets and untouched:
+            self.fit_normalizer(dataset.y, dataset.w)
+        return super().fit(dataset, nb_epoch, *args, **kwargs)
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_cgcnn_checkpoint(cls, path: str, **kwargs) -> "CGCNNModel":
+        """Load an original CGCNN ``.pth.tar`` checkpoint; see :func:`deepchem_cgcnn.checkpoints.load_cgcnn_checkpoint`."""
+        from deepchem_cgcnn.checkpoints import load_cgcnn_checkpoint
+        return load_cgcnn_checkpoint(path, model_class=cls, **kwargs)
+
+    @classmethod
+    def pretrained(cls, name: str, **kwargs) -> "CGCNNModel":
+        """A model shipped with the package, by name (see :func:`deepchem_cgcnn.checkpoints.available_pretrained`)."""
+        from deepchem_cgcnn.checkpoints import load_pretrained
+        return load_pretrained(name, model_class=cls, **kwargs)

@@ -1,0 +1,138 @@
+"""Featurize-once caching, the 60/20/20 split, and a resumable, time-budgeted training loop."""
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from deepchem_cgcnn._quiet import import_deepchem
+from deepchem_cgcnn.data.table import StructureTable
+from deepchem_cgcnn.featurizer import CGCNNFeaturizer
+
+dc = import_deepchem()
+logger = logging.getLogger(__name__)
+
+
+def featurizer_params(featurizer: CGCNNFeaturizer) -> Dict[str, Any]:
+    """The settings that determine a featurizer's output (and so a cache key)."""
+    return {"radius": featurizer.radius, "max_neighbors": featurizer.max_neighbors,
+            "step": featurizer.step, "selection": featurizer.selection,
+            "padding": featurizer.padding, "tie_tolerance": featurizer.tie_tolerance}
+
+
+def featurize_table(table: StructureTable, featurizer: CGCNNFeaturizer, cache_dir: str,
+                    n_jobs: int = 2) -> Tuple["dc.data.DiskDataset", List[Tuple[Any, str]]]:
+    """Featurize a table once into a ``DiskDataset`` cached under ``cache_dir``.
+
+    The cache is keyed by the table's checksum, its tasks and the featurizer's
+    settings. Structures that fail are dropped; the second return value lists
+    ``(id, reason)`` for each of them.
+    """
+    key = json.dumps({"sha256": table.sha256, "tasks": table.tasks,
+                      **featurizer_params(featurizer)}, sort_keys=True)
+    folder = os.path.join(cache_dir, "featurized-" + hashlib.sha256(key.encode()).hexdigest()[:16])
+    done = os.path.join(folder, "key.json")
+    if os.path.exists(done):
+        with open(done) as handle:
+            failures = json.load(handle)["failures"]
+        return dc.data.DiskDataset(os.path.join(folder, "data")), [tuple(f) for f in failures]
+    X = featurizer.featurize(table.structures, n_jobs=n_jobs)
+    ok = np.array([not isinstance(x, np.ndarray) for x in X], dtype=bool)
+    failures = [(str(table.ids[i]), reason) for i, reason in featurizer.failures]
+    dataset = dc.data.DiskDataset.from_numpy(
+        X[ok], table.y[ok], np.isfinite(table.y[ok]).astype(np.float32), ids=table.ids[ok],
+        tasks=table.tasks, data_dir=os.path.join(folder, "data"))
+    with open(done, "w") as handle:
+        json.dump({"key": json.loads(key), "failures": failures}, handle, indent=1)
+    return dataset, failures
+
+
+def split_random(dataset, seed: int = 0, fractions=(0.6, 0.2, 0.2)):
+    """DeepChem's ``RandomSplitter`` with the paper's 60/20/20 and a fixed seed."""
+    return dc.splits.RandomSplitter().train_valid_test_split(
+        dataset, frac_train=fractions[0], frac_valid=fractions[1], frac_test=fractions[2],
+        seed=seed)
+
+
+def mean_absolute_error(model, dataset) -> float:
+    """MAE of a regression model on a dataset (first task, finite labels only)."""
+    prediction = model.predict(dataset).reshape(len(dataset), -1)
+    y = dataset.y.reshape(len(dataset), -1)
+    finite = np.isfinite(y)
+    return float(np.abs(prediction[finite] - y[finite]).mean())
+
+
+@dataclass
+class TrainingRecord:
+    """What happened in a training run, epoch by epoch."""
+
+    epochs: List[int] = field(default_factory=list)
+    seconds: List[float] = field(default_factory=list)
+    train_loss: List[float] = field(default_factory=list)
+    valid_mae: List[float] = field(default_factory=list)
+    learning_rate: List[float] = field(default_factory=list)
+    best_epoch: int = -1
+    best_valid_mae: float = math.inf
+
+
+def cosine_learning_rate(base: float, fraction: float, floor: float = 0.01) -> float:
+    """Cosine decay from ``base`` to ``floor * base`` as ``fraction`` goes 0 -> 1."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * fraction)))
+
+
+def train_with_validation(model, train, valid, out_dir: str, base_lr: float,
+                          max_epochs: int, max_minutes: float,
+                          evaluate: Callable = mean_absolute_error) -> TrainingRecord:
+    """Train epoch by epoch, keep the best validation checkpoint, resume after a stop.
+
+    The learning rate follows a cosine decay over whichever budget runs out
+    first, ``max_epochs`` or ``max_minutes`` of training time, so a run cut short
+    by its time budget still anneals. After every epoch the latest state goes to
+    ``out_dir/last`` and, when validation improves, to ``out_dir/best``;
+    ``out_dir/record.json`` logs each epoch. Calling again with the same
+    ``out_dir`` resumes from ``last``.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    model._ensure_built()
+    record_path = os.path.join(out_dir, "record.json")
+    record = TrainingRecord()
+    last_dir, best_dir = os.path.join(out_dir, "last"), os.path.join(out_dir, "best")
+    if os.path.exists(record_path) and model.get_checkpoints(last_dir):
+        with open(record_path) as handle:
+            record = TrainingRecord(**json.load(handle))
+        model.restore(model_dir=last_dir)
+        logger.info("resumed after epoch %d", record.epochs[-1])
+    elif model.normalize_targets:
+        model.fit_normalizer(train.y, train.w)
+    used = record.seconds[-1] if record.seconds else 0.0
+    epoch = record.epochs[-1] + 1 if record.epochs else 0
+    while epoch < max_epochs and used < max_minutes * 60:
+        fraction = max(epoch / max_epochs, used / (max_minutes * 60))
+        lr = cosine_learning_rate(base_lr, fraction)
+        for group in model._pytorch_optimizer.param_groups:
+            group["lr"] = lr
+        start = time.perf_counter()
+        loss = model.fit(train, nb_epoch=1, checkpoint_interval=0)
+        used += time.perf_counter() - start
+        mae = evaluate(model, valid)
+        record.epochs.append(epoch)
+        record.seconds.append(used)
+        record.train_loss.append(float(loss))
+        record.valid_mae.append(mae)
+        record.learning_rate.append(lr)
+        if mae < record.best_valid_mae:
+            record.best_valid_mae, record.best_epoch = mae, epoch
+            model.save_checkpoint(max_checkpoints_to_keep=1, model_dir=best_dir)
+        model.save_checkpoint(max_checkpoints_to_keep=1, model_dir=last_dir)
+        with open(record_path, "w") as handle:
+            json.dump(asdict(record), handle)
+        logger.info("epoch %d  lr %.2e  loss %.4f  valid %.4f  (%.0f s)", epoch, lr, loss, mae, used)
+        epoch += 1
+    model.restore(model_dir=best_dir)
+    return record

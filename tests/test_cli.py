@@ -1,0 +1,51 @@
+"""deepchem-cgcnn predict, and the shipped model."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from deepchem_cgcnn import CGCNNFeaturizer, CGCNNModel, available_pretrained, pretrained_card
+from deepchem_cgcnn._quiet import import_deepchem
+from deepchem_cgcnn.cli import main
+from deepchem_cgcnn.examples import example_structures
+
+dc = import_deepchem()
+
+
+@pytest.mark.torch
+def test_shipped_model_loads_offline_by_name(no_network):
+    assert "mp-formation-energy" in available_pretrained()
+    model = CGCNNModel.pretrained("mp-formation-energy")
+    card = pretrained_card("mp-formation-energy")
+    assert card["metrics_mae"]["test"] < 0.1 and card["split"]["seed"] == 123
+    crystals = example_structures()
+    graphs = CGCNNFeaturizer(**model.featurizer_params).featurize(list(crystals.values()))
+    energy = dict(zip(crystals, model.predict(dc.data.NumpyDataset(graphs))[:, 0]))
+    # known physics: ionic solids are strongly bound, elements sit near zero
+    for name in ("NaCl (rock salt)", "MgO (rock salt)", "LiF (rock salt)"):
+        assert energy[name] < -1.5, (name, energy[name])
+    for name in ("Cu (fcc)", "Si (diamond)", "Fe (bcc)"):
+        assert abs(energy[name]) < 0.3, (name, energy[name])
+
+
+@pytest.mark.torch
+def test_predict_prints_a_table_for_files(tmp_path, capsys):
+    path = tmp_path / "NaCl.cif"
+    example_structures()["NaCl (rock salt)"].to(filename=str(path))
+    (tmp_path / "broken.cif").write_text("data_x\n_cell_length_a 1\n")
+    assert main(["predict", str(path), str(tmp_path / "broken.cif")]) == 0
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
+    assert lines[0].split()[:2] == ["structure", "formula"]
+    assert lines[1].split()[:2] == ["NaCl.cif", "NaCl"]
+    assert float(lines[1].split()[2]) < -1.5
+    assert "failed" in lines[2] and "broken.cif" in err
+
+
+def test_command_line_entry_point_is_quiet():
+    result = subprocess.run([sys.executable, "-m", "deepchem_cgcnn.cli", "predict"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "Skipped loading" not in result.stdout + result.stderr
+    assert len(result.stdout.strip().splitlines()) == 1 + len(example_structures())

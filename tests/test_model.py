@@ -1,0 +1,211 @@
+"""CGCNNModel: original checkpoints, DeepChem API, training, save/restore, the factored layer."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from deepchem_cgcnn import CGCNNFeaturizer, CGCNNModel, CheckpointError, CrystalGraph
+from deepchem_cgcnn._quiet import import_deepchem
+from deepchem_cgcnn.graph import batch_graphs
+from deepchem_cgcnn.layers import GatedConv
+
+from conftest import PRETRAINED, REFERENCE, need
+
+dc = import_deepchem()
+CHECKPOINTS = ["band-gap", "bulk-moduli", "efermi", "final-energy-per-atom",
+               "formation-energy-per-atom", "poisson-ratio", "semi-metal-classification",
+               "shear-moduli"]
+
+
+def real_dataset(mp_rows, mp_graphs, column, n=None, featurizer=None):
+    graphs = mp_graphs if featurizer is None else featurizer.featurize(list(mp_rows.cif))
+    n = n or len(graphs)
+    return dc.data.NumpyDataset(np.array(list(graphs[:n]), dtype=object),
+                                mp_rows[column].to_numpy(dtype=float)[:n, None],
+                                ids=mp_rows.material_id.to_numpy()[:n])
+
+
+def tensor_batch(graphs):
+    joined = batch_graphs(graphs)
+    out = {k: torch.from_numpy(getattr(joined, k)) for k in
+           ("atomic_numbers", "edge_center", "edge_neighbor", "edge_distance", "crystal_index")}
+    out.update(n_crystals=joined.n_crystals, uniform_degree=joined.uniform_degree)
+    return out
+
+
+# ---------------------------------------------------------------- original checkpoints
+@pytest.mark.torch
+@pytest.mark.parametrize("name", CHECKPOINTS)
+def test_original_checkpoint_reproduces_reference(name, reference_cifs):
+    reference = pd.read_csv(need(REFERENCE / "reference_predictions.csv"))
+    model = CGCNNModel.from_cgcnn_checkpoint(str(need(PRETRAINED / f"{name}.pth.tar")))
+    graphs = CGCNNFeaturizer().featurize([str(p) for p in reference_cifs])
+    ids = [int(p.stem) for p in reference_cifs]
+    prediction = model.predict(dc.data.NumpyDataset(graphs))
+    if name == "semi-metal-classification":
+        assert prediction.shape == (10, 2)
+        np.testing.assert_allclose(prediction.sum(axis=1), 1.0, atol=1e-6)
+        prediction = prediction[:, 1]
+    else:
+        prediction = prediction[:, 0]
+    expected = reference[reference.model == name].set_index("cif_id").loc[ids, "prediction"]
+    np.testing.assert_allclose(prediction, expected.to_numpy(), atol=1e-4, rtol=0)
+
+
+@pytest.mark.torch
+def test_checkpoint_predictions_do_not_depend_on_batching(mp_graphs):
+    """The same numbers for any structure, alone or in any batch (eval-mode batch norm)."""
+    model = CGCNNModel.from_cgcnn_checkpoint(
+        str(need(PRETRAINED / "formation-energy-per-atom.pth.tar")), batch_size=64)
+    graphs = np.array(list(mp_graphs[:50]), dtype=object)
+    together = model.predict(dc.data.NumpyDataset(graphs))
+    alone = np.concatenate([model.predict_on_batch(graphs[i:i + 1]) for i in range(0, 50, 7)])
+    np.testing.assert_allclose(alone, together[::7], atol=1e-5)
+
+
+@pytest.mark.torch
+def test_checkpoint_with_other_edge_features_is_refused_in_words():
+    with pytest.raises(CheckpointError, match="trained on 41 Gaussian edge features.*give 46"):
+        CGCNNModel.from_cgcnn_checkpoint(str(need(PRETRAINED / "band-gap.pth.tar")), radius=9.0)
+
+
+# ---------------------------------------------------------------- the factored gated layer
+def concatenating_gated_conv(layer, atom_fea, edge_fea, center, neighbor):
+    """The original ConvLayer's arithmetic on an edge list: builds the (E, 2A+B) concatenation."""
+    z = torch.cat([atom_fea[center], atom_fea[neighbor], edge_fea], dim=1)
+    z = layer.bn1(layer.fc_full(z))
+    nbr_filter, nbr_core = z.chunk(2, dim=1)
+    messages = torch.sigmoid(nbr_filter) * F.softplus(nbr_core)
+    summed = torch.zeros_like(atom_fea).index_add_(0, center, messages)
+    return F.softplus(atom_fea + layer.bn2(summed))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("train", [True, False])
+def test_factored_layer_equals_concatenation(train):
+    torch.manual_seed(0)
+    layer = GatedConv(16, 41).train(train)
+    if not train:
+        layer.bn1.running_mean.normal_()
+        layer.bn2.running_var.uniform_(0.5, 2)
+    atom_fea = torch.randn(30, 16)
+    edge_fea = torch.rand(360, 41)
+    center = torch.arange(30).repeat_interleave(12)
+    neighbor = torch.randint(0, 30, (360,))
+    expected = concatenating_gated_conv(layer, atom_fea, edge_fea, center, neighbor)
+    for degree in (0, 12):
+        got = layer(atom_fea, edge_fea, center, neighbor, degree)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- DeepChem API and shapes
+@pytest.mark.torch
+@pytest.mark.parametrize("mode, n_tasks, shape", [
+    ("regression", 1, (12, 1)),
+    ("regression", 3, (12, 3)),
+    ("classification", 1, (12, 2)),
+    ("classification", 3, (12, 3, 2)),
+])
+def test_prediction_shapes(mode, n_tasks, shape, mp_graphs):
+    model = CGCNNModel(n_tasks=n_tasks, mode=mode, batch_size=5)
+    prediction = model.predict(dc.data.NumpyDataset(np.array(list(mp_graphs[:12]), dtype=object)))
+    assert prediction.shape == shape
+    if mode == "classification":
+        np.testing.assert_allclose(prediction.sum(axis=-1), 1.0, atol=1e-6)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("conv, pooling", [("gated", "mean"), ("simple", "mean"), ("gated", "max")])
+def test_overfit_regression(conv, pooling, mp_rows, mp_graphs):
+    """Both convolutions and every pooling fit 48 real formation energies."""
+    data = real_dataset(mp_rows, mp_graphs, "formation_energy_per_atom", n=48)
+    torch.manual_seed(0)
+    model = CGCNNModel(conv=conv, pooling=pooling, batch_size=48, learning_rate=3e-3)
+    spread = np.abs(data.y - data.y.mean()).mean()
+    model.fit(data, nb_epoch=200, checkpoint_interval=0)
+    mae = np.abs(model.predict(data) - data.y).mean()
+    assert mae < 0.1 * spread, (mae, spread)
+
+
+@pytest.mark.torch
+def test_overfit_classification_and_evaluate(mp_rows, mp_graphs):
+    data = real_dataset(mp_rows, mp_graphs, "is_metal", n=64)
+    torch.manual_seed(0)
+    model = CGCNNModel(mode="classification", n_classes=2, batch_size=32, learning_rate=3e-3)
+    model.fit(data, nb_epoch=100, checkpoint_interval=0)
+    scores = model.evaluate(data, [dc.metrics.Metric(dc.metrics.roc_auc_score)], n_classes=2)
+    assert scores["roc_auc_score"] > 0.98
+
+
+@pytest.mark.torch
+def test_multitask_classification_trains(mp_rows, mp_graphs):
+    graphs = np.array(list(mp_graphs[:40]), dtype=object)
+    y = np.stack([mp_rows.is_metal[:40], (mp_rows.formation_energy_per_atom[:40] < -1)], 1)
+    data = dc.data.NumpyDataset(graphs, y.astype(float))
+    model = CGCNNModel(mode="classification", n_tasks=2, batch_size=20, learning_rate=3e-3)
+    first = model.fit(data, nb_epoch=1, checkpoint_interval=0)
+    last = model.fit(data, nb_epoch=60, checkpoint_interval=0)
+    assert last < 0.5 * first
+    assert model.predict(data).shape == (40, 2, 2)
+
+
+@pytest.mark.torch
+def test_normalization_transformer_also_works(mp_rows, mp_graphs):
+    data = real_dataset(mp_rows, mp_graphs, "band_gap", n=48)
+    transformer = dc.trans.NormalizationTransformer(transform_y=True, dataset=data)
+    normalized = transformer.transform(data)
+    model = CGCNNModel(batch_size=48, learning_rate=3e-3)
+    model.fit(normalized, nb_epoch=200, checkpoint_interval=0)
+    scores = model.evaluate(normalized, [dc.metrics.Metric(dc.metrics.mean_absolute_error)],
+                            [transformer])
+    assert scores["mean_absolute_error"] < 0.15 * np.abs(data.y - data.y.mean()).mean()
+
+
+@pytest.mark.torch
+def test_save_and_restore_reproduce_predictions(mp_rows, mp_graphs, tmp_path):
+    data = real_dataset(mp_rows, mp_graphs, "formation_energy_per_atom", n=40)
+    model = CGCNNModel(model_dir=str(tmp_path), batch_size=20, num_conv=2)
+    model.fit(data, nb_epoch=3, checkpoint_interval=0)
+    model.save_checkpoint()
+    before = model.predict(data)
+    again = CGCNNModel(model_dir=str(tmp_path), batch_size=20, num_conv=2)
+    again.restore()
+    np.testing.assert_array_equal(again.predict(data), before)
+    np.testing.assert_allclose(again.predict_on_batch(data.X[:5]), before[:5], atol=1e-6)
+    assert float(again.model.target_std) == pytest.approx(float(data.y.std()), rel=1e-5)
+
+
+@pytest.mark.torch
+def test_failed_entries_get_a_clear_error(mp_graphs):
+    model = CGCNNModel()
+    with pytest.raises(TypeError, match="batch item 1 is a ndarray, not a CrystalGraph"):
+        model.predict_on_batch(np.array([mp_graphs[0], np.array([])], dtype=object))
+
+
+@pytest.mark.torch
+def test_model_works_with_networking_disabled(no_network, mp_graphs):
+    model = CGCNNModel()
+    assert np.isfinite(model.predict_on_batch(np.array(list(mp_graphs[:3]), dtype=object))).all()
+
+
+@pytest.mark.torch
+def test_complete_mode_prediction_is_invariant_to_site_order(mp_rows):
+    from pymatgen.core import Structure
+    featurizer = CGCNNFeaturizer(selection="complete")
+    torch.manual_seed(0)
+    model = CGCNNModel()
+    rng = np.random.default_rng(1)
+    for cif in mp_rows.cif[:25]:
+        structure = Structure.from_str(cif, fmt="cif")
+        permuted = Structure.from_sites([structure[i] for i in rng.permutation(len(structure))])
+        graphs = featurizer.featurize([structure, permuted])
+        out = model.predict_on_batch(graphs)
+        assert abs(out[0, 0] - out[1, 0]) < 1e-5
+
+
+def test_bad_dimensions_are_refused_in_words():
+    with pytest.raises(ValueError, match="in_edge_dim=40.*give 41"):
+        CGCNNModel(in_edge_dim=40)
+    with pytest.raises(ValueError, match="in_node_dim=100"):
+        CGCNNModel(in_node_dim=100)

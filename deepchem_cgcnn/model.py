@@ -1,5 +1,6 @@
 """CGCNN (an ``nn.Module``) and CGCNNModel (a DeepChem ``TorchModel``)."""
 import logging
+import warnings
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -289,7 +290,9 @@ class CGCNNModel(dc.models.TorchModel):
         untouched = bool((self.model.target_std == 1).all() and (self.model.target_mean == 0).all())
         if self.normalize_targets and untouched:
             self.fit_normalizer(dataset.y, dataset.w)
-        return super().fit(dataset, nb_epoch, *args, **kwargs)
+        with warnings.catch_warnings():  # DeepChem 2.8 converts its running loss tensor itself
+            warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
+            return super().fit(dataset, nb_epoch, *args, **kwargs)
 
     # ------------------------------------------------------------------ constructors
     @classmethod

@@ -81,9 +81,10 @@ class CGCNNFeaturizer(dc.feat.MaterialStructureFeaturizer):
     Failures never sink a batch: the failed entry is an empty array, as in DeepChem,
     and ``failures`` says which and why.
 
-    >>> feats = CGCNNFeaturizer().featurize([nacl, "not a structure"])
-    >>> [f.size for f in feats if isinstance(f, np.ndarray)], CGCNNFeaturizer().featurize([nacl]).shape
-    ([0], (1,))
+    >>> featurizer = CGCNNFeaturizer()
+    >>> graphs = featurizer.featurize([nacl, "missing.cif"])
+    >>> graphs[1].size, featurizer.failures
+    (0, [(1, "FeaturizationError: 'missing.cif' is neither a file nor a CIF string")])
     """
 
     def __init__(self,

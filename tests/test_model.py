@@ -7,7 +7,6 @@ import torch.nn.functional as F
 
 from deepchem_cgcnn import CGCNNFeaturizer, CGCNNModel, CheckpointError, CrystalGraph
 from deepchem_cgcnn._quiet import import_deepchem
-from deepchem_cgcnn.graph import batch_graphs
 from deepchem_cgcnn.layers import GatedConv
 
 from conftest import PRETRAINED, REFERENCE, need
@@ -25,14 +24,6 @@ def real_dataset(mp_rows, mp_graphs, column, n=48):
     return dc.data.NumpyDataset(np.array([mp_graphs[i] for i in rows], dtype=object),
                                 mp_rows[column].to_numpy(dtype=float)[rows, None],
                                 ids=mp_rows.material_id.to_numpy()[rows])
-
-
-def tensor_batch(graphs):
-    joined = batch_graphs(graphs)
-    out = {k: torch.from_numpy(getattr(joined, k)) for k in
-           ("atomic_numbers", "edge_center", "edge_neighbor", "edge_distance", "crystal_index")}
-    out.update(n_crystals=joined.n_crystals, uniform_degree=joined.uniform_degree)
-    return out
 
 
 # ---------------------------------------------------------------- original checkpoints

@@ -3,6 +3,11 @@
 >>> from deepchem_cgcnn import CGCNNFeaturizer, CGCNNModel
 """
 from deepchem_cgcnn.checkpoints import CheckpointError, available_pretrained, pretrained_card
+from deepchem_cgcnn.data import (CGCNNRandomSplitter, CompositionGroupedSplitter, DownloadError,
+                                 LoadSummary, MaterialsProjectLoader, OriginalCGCNNSplitter,
+                                 StratifiedSplitter, load_mp_band_gap, load_mp_bulk_modulus,
+                                 load_mp_fermi_energy, load_mp_formation_energy,
+                                 load_mp_metallicity, load_mp_shear_modulus, load_perovskite)
 from deepchem_cgcnn.featurizer import CGCNNFeaturizer, FeaturizationError
 from deepchem_cgcnn.graph import CrystalGraph, CrystalGraphBatch, batch_graphs
 from deepchem_cgcnn.layers import GatedConv, GaussianExpansion, SimpleConv
@@ -11,7 +16,11 @@ from deepchem_cgcnn.model import CGCNN, CGCNNModel
 __version__ = "0.1.0"
 
 __all__ = [
-    "CGCNN", "CGCNNFeaturizer", "CGCNNModel", "CheckpointError", "CrystalGraph",
-    "CrystalGraphBatch", "FeaturizationError", "GatedConv", "GaussianExpansion", "SimpleConv",
-    "available_pretrained", "batch_graphs", "pretrained_card",
+    "CGCNN", "CGCNNFeaturizer", "CGCNNModel", "CGCNNRandomSplitter", "CheckpointError",
+    "CompositionGroupedSplitter", "CrystalGraph", "CrystalGraphBatch", "DownloadError",
+    "FeaturizationError", "GatedConv", "GaussianExpansion", "LoadSummary",
+    "MaterialsProjectLoader", "OriginalCGCNNSplitter", "SimpleConv", "StratifiedSplitter",
+    "available_pretrained", "batch_graphs", "load_mp_band_gap", "load_mp_bulk_modulus",
+    "load_mp_fermi_energy", "load_mp_formation_energy", "load_mp_metallicity",
+    "load_mp_shear_modulus", "load_perovskite", "pretrained_card",
 ]

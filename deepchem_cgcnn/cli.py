@@ -70,23 +70,25 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from deepchem_cgcnn.checkpoints import save_pretrained
-    from deepchem_cgcnn.data.table import read_structure_table
-    from deepchem_cgcnn.featurizer import CGCNNFeaturizer
+    from deepchem_cgcnn.data.loader import MaterialsProjectLoader
+    from deepchem_cgcnn.data.splitters import CGCNNRandomSplitter
+    from deepchem_cgcnn.data.table import file_sha256
+    from deepchem_cgcnn.featurizer import CGCNNFeaturizer, featurizer_params
     from deepchem_cgcnn.model import CGCNNModel
-    from deepchem_cgcnn.training import (featurize_table, featurizer_params, mean_absolute_error,
-                                         split_random, train_with_validation)
+    from deepchem_cgcnn.training import mean_absolute_error, train_with_validation
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     os.makedirs(args.work_dir, exist_ok=True)
     started = time.time()
-    table = read_structure_table(args.data, [args.target])
     featurizer = CGCNNFeaturizer(selection=args.selection)
-    dataset, failures = featurize_table(table, featurizer, args.work_dir, n_jobs=args.n_jobs)
+    loader = MaterialsProjectLoader(args.data, tasks=[args.target], featurizer=featurizer,
+                                    splitter=CGCNNRandomSplitter(seed=args.seed),
+                                    data_dir=args.work_dir, save_dir=args.work_dir,
+                                    n_jobs=args.n_jobs)
+    _, (train, valid, test), _ = loader.load()
+    summary = loader.summary
     featurize_seconds = time.time() - started
-    train, valid, test = split_random(dataset, seed=args.seed)
     hyper = dict(hidden_node_dim=args.hidden, num_conv=args.num_conv,
                  predictor_hidden_feats=args.predictor_hidden, n_hidden_layers=args.n_hidden_layers)
     model = CGCNNModel(**hyper, batch_size=args.batch_size, learning_rate=args.lr,
@@ -100,10 +102,11 @@ def _train(args: argparse.Namespace) -> int:
         "name": args.name,
         "property": args.property or args.target,
         "units": args.units,
-        "data": {"file": os.path.basename(args.data), "sha256": table.sha256,
-                 "n_structures": len(table.ids), "n_featurized": len(dataset),
-                 "n_failed": len(failures)},
-        "split": {"kind": "random (deepchem RandomSplitter)", "fractions": [0.6, 0.2, 0.2],
+        "data": {"file": os.path.basename(args.data), "sha256": file_sha256(args.data),
+                 "n_structures": summary.n_rows, "n_loaded": summary.n_loaded,
+                 "dropped": summary.counts()},
+        "split": {"kind": "random (CGCNNRandomSplitter = DeepChem RandomSplitter's permutation)",
+                  "fractions": [0.6, 0.2, 0.2],
                   "seed": args.seed, "sizes": [len(train), len(valid), len(test)],
                   "model_selection": "best validation MAE; test used only for this card"},
         "featurizer": featurizer_params(featurizer),
@@ -139,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(run=_predict)
 
     train = commands.add_parser("train", help="train a regression model on a CIF table")
-    train.add_argument("--data", required=True, help="CSV/JSON (.gz) with a 'cif' column")
+    train.add_argument("--data", required=True,
+                       help="a CSV/JSON (.gz) table with a cif column, a CIF folder with "
+                            "id_prop.csv, or a named dataset (e.g. matbench_mp_gap)")
     train.add_argument("--target", required=True, help="label column")
     train.add_argument("--name", required=True, help="name of the exported model")
     train.add_argument("--property", help="human name of the target for the card")

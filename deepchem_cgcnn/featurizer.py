@@ -2,7 +2,7 @@
 import logging
 import os
 import warnings
-from typing import Any, Iterable, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -262,3 +262,10 @@ class CGCNNFeaturizer(dc.feat.MaterialStructureFeaturizer):
     def n_failed(self) -> int:
         """How many structures the last :meth:`featurize` call could not featurize."""
         return len(self.failures)
+
+
+def featurizer_params(featurizer: CGCNNFeaturizer) -> Dict[str, Any]:
+    """The settings that determine a featurizer's output (and so a cache key)."""
+    return {"radius": featurizer.radius, "max_neighbors": featurizer.max_neighbors,
+            "step": featurizer.step, "selection": featurizer.selection,
+            "padding": featurizer.padding, "tie_tolerance": featurizer.tie_tolerance}

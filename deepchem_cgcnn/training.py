@@ -1,70 +1,23 @@
-"""Featurize-once caching, the 60/20/20 split, and a resumable, time-budgeted training loop."""
-import hashlib
+"""A resumable, time-budgeted training loop with the best validation checkpoint kept."""
 import json
 import logging
 import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Callable, List
 
 import numpy as np
 
-from deepchem_cgcnn._quiet import import_deepchem
-from deepchem_cgcnn.data.table import StructureTable
-from deepchem_cgcnn.featurizer import CGCNNFeaturizer
-
-dc = import_deepchem()
 logger = logging.getLogger(__name__)
 
 
-def featurizer_params(featurizer: CGCNNFeaturizer) -> Dict[str, Any]:
-    """The settings that determine a featurizer's output (and so a cache key)."""
-    return {"radius": featurizer.radius, "max_neighbors": featurizer.max_neighbors,
-            "step": featurizer.step, "selection": featurizer.selection,
-            "padding": featurizer.padding, "tie_tolerance": featurizer.tie_tolerance}
-
-
-def featurize_table(table: StructureTable, featurizer: CGCNNFeaturizer, cache_dir: str,
-                    n_jobs: int = 2) -> Tuple["dc.data.DiskDataset", List[Tuple[Any, str]]]:
-    """Featurize a table once into a ``DiskDataset`` cached under ``cache_dir``.
-
-    The cache is keyed by the table's checksum, its tasks and the featurizer's
-    settings. Structures that fail are dropped; the second return value lists
-    ``(id, reason)`` for each of them.
-    """
-    key = json.dumps({"sha256": table.sha256, "tasks": table.tasks,
-                      **featurizer_params(featurizer)}, sort_keys=True)
-    folder = os.path.join(cache_dir, "featurized-" + hashlib.sha256(key.encode()).hexdigest()[:16])
-    done = os.path.join(folder, "key.json")
-    if os.path.exists(done):
-        with open(done) as handle:
-            failures = json.load(handle)["failures"]
-        return dc.data.DiskDataset(os.path.join(folder, "data")), [tuple(f) for f in failures]
-    X = featurizer.featurize(table.structures, n_jobs=n_jobs)
-    ok = np.array([not isinstance(x, np.ndarray) for x in X], dtype=bool)
-    failures = [(str(table.ids[i]), reason) for i, reason in featurizer.failures]
-    dataset = dc.data.DiskDataset.from_numpy(
-        X[ok], table.y[ok], np.isfinite(table.y[ok]).astype(np.float32), ids=table.ids[ok],
-        tasks=table.tasks, data_dir=os.path.join(folder, "data"))
-    with open(done, "w") as handle:
-        json.dump({"key": json.loads(key), "failures": failures}, handle, indent=1)
-    return dataset, failures
-
-
-def split_random(dataset, seed: int = 0, fractions=(0.6, 0.2, 0.2)):
-    """DeepChem's ``RandomSplitter`` with the paper's 60/20/20 and a fixed seed."""
-    return dc.splits.RandomSplitter().train_valid_test_split(
-        dataset, frac_train=fractions[0], frac_valid=fractions[1], frac_test=fractions[2],
-        seed=seed)
-
-
 def mean_absolute_error(model, dataset) -> float:
-    """MAE of a regression model on a dataset (first task, finite labels only)."""
+    """MAE of a regression model on a dataset, over the labels with non-zero weight."""
     prediction = model.predict(dataset).reshape(len(dataset), -1)
     y = dataset.y.reshape(len(dataset), -1)
-    finite = np.isfinite(y)
-    return float(np.abs(prediction[finite] - y[finite]).mean())
+    labelled = np.isfinite(y) & (np.broadcast_to(dataset.w, y.shape) > 0)
+    return float(np.abs(prediction[labelled] - y[labelled]).mean())
 
 
 @dataclass

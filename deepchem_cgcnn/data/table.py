@@ -1,35 +1,67 @@
-"""Read a table of crystals (CSV/JSON, optionally gzipped) with a CIF column and labels."""
+"""Tables of crystals with labels: the common form every data source is read into."""
+import gzip
 import hashlib
-from dataclasses import dataclass
-from typing import List, Optional, Sequence
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
+STRUCTURE_COLUMNS = ("structure", "cif", "poscar")
+ID_COLUMNS = ("material_id", "mp_id", "task_id", "mbid", "cmr_id", "id", "cif_id")
+
+TASK_ALIASES: Dict[str, Sequence[str]] = {
+    "formation_energy": ("formation_energy", "formation_energy_per_atom", "e_form"),
+    "band_gap": ("band_gap", "gap pbe", "gap"),
+    "fermi_energy": ("fermi_energy", "efermi"),
+    "is_metal": ("is_metal",),
+    "log10_k_vrh": ("log10_k_vrh", "log10(K_VRH)"),
+    "log10_g_vrh": ("log10_g_vrh", "log10(G_VRH)"),
+}
+"""Column names under which each task appears in the sources we read (first match wins)."""
+
 
 @dataclass
 class StructureTable:
-    """Crystals (as CIF text) with ids and a label matrix.
+    """Crystals with ids and a label matrix, as read from a source, before featurization.
 
     Attributes
     ----------
     ids: np.ndarray
-        One id per crystal (e.g. MP material ids).
-    structures: list of str
-        The CIF text of each crystal.
+        One id per crystal (e.g. MP material ids), as strings.
+    structures: list
+        Each crystal as anything ``CGCNNFeaturizer.to_structure`` reads: a
+        pymatgen ``Structure``, its ``as_dict()`` form, CIF text or a file path.
     y: np.ndarray
         ``(n, n_tasks)`` float labels (NaN where missing).
     tasks: list of str
         Column names of ``y``.
     sha256: str
-        Checksum of the source file, to key caches.
+        Checksum of the source's content, to key caches.
+    source: str
+        Where the rows came from, for messages and dataset summaries.
+    unread: list of (id, reason)
+        Rows of the source that could not even be read into the table.
     """
 
     ids: np.ndarray
-    structures: List[str]
+    structures: List[Any]
     y: np.ndarray
     tasks: List[str]
     sha256: str
+    source: str = ""
+    unread: List[tuple] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, keep: np.ndarray) -> "StructureTable":
+        """The rows where boolean ``keep`` is True."""
+        keep = np.asarray(keep, dtype=bool)
+        return StructureTable(self.ids[keep], [s for s, k in zip(self.structures, keep) if k],
+                              self.y[keep], list(self.tasks), self.sha256, self.source,
+                              list(self.unread))
 
 
 def file_sha256(path: str, chunk: int = 1 << 20) -> str:
@@ -41,29 +73,133 @@ def file_sha256(path: str, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def read_structure_table(path: str, tasks: Sequence[str], structure_column: str = "cif",
-                         id_column: Optional[str] = None) -> StructureTable:
-    """Read ``path`` (``.csv``, ``.json``, optionally ``.gz``) into a :class:`StructureTable`.
+def resolve_label_columns(columns: Sequence[str], tasks: Sequence[str],
+                          label_columns: Optional[Mapping[str, str]] = None,
+                          where: str = "the table") -> List[str]:
+    """The column holding each task: ``label_columns``, else the task's name, else an alias."""
+    label_columns = dict(label_columns or {})
+    found = []
+    for task in tasks:
+        candidates = [label_columns[task]] if task in label_columns else \
+            [task, *TASK_ALIASES.get(task, ())]
+        match = next((c for c in candidates if c in columns), None)
+        if match is None:
+            raise KeyError(f"{where}: no column for task {task!r} (looked for {candidates}); "
+                           f"columns are {list(columns)}; pass label_columns={{{task!r}: ...}}")
+        found.append(match)
+    return found
+
+
+def _first_present(columns: Sequence[str], candidates: Sequence[str]) -> Optional[str]:
+    return next((c for c in candidates if c in columns), None)
+
+
+def table_from_frame(frame: pd.DataFrame, tasks: Sequence[str], sha256: str, source: str,
+                     structure_column: Optional[str] = None, id_column: Optional[str] = None,
+                     label_columns: Optional[Mapping[str, str]] = None) -> StructureTable:
+    """A :class:`StructureTable` from a DataFrame with a structure column and label columns.
+
+    The structure column defaults to the first of ``structure``, ``cif``, ``poscar``;
+    the id column to the first of the usual id names, else the frame's index.
+    Labels that are not numbers become NaN (and are dropped, counted, by the loader).
+    """
+    columns = list(frame.columns)
+    structure_column = structure_column or _first_present(columns, STRUCTURE_COLUMNS)
+    if structure_column is None or structure_column not in columns:
+        raise KeyError(f"{source}: no structure column (looked for "
+                       f"{structure_column or list(STRUCTURE_COLUMNS)}); columns are {columns}")
+    label_names = resolve_label_columns(columns, tasks, label_columns, where=source)
+    id_column = id_column or _first_present(columns, (*ID_COLUMNS, "line"))
+    ids = frame[id_column] if id_column else pd.Series(frame.index)
+    y = np.column_stack([pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float64)
+                         for c in label_names]) if len(frame) else np.zeros((0, len(tasks)))
+    return StructureTable(ids=ids.astype(str).to_numpy(dtype=object),
+                          structures=frame[structure_column].tolist(), y=y, tasks=list(tasks),
+                          sha256=sha256, source=source)
+
+
+def _open_text(path: str):
+    return gzip.open(path, "rt") if path.endswith(".gz") else open(path)
+
+
+def read_json_lines(path: str) -> pd.DataFrame:
+    """Read a JSON-lines file (DeepChem's archive format); unreadable lines are reported.
+
+    Returns a DataFrame with a ``line`` column (1-based line numbers) and
+    ``attrs["unread"]``: ``(f"line {n}", reason)`` for each line that is not a
+    JSON object.
+    """
+    rows, unread = [], []
+    with _open_text(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+            except ValueError as error:
+                unread.append((f"line {number}", f"unreadable JSON: {error}"))
+                continue
+            row["line"] = number
+            rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame.attrs["unread"] = unread
+    return frame
+
+
+def _is_json_lines(path: str) -> bool:
+    with _open_text(path) as handle:
+        first = handle.readline().strip()
+        second = handle.readline().strip()
+    return first.startswith("{") and first.endswith("}") and (not second or second.startswith("{"))
+
+
+def read_frame(path: str) -> pd.DataFrame:
+    """Read a CSV, JSON or JSON-lines file (optionally gzipped) into a DataFrame."""
+    name = path.lower()
+    if ".json" in name:
+        if _is_json_lines(path):
+            return read_json_lines(path)
+        return pd.read_json(path, orient=None)
+    return pd.read_csv(path)
+
+
+def read_structure_table(path: str, tasks: Sequence[str], structure_column: Optional[str] = None,
+                         id_column: Optional[str] = None,
+                         label_columns: Optional[Mapping[str, str]] = None) -> StructureTable:
+    """Read ``path`` (``.csv``, ``.json``, JSON lines; optionally ``.gz``) into a table.
 
     Parameters
     ----------
     path: str
         The table; e.g. ``../shared/datasets/mp_cgcnn.csv.gz``.
     tasks: sequence of str
-        Label columns.
-    structure_column: str, default 'cif'
-        Column holding the CIF text of each crystal.
+        Task names; each is read from the column of that name, the column given
+        in ``label_columns``, or a known alias (``formation_energy`` is found in
+        ``formation_energy_per_atom`` or ``e_form``, see :data:`TASK_ALIASES`).
+    structure_column: str, optional
+        Column holding each crystal as CIF text or a pymatgen Structure dict;
+        default the first of ``structure``, ``cif``, ``poscar``.
     id_column: str, optional
-        Column of ids; default the first column.
+        Column of ids; default ``material_id`` or another usual id name, else the row index.
+    label_columns: mapping, optional
+        Task name -> column name, where they differ.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "table.csv")
+    >>> from pymatgen.core import Lattice, Structure
+    >>> cif = Structure(Lattice.cubic(3.0), ["Po"], [[0, 0, 0]]).to(fmt="cif")
+    >>> import pandas as pd
+    >>> pd.DataFrame({"material_id": ["mp-1"], "cif": [cif], "e_form": [0.1]}).to_csv(path, index=False)
+    >>> table = read_structure_table(path, ["formation_energy"])
+    >>> table.ids.tolist(), table.y.tolist()
+    (['mp-1'], [[0.1]])
     """
-    reader = pd.read_json if ".json" in path else pd.read_csv
-    frame = reader(path)
-    missing = [c for c in [structure_column, *tasks] if c not in frame.columns]
-    if missing:
-        raise KeyError(f"{path}: no column(s) {missing}; columns are {list(frame.columns)}")
-    id_column = id_column or frame.columns[0]
-    return StructureTable(ids=frame[id_column].to_numpy(),
-                          structures=frame[structure_column].tolist(),
-                          y=frame[list(tasks)].to_numpy(dtype=np.float64),
-                          tasks=list(tasks),
-                          sha256=file_sha256(path))
+    frame = read_frame(path)
+    table = table_from_frame(frame, tasks, file_sha256(path), path, structure_column,
+                             id_column, label_columns)
+    table.unread = list(frame.attrs.get("unread", []))
+    return table

@@ -1,0 +1,411 @@
+"""MaterialsProjectLoader: a source of crystals -> featurized, split, cached DeepChem datasets."""
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from deepchem_cgcnn._quiet import import_deepchem
+from deepchem_cgcnn.data import summary as reasons
+from deepchem_cgcnn.data.local import read_cif_directory, table_from_structures
+from deepchem_cgcnn.data.remote import NAMED_DATASETS, read_named_dataset
+from deepchem_cgcnn.data.splitters import get_splitter
+from deepchem_cgcnn.data.summary import LoadSummary
+from deepchem_cgcnn.data.table import (StructureTable, file_sha256, read_structure_table,
+                                       table_from_frame)
+from deepchem_cgcnn.featurizer import CGCNNFeaturizer, featurizer_params
+
+dc = import_deepchem()
+logger = logging.getLogger(__name__)
+
+MP_API = "mp_api"
+
+
+class LoadResult(tuple):
+    """``(tasks, datasets, transformers)`` as ``dc.molnet`` returns, plus ``.summary``.
+
+    It unpacks into three values exactly like DeepChem's loaders; the
+    :class:`~deepchem_cgcnn.data.summary.LoadSummary` rides along as an attribute.
+    """
+
+    summary: LoadSummary
+
+    def __new__(cls, tasks, datasets, transformers, summary: LoadSummary):
+        result = super().__new__(cls, (tasks, datasets, transformers))
+        result.summary = summary
+        return result
+
+
+def default_data_dir() -> str:
+    """DeepChem's data folder (``DEEPCHEM_DATA_DIR``, else the system temp folder)."""
+    return dc.utils.data_utils.get_data_dir()
+
+
+def _featurizer_key(featurizer) -> Any:
+    if isinstance(featurizer, CGCNNFeaturizer):
+        return {"CGCNNFeaturizer": featurizer_params(featurizer)}
+    return repr(featurizer)
+
+
+def _transformer_generators(transformers: Sequence[Any]) -> list:
+    from deepchem.molnet.load_function.molnet_loader import transformers as named
+    generators = []
+    for t in transformers:
+        if isinstance(t, str):
+            if t.lower() not in named:
+                raise ValueError(f"unknown transformer {t!r}; names are {sorted(named)}")
+            t = named[t.lower()]
+        generators.append(t)
+    return generators
+
+
+def _digest(key: Any) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class MaterialsProjectLoader:
+    """Load crystals with labels from a source, featurize, split and cache them.
+
+    Parameters
+    ----------
+    source: str, path, StructureTable, DataFrame or (structures, labels[, ids])
+        - a named dataset: a Matbench structure task (``"matbench_mp_e_form"``,
+          ``"matbench_mp_gap"``, ``"matbench_mp_is_metal"``, ``"matbench_log_kvrh"``,
+          ``"matbench_log_gvrh"``, ``"matbench_perovskites"``, ...; fetched with
+          matminer's URL and SHA-256) or a DeepChem archive
+          (``"deepchem_mp_formation_energy"``, ``"deepchem_mp_is_metal"``,
+          ``"deepchem_perovskite"``); see ``NAMED_DATASETS``;
+        - ``"mp_api"``: the live Materials Project through ``mp-api``'s ``MPRester``
+          (``material_ids`` = a list of ids or ``"cgcnn-46744"``, ``"cgcnn-27430"``,
+          ``"cgcnn-3402"``, the CGCNN paper's lists; ``api_key`` or ``MP_API_KEY``);
+          the answer is cached in ``data_dir`` so a rerun is offline;
+        - a CSV/JSON/JSON-lines file (optionally gzipped) with a CIF or
+          Structure-dict column, such as ``mp_cgcnn.csv.gz``;
+        - a folder in the original CGCNN layout (``id_prop.csv`` + ``<id>.cif``);
+        - in memory: a ``StructureTable``, a DataFrame with a ``structure`` column,
+          or a tuple ``(structures, labels)`` / ``(structures, labels, ids)``.
+    tasks: list of str, optional
+        Task names (columns of a table; known aliases such as
+        ``formation_energy`` -> ``formation_energy_per_atom`` are resolved).
+        Default: the named dataset's tasks.
+    featurizer: dc.feat.Featurizer, optional
+        Default :class:`~deepchem_cgcnn.CGCNNFeaturizer`. Any DeepChem material
+        featurizer works; it receives pymatgen Structures.
+    splitter: dc.splits.Splitter or str or None, default "random"
+        ``"random"`` (60/20/20, seed 123), ``"cgcnn"`` (the original code's split),
+        ``"stratified"``, ``"composition"``, a DeepChem splitter, or None for one dataset.
+    transformers: list, default ()
+        ``dc.molnet`` TransformerGenerators or their names (``"normalization"``),
+        fitted on the training split.
+    data_dir: str, optional
+        Where raw files are kept; default DeepChem's data folder.
+    save_dir: str, optional
+        Where featurized datasets are cached; default DeepChem's data folder.
+    reload: bool, default True
+        Reuse the cache. The cache is keyed by the source's checksum, the tasks,
+        the featurizer's settings, the cleaning rules, the splitter and the
+        transformers: a changed parameter never returns stale data. Changing
+        only the split or transformers reuses the featurized data.
+    label_columns: mapping, optional
+        Task -> column where a table's columns are named differently.
+    n_jobs: int, default 1
+        Processes for featurization.
+    name: str, optional
+        Name of the cache folder; default derived from the source.
+    **source_kwargs
+        ``material_ids``, ``api_key``, ``endpoint`` for ``"mp_api"``; ``structure_column``,
+        ``id_column`` for tables; ``timeout``, ``retries``, ``offline`` for downloads.
+
+    Examples
+    --------
+    >>> from deepchem_cgcnn.examples import example_structures
+    >>> crystals = example_structures()
+    >>> energies = [float(i) for i in range(len(crystals))]
+    >>> import tempfile
+    >>> loader = MaterialsProjectLoader(source=(list(crystals.values()), energies, list(crystals)),
+    ...                                 save_dir=tempfile.mkdtemp())
+    >>> tasks, (train, valid, test), transformers = loader.load()
+    >>> tasks, len(train), len(valid), len(test)
+    (['target'], 7, 2, 3)
+    >>> print(loader.summary)
+    in-memory structures: loaded 12 of 12 rows
+    """
+
+    def __init__(self, source: Any, tasks: Optional[Sequence[str]] = None, featurizer=None,
+                 splitter: Union[Any, str, None] = "random", transformers: Sequence[Any] = (),
+                 data_dir: Optional[str] = None, save_dir: Optional[str] = None,
+                 reload: bool = True, label_columns: Optional[Mapping[str, str]] = None,
+                 n_jobs: int = 1, name: Optional[str] = None, **source_kwargs):
+        self.source = source
+        self.tasks = list(tasks) if tasks is not None else None
+        self.featurizer = featurizer if featurizer is not None else CGCNNFeaturizer()
+        self.splitter = get_splitter(splitter)
+        self.transformer_generators = _transformer_generators(transformers)
+        self.data_dir = data_dir or default_data_dir()
+        self.save_dir = save_dir or default_data_dir()
+        self.reload = reload
+        self.label_columns = dict(label_columns or {})
+        self.n_jobs = n_jobs
+        self.name = name or self._default_name()
+        self.source_kwargs = source_kwargs
+        self.summary: Optional[LoadSummary] = None
+
+    # ------------------------------------------------------------------ reading
+    def _default_name(self) -> str:
+        if isinstance(self.source, (str, os.PathLike)):
+            base = os.path.basename(os.path.normpath(os.fspath(self.source)))
+            return base.split(".")[0] or "dataset"
+        return "in-memory"
+
+    def _fetch_kwargs(self) -> dict:
+        return {k: self.source_kwargs[k] for k in ("timeout", "retries", "offline")
+                if k in self.source_kwargs}
+
+    def read(self) -> StructureTable:
+        """Read the source into a :class:`StructureTable` (no featurization)."""
+        import pandas as pd
+        source, kw = self.source, self.source_kwargs
+        table_kw = {k: kw[k] for k in ("structure_column", "id_column") if k in kw}
+        if isinstance(source, StructureTable):
+            return source
+        if isinstance(source, pd.DataFrame):
+            from deepchem_cgcnn.data.local import _fingerprint
+            digest = hashlib.sha256(pd.util.hash_pandas_object(
+                source.drop(columns=[c for c in source.columns if source[c].dtype == object]),
+                index=True).to_numpy().tobytes())
+            for value in source.select_dtypes(include="object").itertuples(index=False):
+                digest.update(b"".join(_fingerprint(v) for v in value))
+            return table_from_frame(source, self._required_tasks(), digest.hexdigest(),
+                                    "in-memory DataFrame", label_columns=self.label_columns,
+                                    **table_kw)
+        if isinstance(source, tuple):
+            return table_from_structures(*source, tasks=self.tasks)
+        if source == MP_API:
+            return self._read_mp_api()
+        if isinstance(source, str) and source in NAMED_DATASETS:
+            return read_named_dataset(source, self.data_dir, self.tasks, **self._fetch_kwargs())
+        path = os.fspath(source)
+        if os.path.isdir(path):
+            return read_cif_directory(path, self.tasks)
+        if os.path.isfile(path):
+            return read_structure_table(path, self._required_tasks(),
+                                        label_columns=self.label_columns, **table_kw)
+        raise FileNotFoundError(
+            f"source {source!r} is not a named dataset, 'mp_api', a file or a folder; "
+            f"named datasets are {sorted(NAMED_DATASETS)}")
+
+    def _required_tasks(self) -> List[str]:
+        if not self.tasks:
+            raise ValueError(f"{self.source!r}: say which columns to learn with tasks=[...]")
+        return self.tasks
+
+    def _read_mp_api(self) -> StructureTable:
+        from deepchem_cgcnn.data.materials_project import (cgcnn_paper_ids, mp_fields,
+                                                           query_summary, task_values)
+        tasks = self._required_tasks()
+        ids = self.source_kwargs.get("material_ids", "cgcnn-46744")
+        if isinstance(ids, str):
+            ids = cgcnn_paper_ids(int(ids.split("-")[-1]), self.data_dir, **self._fetch_kwargs())
+        fields = mp_fields(tasks)
+        os.makedirs(self.data_dir, exist_ok=True)
+        cache = os.path.join(self.data_dir, f"mp_api_{_digest([sorted(ids), fields])}.json.gz")
+        frame = query_summary(ids, fields, api_key=self.source_kwargs.get("api_key"),
+                              endpoint=self.source_kwargs.get("endpoint"), cache_path=cache)
+        for task in tasks:
+            frame[task] = task_values(frame, task)
+        table = table_from_frame(frame, tasks, file_sha256(cache),
+                                 f"Materials Project API ({len(ids)} ids)",
+                                 structure_column="structure", id_column="material_id")
+        table.unread = [(i, "not returned by the Materials Project API")
+                        for i in frame.attrs.get("missing_ids", [])]
+        return table
+
+    # ------------------------------------------------------------------ cleaning
+    @staticmethod
+    def clean(table: StructureTable, summary: LoadSummary) -> Tuple[StructureTable, np.ndarray]:
+        """Drop duplicate ids and unlabelled rows (recording each); return the rest and weights."""
+        summary.drop(reasons.UNREADABLE, table.unread)
+        _, first = np.unique(table.ids.astype(str), return_index=True)
+        duplicate = np.ones(len(table), dtype=bool)
+        duplicate[first] = False
+        summary.drop(reasons.DUPLICATE_ID,
+                     [(i, "repeats an earlier row's id") for i in table.ids[duplicate]])
+        y = table.y
+        finite = np.isfinite(y)
+        missing = ~finite.any(axis=1) & np.isnan(y).all(axis=1) & ~duplicate
+        non_finite = ~finite.any(axis=1) & ~missing & ~duplicate
+        summary.drop(reasons.MISSING_LABEL, [(i, "no label") for i in table.ids[missing]])
+        summary.drop(reasons.NON_FINITE_LABEL,
+                     [(i, f"label {row.tolist()}") for i, row in zip(table.ids[non_finite],
+                                                                      y[non_finite])])
+        keep = ~duplicate & finite.any(axis=1)
+        kept = table.subset(keep)
+        weights = np.isfinite(kept.y).astype(np.float32)
+        summary.partially_labelled = int((weights == 0).any(axis=1).sum())
+        return kept, weights
+
+    # ------------------------------------------------------------------ featurizing
+    def featurize(self, table: StructureTable) -> Tuple[np.ndarray, List[Tuple[int, str]]]:
+        """Features of each row and ``(row, reason)`` for rows that failed."""
+        if isinstance(self.featurizer, CGCNNFeaturizer):
+            X = self.featurizer.featurize(table.structures, n_jobs=self.n_jobs)
+            return X, list(self.featurizer.failures)
+        structures, failures = [], []
+        for i, item in enumerate(table.structures):
+            try:
+                structures.append(CGCNNFeaturizer.to_structure(item))
+            except Exception as error:  # one unreadable crystal never sinks the load
+                failures.append((i, f"{type(error).__name__}: {error}"))
+                structures.append(None)
+        readable = [s for s in structures if s is not None]
+        features = list(self.featurizer.featurize(readable)) if readable else []
+        X = np.empty(len(structures), dtype=object)
+        values = iter(features)
+        for i, s in enumerate(structures):
+            X[i] = np.array([]) if s is None else next(values)
+        failed_now = {i for i, _ in failures}
+        failures += [(i, f"{type(self.featurizer).__name__} returned no features")
+                     for i, x in enumerate(X) if i not in failed_now
+                     and isinstance(x, np.ndarray) and x.size == 0]
+        try:
+            X = np.stack(X) if not failures else X
+        except ValueError:
+            pass
+        return X, sorted(failures)
+
+    # ------------------------------------------------------------------ caching
+    def _keys(self, table: StructureTable) -> Tuple[dict, dict]:
+        featurized = {"source_sha256": table.sha256, "tasks": table.tasks,
+                      "featurizer": _featurizer_key(self.featurizer), "cleaning": 1}
+        split = {"splitter": repr(self.splitter),
+                 "transformers": [t.get_directory_name() for t in self.transformer_generators]}
+        return featurized, split
+
+    def _featurized_dataset(self, table: StructureTable, folder: Optional[str],
+                            summary: LoadSummary):
+        """All usable rows as one DiskDataset, from the cache when it holds them."""
+        done = folder and os.path.join(folder, "featurized.json")
+        if done and self.reload and os.path.exists(done):
+            with open(done) as handle:
+                saved = LoadSummary.from_dict(json.load(handle))
+            summary.dropped, summary.partially_labelled = saved.dropped, saved.partially_labelled
+            summary.from_cache = True
+            return dc.data.DiskDataset(os.path.join(folder, "data"))
+        kept, weights = self.clean(table, summary)
+        X, failures = self.featurize(kept)
+        summary.drop(reasons.FEATURIZATION_FAILED,
+                     [(kept.ids[i], reason) for i, reason in failures])
+        ok = np.ones(len(kept), dtype=bool)
+        ok[[i for i, _ in failures]] = False
+        y = np.nan_to_num(kept.y, nan=0.0, posinf=0.0, neginf=0.0)
+        if folder is None:
+            return dc.data.DiskDataset.from_numpy(X[ok], y[ok], weights[ok], kept.ids[ok],
+                                                  tasks=kept.tasks)
+        building = tempfile.mkdtemp(dir=os.path.dirname(folder), prefix=".building-")
+        try:
+            dc.data.DiskDataset.from_numpy(X[ok], y[ok], weights[ok], kept.ids[ok],
+                                           tasks=kept.tasks, data_dir=os.path.join(building, "data"))
+            with open(os.path.join(building, "featurized.json"), "w") as handle:
+                json.dump(summary.to_dict(), handle)
+            if os.path.exists(folder):
+                shutil.rmtree(folder)
+            os.replace(building, folder)
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
+        return dc.data.DiskDataset(os.path.join(folder, "data"))
+
+    # ------------------------------------------------------------------ loading
+    def load(self) -> LoadResult:
+        """Read, clean, featurize, split and transform; or reload all of it from the cache.
+
+        Returns
+        -------
+        LoadResult
+            ``(tasks, (train, valid, test), transformers)`` (one dataset without a
+            splitter) with ``.summary``; also kept as ``self.summary``.
+        """
+        started = time.perf_counter()
+        table = self.read()
+        summary = LoadSummary(source=table.source, n_rows=len(table) + len(table.unread))
+        featurized_key, split_key = self._keys(table)
+        root = os.path.join(self.save_dir, f"{self.name}-featurized", _digest(featurized_key))
+        folder = os.path.join(root, "all") if self.reload else None
+        split_folder = os.path.join(root, "split-" + _digest(split_key)) if self.reload else None
+        if folder:
+            os.makedirs(root, exist_ok=True)
+            with open(os.path.join(root, "key.json"), "w") as handle:
+                json.dump(featurized_key, handle, indent=1, default=str)
+        if split_folder and os.path.exists(os.path.join(split_folder, "summary.json")):
+            datasets, transformers = self._reload_split(split_folder)
+            with open(os.path.join(split_folder, "summary.json")) as handle:
+                summary = LoadSummary.from_dict(json.load(handle))
+            summary.from_cache, summary.seconds = True, time.perf_counter() - started
+            return self._finish(table.tasks, datasets, transformers, summary)
+        dataset = self._featurized_dataset(table, folder, summary)
+        work = tempfile.mkdtemp(dir=root, prefix=".splitting-") if split_folder else None
+        try:
+            datasets, transformers = self._split_and_transform(dataset, work, summary)
+            summary.n_loaded = sum(len(d) for d in datasets)
+            summary.seconds = time.perf_counter() - started
+            if split_folder:
+                self._save_split(split_folder, datasets, transformers, summary)
+                datasets, transformers = self._reload_split(split_folder)
+        finally:
+            if work:
+                shutil.rmtree(work, ignore_errors=True)
+        return self._finish(table.tasks, datasets, transformers, summary)
+
+    def _finish(self, tasks, datasets, transformers, summary: LoadSummary) -> LoadResult:
+        self.summary = summary
+        logger.info("%s", summary)
+        for reason, rows in summary.dropped.items():
+            logger.info("%s: %d rows, e.g. %s", reason, len(rows), rows[:3])
+        return LoadResult(list(tasks), tuple(datasets), transformers, summary)
+
+    def _split_and_transform(self, dataset, work: Optional[str], summary: LoadSummary):
+        if self.splitter is None:
+            datasets = [dataset]
+            names = ["all"]
+        else:
+            dirs = {n: work and os.path.join(work, n) for n in ("train", "valid", "test")}
+            datasets = list(self.splitter.train_valid_test_split(
+                dataset, train_dir=dirs["train"], valid_dir=dirs["valid"], test_dir=dirs["test"]))
+            names = ["train", "valid", "test"]
+            used = set().union(*(set(d.ids.tolist()) for d in datasets))
+            summary.drop(reasons.OUTSIDE_SPLIT, [(i, repr(self.splitter)) for i in dataset.ids
+                                                 if i not in used])
+        transformers = [g.create_transformer(datasets[0]) for g in self.transformer_generators]
+        for step, transformer in enumerate(transformers):
+            datasets = [transformer.transform(d, out_dir=work and os.path.join(work, f"{n}-{step}"))
+                        for n, d in zip(names, datasets)]
+        summary.split_sizes = {n: len(d) for n, d in zip(names, datasets)}
+        return datasets, transformers
+
+    def _save_split(self, split_folder: str, datasets, transformers, summary: LoadSummary):
+        building = tempfile.mkdtemp(dir=os.path.dirname(split_folder), prefix=".building-")
+        try:
+            if len(datasets) == 3:
+                dc.utils.data_utils.save_dataset_to_disk(building, *datasets, transformers)
+            else:
+                datasets[0].move(os.path.join(building, "all_dir"))
+                dc.utils.data_utils.save_transformers(building, transformers)
+            with open(os.path.join(building, "summary.json"), "w") as handle:
+                json.dump(summary.to_dict(), handle)
+            if os.path.exists(split_folder):
+                shutil.rmtree(split_folder)
+            os.replace(building, split_folder)
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
+
+    @staticmethod
+    def _reload_split(split_folder: str):
+        if os.path.isdir(os.path.join(split_folder, "all_dir")):
+            return ([dc.data.DiskDataset(os.path.join(split_folder, "all_dir"))],
+                    dc.utils.data_utils.load_transformers(split_folder))
+        _, datasets, transformers = dc.utils.data_utils.load_dataset_from_disk(split_folder)
+        return list(datasets), transformers

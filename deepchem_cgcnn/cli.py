@@ -70,57 +70,85 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import numpy as np
+    import torch
+
     from deepchem_cgcnn.checkpoints import save_pretrained
     from deepchem_cgcnn.data.loader import MaterialsProjectLoader
     from deepchem_cgcnn.data.splitters import CGCNNRandomSplitter
-    from deepchem_cgcnn.data.table import file_sha256
     from deepchem_cgcnn.featurizer import CGCNNFeaturizer, featurizer_params
     from deepchem_cgcnn.model import CGCNNModel
-    from deepchem_cgcnn.training import mean_absolute_error, train_with_validation
+    from deepchem_cgcnn.recipes import RECIPES, make_optimizer
+    from deepchem_cgcnn.training import (classification_error, mean_absolute_error,
+                                         train_with_validation)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     os.makedirs(args.work_dir, exist_ok=True)
     started = time.time()
     featurizer = CGCNNFeaturizer(selection=args.selection)
+    cache = args.cache_dir or args.work_dir
     loader = MaterialsProjectLoader(args.data, tasks=[args.target], featurizer=featurizer,
                                     splitter=CGCNNRandomSplitter(seed=args.seed),
-                                    data_dir=args.work_dir, save_dir=args.work_dir,
-                                    n_jobs=args.n_jobs)
+                                    data_dir=cache, save_dir=cache, n_jobs=args.n_jobs)
     _, (train, valid, test), _ = loader.load()
     summary = loader.summary
     featurize_seconds = time.time() - started
-    hyper = dict(hidden_node_dim=args.hidden, num_conv=args.num_conv,
-                 predictor_hidden_feats=args.predictor_hidden, n_hidden_layers=args.n_hidden_layers)
-    model = CGCNNModel(**hyper, batch_size=args.batch_size, learning_rate=args.lr,
+    if args.train_size and args.train_size < len(train):
+        keep = np.sort(np.random.RandomState(args.seed).permutation(len(train))[:args.train_size])
+        train = train.select(keep)
+    classify = args.mode == "classification"
+    recipe = dataclasses.replace(RECIPES[args.recipe],
+                                 **{k: v for k, v in (("learning_rate", args.lr),
+                                                      ("batch_size", args.batch_size))
+                                    if v is not None})
+    init_seed = args.seed if args.init_seed is None else args.init_seed
+    torch.manual_seed(init_seed)
+    hyper = dict(hidden_node_dim=args.hidden, num_conv=args.num_conv, conv=args.conv,
+                 predictor_hidden_feats=args.predictor_hidden, n_hidden_layers=args.n_hidden_layers,
+                 mode=args.mode)
+    model = CGCNNModel(**hyper, batch_size=recipe.batch_size, optimizer=make_optimizer(recipe),
                        model_dir=os.path.join(args.work_dir, "model"))
+    evaluate = classification_error if classify else mean_absolute_error
     record = train_with_validation(model, train, valid, os.path.join(args.work_dir, "run"),
-                                   base_lr=args.lr, max_epochs=args.max_epochs,
-                                   max_minutes=args.max_minutes)
-    metrics = {split: mean_absolute_error(model, data)
-               for split, data in (("train", train), ("valid", valid), ("test", test))}
+                                   learning_rate_at=recipe.learning_rate_at,
+                                   max_epochs=args.max_epochs, max_minutes=args.max_minutes,
+                                   evaluate=evaluate,
+                                   config={"model": hyper, "recipe": recipe.to_dict(),
+                                           "init_seed": init_seed, "split_seed": args.seed,
+                                           "train_size": len(train), "data": summary.sha256})
+    splits = (("train", train), ("valid", valid), ("test", test))
+    if classify:
+        metrics = {"roc_auc": {name: 1.0 - classification_error(model, data)
+                               for name, data in splits}}
+    else:
+        metrics = {"mae": {name: mean_absolute_error(model, data) for name, data in splits}}
     card = {
         "name": args.name,
         "property": args.property or args.target,
         "units": args.units,
-        "data": {"file": os.path.basename(args.data), "sha256": file_sha256(args.data),
+        "mode": args.mode,
+        "data": {"source": os.path.basename(os.path.normpath(args.data)),
+                 "sha256": summary.sha256,
                  "n_structures": summary.n_rows, "n_loaded": summary.n_loaded,
                  "dropped": summary.counts()},
         "split": {"kind": "random (CGCNNRandomSplitter = DeepChem RandomSplitter's permutation)",
-                  "fractions": [0.6, 0.2, 0.2],
-                  "seed": args.seed, "sizes": [len(train), len(valid), len(test)],
-                  "model_selection": "best validation MAE; test used only for this card"},
+                  "fractions": [0.6, 0.2, 0.2], "seed": args.seed,
+                  "sizes": [len(train), len(valid), len(test)],
+                  "model_selection": f"best validation {'ROC-AUC' if classify else 'MAE'}; "
+                                     "test used only for this card"},
         "featurizer": featurizer_params(featurizer),
         "model": model.hyperparameters,
-        "recipe": {"optimizer": "Adam (DeepChem)", "base_learning_rate": args.lr,
-                   "schedule": "cosine decay over the epoch or time budget",
-                   "batch_size": args.batch_size, "max_epochs": args.max_epochs,
+        "recipe": {**recipe.to_dict(), "init_seed": init_seed, "max_epochs": args.max_epochs,
                    "max_minutes": args.max_minutes, "epochs_run": len(record.epochs),
                    "best_epoch": record.best_epoch},
-        "metrics_mae": metrics,
+        "metrics": metrics,
         "wall_time_s": {"featurize": round(featurize_seconds, 1),
                         "train": round(record.seconds[-1] if record.seconds else 0.0, 1),
                         "total": round(time.time() - started, 1)},
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
+                   f"{torch.get_num_threads()} torch threads, no GPU",
         "command": "deepchem-cgcnn " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"),
     }
@@ -128,7 +156,7 @@ def _train(args: argparse.Namespace) -> int:
     save_pretrained(model, os.path.join(args.export, f"{args.name}.pt"), featurizer_params(featurizer))
     with open(os.path.join(args.export, f"{args.name}.json"), "w") as handle:
         json.dump(card, handle, indent=2)
-    print(json.dumps(card["metrics_mae"]))
+    print(json.dumps(card["metrics"]))
     return 0
 
 
@@ -141,20 +169,27 @@ def build_parser() -> argparse.ArgumentParser:
                          help="shipped model name (repeatable); default: all")
     predict.set_defaults(run=_predict)
 
-    train = commands.add_parser("train", help="train a regression model on a CIF table")
+    train = commands.add_parser("train", help="train a model on a table of crystals")
     train.add_argument("--data", required=True,
                        help="a CSV/JSON (.gz) table with a cif column, a CIF folder with "
                             "id_prop.csv, or a named dataset (e.g. matbench_mp_gap)")
-    train.add_argument("--target", required=True, help="label column")
+    train.add_argument("--target", required=True, help="label column (or task name)")
     train.add_argument("--name", required=True, help="name of the exported model")
     train.add_argument("--property", help="human name of the target for the card")
     train.add_argument("--units", default="eV/atom")
-    train.add_argument("--work-dir", default="work/train")
+    train.add_argument("--mode", default="regression", choices=["regression", "classification"])
+    train.add_argument("--work-dir", default="work/train", help="checkpoints and logs")
+    train.add_argument("--cache-dir", help="featurized-data cache (default: --work-dir)")
     train.add_argument("--export", default="work/export", help="folder for <name>.pt/.json")
     train.add_argument("--selection", default="complete", choices=["cgcnn", "complete"])
-    train.add_argument("--seed", type=int, default=123)
-    train.add_argument("--lr", type=float, default=2e-3)
-    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--seed", type=int, default=123, help="split seed")
+    train.add_argument("--init-seed", type=int, help="weight-initialization seed (default: --seed)")
+    train.add_argument("--train-size", type=int, help="train on this many of the training split")
+    train.add_argument("--recipe", default="fast", choices=["fast", "paper"],
+                       help="fast: AdamW + cosine; paper: SGD 0.01, momentum 0.9, batch 256")
+    train.add_argument("--lr", type=float, help="override the recipe's learning rate")
+    train.add_argument("--batch-size", type=int, help="override the recipe's batch size")
+    train.add_argument("--conv", default="gated", choices=["gated", "simple"])
     train.add_argument("--hidden", type=int, default=64)
     train.add_argument("--num-conv", type=int, default=4)
     train.add_argument("--predictor-hidden", type=int, default=128)

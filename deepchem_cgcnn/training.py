@@ -5,11 +5,18 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 import numpy as np
 
 logger = logging.getLogger(__name__)
+
+
+def classification_error(model, dataset) -> float:
+    """1 - ROC-AUC of a binary classifier on a dataset (lower is better, like an MAE)."""
+    from sklearn.metrics import roc_auc_score
+    probability = np.asarray(model.predict(dataset))[:, 1]
+    return float(1.0 - roc_auc_score(dataset.y[:, 0], probability))
 
 
 def mean_absolute_error(model, dataset) -> float:
@@ -31,22 +38,22 @@ class TrainingRecord:
     learning_rate: List[float] = field(default_factory=list)
     best_epoch: int = -1
     best_valid_mae: float = math.inf
+    config: dict = field(default_factory=dict)
 
 
-def cosine_learning_rate(base: float, fraction: float, floor: float = 0.01) -> float:
-    """Cosine decay from ``base`` to ``floor * base`` as ``fraction`` goes 0 -> 1."""
-    fraction = min(max(fraction, 0.0), 1.0)
-    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * fraction)))
-
-
-def train_with_validation(model, train, valid, out_dir: str, base_lr: float,
+def train_with_validation(model, train, valid, out_dir: str,
+                          learning_rate_at: Callable[[float], float],
                           max_epochs: int, max_minutes: float,
-                          evaluate: Callable = mean_absolute_error) -> TrainingRecord:
+                          evaluate: Callable = mean_absolute_error,
+                          config: Optional[dict] = None) -> TrainingRecord:
     """Train epoch by epoch, keep the best validation checkpoint, resume after a stop.
 
-    The learning rate follows a cosine decay over whichever budget runs out
-    first, ``max_epochs`` or ``max_minutes`` of training time, so a run cut short
-    by its time budget still anneals. After every epoch the latest state goes to
+    ``learning_rate_at(fraction)`` sets the learning rate of each epoch from the
+    fraction of whichever budget runs out first, ``max_epochs`` or
+    ``max_minutes`` of training time (e.g. ``Recipe.learning_rate_at``), so a
+    run cut short by its time budget still anneals. ``evaluate(model, valid)``
+    is the validation error (lower is better). ``config`` (e.g. hyperparameters and
+    recipe) is stored with the run; resuming a run made with another config is refused. After every epoch the latest state goes to
     ``out_dir/last`` and, when validation improves, to ``out_dir/best``;
     ``out_dir/record.json`` logs each epoch. Calling again with the same
     ``out_dir`` resumes from ``last``.
@@ -54,11 +61,15 @@ def train_with_validation(model, train, valid, out_dir: str, base_lr: float,
     os.makedirs(out_dir, exist_ok=True)
     model._ensure_built()
     record_path = os.path.join(out_dir, "record.json")
-    record = TrainingRecord()
+    config = json.loads(json.dumps(config or {}, default=str))
+    record = TrainingRecord(config=config)
     last_dir, best_dir = os.path.join(out_dir, "last"), os.path.join(out_dir, "best")
     if os.path.exists(record_path) and model.get_checkpoints(last_dir):
         with open(record_path) as handle:
             record = TrainingRecord(**json.load(handle))
+        if record.config != config:
+            raise ValueError(f"{out_dir} holds a run with other settings ({record.config}); "
+                             f"use another folder or delete it to start over")
         model.restore(model_dir=last_dir)
         logger.info("resumed after epoch %d", record.epochs[-1])
     elif model.normalize_targets:
@@ -67,7 +78,7 @@ def train_with_validation(model, train, valid, out_dir: str, base_lr: float,
     epoch = record.epochs[-1] + 1 if record.epochs else 0
     while epoch < max_epochs and used < max_minutes * 60:
         fraction = max(epoch / max_epochs, used / (max_minutes * 60))
-        lr = cosine_learning_rate(base_lr, fraction)
+        lr = learning_rate_at(fraction)
         for group in model._pytorch_optimizer.param_groups:
             group["lr"] = lr
         start = time.perf_counter()

@@ -60,6 +60,7 @@ def test_reload_returns_the_same_split_from_cache_and_a_changed_setting_does_not
     _, datasets, _ = first.load()
     assert not first.summary.from_cache
     again = MaterialsProjectLoader(path, tasks=["formation_energy"], **dirs)
+    again.read = lambda: pytest.fail("a cached split must be served without parsing the source")
     _, cached, _ = again.load()
     assert again.summary.from_cache
     assert _split_ids(cached) == _split_ids(datasets)
@@ -76,6 +77,19 @@ def test_reload_returns_the_same_split_from_cache_and_a_changed_setting_does_not
     _, resplit, _ = other_split.load()
     assert other_split.summary.from_cache  # the featurized data are reused, the split is new
     assert _split_ids(resplit) != _split_ids(datasets)
+
+
+def test_another_label_column_of_the_same_file_is_not_served_from_cache(mp_rows, tmp_path, dirs):
+    path = _mp_table(mp_rows, tmp_path / "mp.csv", n=30)
+    _, (first,), _ = MaterialsProjectLoader(path, tasks=["energy"], splitter=None, **dirs,
+                                            label_columns={"energy": "band_gap"}).load()
+    other = MaterialsProjectLoader(path, tasks=["energy"], splitter=None, **dirs,
+                                   label_columns={"energy": "efermi"})
+    _, (second,), _ = other.load()
+    assert not other.summary.from_cache
+    efermi = dict(zip(mp_rows.material_id, mp_rows.efermi))
+    np.testing.assert_allclose(second.y[:, 0], [efermi[i] for i in second.ids])
+    assert not np.allclose(first.y, second.y)
 
 
 def test_changed_source_file_is_never_served_from_cache(mp_rows, tmp_path, dirs):
@@ -172,9 +186,10 @@ def test_any_deepchem_featurizer_gets_structures(crystals, dirs):
 
 
 # ---------------------------------------------------------------- DeepChem archives
-def _json_lines(crystals, label="formation_energy"):
-    lines = [json.dumps({"structure": s.as_dict(), label: float(i)})
-             for i, s in enumerate(crystals.values())]
+def _json_lines(crystals, label="formation_energy", values=None):
+    values = range(len(crystals)) if values is None else values
+    lines = [json.dumps({"structure": s.as_dict(), label: float(v)})
+             for s, v in zip(crystals.values(), values)]
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -239,11 +254,11 @@ def test_truncated_deepchem_archive_is_rejected(crystals, dirs, monkeypatch):
 
 
 # ---------------------------------------------------------------- Matbench
-def _matbench_body(crystals, column, folder):
+def _matbench_body(crystals, column, folder, values=None):
     """A file in Matbench's format, written by matminer's own writer."""
     from matminer.utils.io import store_dataframe_as_json
-    frame = pd.DataFrame({"structure": list(crystals.values()),
-                          column: np.linspace(0, 1, len(crystals))},
+    values = np.linspace(0, 1, len(crystals)) if values is None else values
+    frame = pd.DataFrame({"structure": list(crystals.values()), column: values},
                          index=[f"mb-{i:05d}" for i in range(len(crystals))])
     path = os.path.join(folder, "matbench.json.gz")
     store_dataframe_as_json(frame, path, compression="gz", pbar=False)
@@ -324,3 +339,32 @@ def test_every_named_dataset_has_a_card_with_its_url_checksum_and_size():
         assert f"{dataset.n_entries:,}" in card, name
         if dataset.remote.sha256:
             assert dataset.remote.sha256 in card, name
+
+
+@pytest.mark.parametrize("function, task", [
+    ("load_mp_formation_energy", "formation_energy"), ("load_mp_band_gap", "band_gap"),
+    ("load_mp_metallicity", "is_metal"), ("load_mp_bulk_modulus", "log10_k_vrh"),
+    ("load_mp_shear_modulus", "log10_g_vrh"), ("load_perovskite", "formation_energy")])
+def test_each_loader_fetches_its_default_source_from_the_server(function, task, crystals, dirs,
+                                                                monkeypatch, tmp_path):
+    import hashlib
+    from deepchem_cgcnn.data import molnet
+    name = molnet.DEFAULT_SOURCES[function]
+    dataset = remote.NAMED_DATASETS[name]
+    column = dataset.label_columns[task]
+    labels = [i % 2 for i in range(12)] if task == "is_metal" else np.linspace(-1, 1, 12)
+    if dataset.kind == "deepchem":
+        body = _tar_gz(dataset.member, _json_lines(crystals, column, labels))
+    else:
+        body = _matbench_body(crystals, column, tmp_path, labels)
+    with LoopbackServer() as server:
+        _serve_named(monkeypatch, server, name, body,
+                     sha256=hashlib.sha256(body).hexdigest() if dataset.remote.sha256 else None)
+        splitter = "stratified" if task == "is_metal" else "random"
+        tasks, (train, valid, test), _ = getattr(molnet, function)(splitter=splitter, **dirs)
+    assert tasks == [task]
+    expected = (8, 2, 2) if task == "is_metal" else (7, 2, 3)  # 6 + 6 classes: 4/1/1 each
+    assert (len(train), len(valid), len(test)) == expected
+    if task == "is_metal":  # 6 metals of 12, stratified: within one of half of each split
+        assert all(abs(d.w.shape[0] / 2 - int(np.round(d.y.sum()))) <= 1
+                   for d in (train, valid, test))

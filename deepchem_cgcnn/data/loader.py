@@ -13,7 +13,7 @@ import numpy as np
 from deepchem_cgcnn._quiet import import_deepchem
 from deepchem_cgcnn.data import summary as reasons
 from deepchem_cgcnn.data.local import read_cif_directory, table_from_structures
-from deepchem_cgcnn.data.remote import NAMED_DATASETS, read_named_dataset
+from deepchem_cgcnn.data.remote import NAMED_DATASETS, local_sha256, read_named_dataset
 from deepchem_cgcnn.data.splitters import get_splitter
 from deepchem_cgcnn.data.summary import LoadSummary
 from deepchem_cgcnn.data.table import (StructureTable, file_sha256, read_structure_table,
@@ -279,8 +279,10 @@ class MaterialsProjectLoader:
         return X, sorted(failures)
 
     # ------------------------------------------------------------------ caching
-    def _keys(self, table: StructureTable) -> Tuple[dict, dict]:
-        featurized = {"source_sha256": table.sha256, "tasks": table.tasks,
+    def _keys(self, sha256: str, tasks: Sequence[str]) -> Tuple[dict, dict]:
+        columns = {k: self.source_kwargs.get(k) for k in ("structure_column", "id_column")}
+        featurized = {"source_sha256": sha256, "tasks": list(tasks),
+                      "label_columns": self.label_columns, **columns,
                       "featurizer": _featurizer_key(self.featurizer), "cleaning": 1}
         split = {"splitter": repr(self.splitter),
                  "transformers": [t.get_directory_name() for t in self.transformer_generators]}
@@ -330,22 +332,17 @@ class MaterialsProjectLoader:
             splitter) with ``.summary``; also kept as ``self.summary``.
         """
         started = time.perf_counter()
+        known = self._local_sha256_and_tasks()
+        if known and self.reload:  # a cached split can be served without parsing the source
+            split_folder = self._folders(*known)[2]
+            if os.path.exists(os.path.join(split_folder, "summary.json")):
+                return self._from_split_cache(split_folder, known[1], started)
         table = self.read()
-        summary = LoadSummary(source=table.source, n_rows=len(table) + len(table.unread))
-        featurized_key, split_key = self._keys(table)
-        root = os.path.join(self.save_dir, f"{self.name}-featurized", _digest(featurized_key))
-        folder = os.path.join(root, "all") if self.reload else None
-        split_folder = os.path.join(root, "split-" + _digest(split_key)) if self.reload else None
-        if folder:
-            os.makedirs(root, exist_ok=True)
-            with open(os.path.join(root, "key.json"), "w") as handle:
-                json.dump(featurized_key, handle, indent=1, default=str)
+        summary = LoadSummary(source=table.source, sha256=table.sha256,
+                              n_rows=len(table) + len(table.unread))
+        root, folder, split_folder = self._folders(table.sha256, table.tasks)
         if split_folder and os.path.exists(os.path.join(split_folder, "summary.json")):
-            datasets, transformers = self._reload_split(split_folder)
-            with open(os.path.join(split_folder, "summary.json")) as handle:
-                summary = LoadSummary.from_dict(json.load(handle))
-            summary.from_cache, summary.seconds = True, time.perf_counter() - started
-            return self._finish(table.tasks, datasets, transformers, summary)
+            return self._from_split_cache(split_folder, table.tasks, started)
         dataset = self._featurized_dataset(table, folder, summary)
         work = tempfile.mkdtemp(dir=root, prefix=".splitting-") if split_folder else None
         try:
@@ -359,6 +356,34 @@ class MaterialsProjectLoader:
             if work:
                 shutil.rmtree(work, ignore_errors=True)
         return self._finish(table.tasks, datasets, transformers, summary)
+
+    def _local_sha256_and_tasks(self) -> Optional[Tuple[str, List[str]]]:
+        """The source's checksum and tasks when they are known without parsing it."""
+        source = self.source
+        if isinstance(source, str) and source in NAMED_DATASETS:
+            sha256 = local_sha256(source, self.data_dir)
+            return sha256 and (sha256, list(self.tasks or NAMED_DATASETS[source].tasks))
+        if isinstance(source, (str, os.PathLike)) and os.path.isfile(source) and self.tasks:
+            return file_sha256(os.fspath(source)), list(self.tasks)
+        return None
+
+    def _folders(self, sha256: str, tasks: Sequence[str]):
+        """Cache folders: the key's root, its featurized rows, and its split (None without reload)."""
+        featurized_key, split_key = self._keys(sha256, tasks)
+        root = os.path.join(self.save_dir, f"{self.name}-featurized", _digest(featurized_key))
+        if not self.reload:
+            return root, None, None
+        os.makedirs(root, exist_ok=True)
+        with open(os.path.join(root, "key.json"), "w") as handle:
+            json.dump(featurized_key, handle, indent=1, default=str)
+        return root, os.path.join(root, "all"), os.path.join(root, "split-" + _digest(split_key))
+
+    def _from_split_cache(self, split_folder: str, tasks, started: float) -> LoadResult:
+        datasets, transformers = self._reload_split(split_folder)
+        with open(os.path.join(split_folder, "summary.json")) as handle:
+            summary = LoadSummary.from_dict(json.load(handle))
+        summary.from_cache, summary.seconds = True, time.perf_counter() - started
+        return self._finish(tasks, datasets, transformers, summary)
 
     def _finish(self, tasks, datasets, transformers, summary: LoadSummary) -> LoadResult:
         self.summary = summary

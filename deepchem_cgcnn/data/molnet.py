@@ -19,9 +19,21 @@ from deepchem_cgcnn.data.loader import LoadResult, MaterialsProjectLoader
 from deepchem_cgcnn.featurizer import CGCNNFeaturizer
 
 
-def _load(name: str, default_source: str, tasks: List[str], featurizer, splitter, transformers,
+DEFAULT_SOURCES = {
+    "load_mp_formation_energy": "deepchem_mp_formation_energy",
+    "load_mp_band_gap": "matbench_mp_gap",
+    "load_mp_metallicity": "deepchem_mp_is_metal",
+    "load_mp_fermi_energy": "mp_api",
+    "load_mp_bulk_modulus": "matbench_log_kvrh",
+    "load_mp_shear_modulus": "matbench_log_gvrh",
+    "load_perovskite": "deepchem_perovskite",
+}
+"""The source each loader reads when no ``source=`` is given."""
+
+
+def _load(function: str, name: str, tasks: List[str], featurizer, splitter, transformers,
           reload: bool, data_dir: Optional[str], save_dir: Optional[str], **kwargs) -> LoadResult:
-    source = kwargs.pop("source", default_source)
+    source = kwargs.pop("source", DEFAULT_SOURCES[function])
     kwargs.setdefault("name", name)
     loader = MaterialsProjectLoader(
         source=source, tasks=tasks, featurizer=featurizer or CGCNNFeaturizer(),
@@ -65,7 +77,7 @@ def _document(default_source: str, transformers: Sequence[str]):
     return decorate
 
 
-@_document("deepchem_mp_formation_energy", ["normalization"])
+@_document(DEFAULT_SOURCES["load_mp_formation_energy"], ["normalization"])
 def load_mp_formation_energy(featurizer=None, splitter: Union[Any, str, None] = "random",
                              transformers: Sequence[Any] = ("normalization",),
                              reload: bool = True, data_dir: Optional[str] = None,
@@ -85,11 +97,11 @@ def load_mp_formation_energy(featurizer=None, splitter: Union[Any, str, None] = 
     >>> from deepchem_cgcnn import load_mp_formation_energy  # doctest: +SKIP
     >>> tasks, (train, valid, test), transformers = load_mp_formation_energy()  # doctest: +SKIP
     """
-    return _load("mp_formation_energy", "deepchem_mp_formation_energy", ["formation_energy"],
+    return _load("load_mp_formation_energy", "mp_formation_energy", ["formation_energy"],
                  featurizer, splitter, transformers, reload, data_dir, save_dir, **kwargs)
 
 
-@_document("matbench_mp_gap", ["normalization"])
+@_document(DEFAULT_SOURCES["load_mp_band_gap"], ["normalization"])
 def load_mp_band_gap(featurizer=None, splitter: Union[Any, str, None] = "random",
                      transformers: Sequence[Any] = ("normalization",), reload: bool = True,
                      data_dir: Optional[str] = None, save_dir: Optional[str] = None,
@@ -102,11 +114,11 @@ def load_mp_band_gap(featurizer=None, splitter: Union[Any, str, None] = "random"
 
 {parameters}
     """
-    return _load("mp_band_gap", "matbench_mp_gap", ["band_gap"], featurizer, splitter,
+    return _load("load_mp_band_gap", "mp_band_gap", ["band_gap"], featurizer, splitter,
                  transformers, reload, data_dir, save_dir, **kwargs)
 
 
-@_document("deepchem_mp_is_metal", ["balancing"])
+@_document(DEFAULT_SOURCES["load_mp_metallicity"], ["balancing"])
 def load_mp_metallicity(featurizer=None, splitter: Union[Any, str, None] = "random",
                         transformers: Sequence[Any] = ("balancing",), reload: bool = True,
                         data_dir: Optional[str] = None, save_dir: Optional[str] = None,
@@ -119,11 +131,11 @@ def load_mp_metallicity(featurizer=None, splitter: Union[Any, str, None] = "rand
 
 {parameters}
     """
-    return _load("mp_is_metal", "deepchem_mp_is_metal", ["is_metal"], featurizer, splitter,
+    return _load("load_mp_metallicity", "mp_is_metal", ["is_metal"], featurizer, splitter,
                  transformers, reload, data_dir, save_dir, **kwargs)
 
 
-@_document("mp_api", ["normalization"])
+@_document(DEFAULT_SOURCES["load_mp_fermi_energy"], ["normalization"])
 def load_mp_fermi_energy(featurizer=None, splitter: Union[Any, str, None] = "random",
                          transformers: Sequence[Any] = ("normalization",), reload: bool = True,
                          data_dir: Optional[str] = None, save_dir: Optional[str] = None,
@@ -137,11 +149,11 @@ def load_mp_fermi_energy(featurizer=None, splitter: Union[Any, str, None] = "ran
 
 {parameters}
     """
-    return _load("mp_fermi_energy", "mp_api", ["fermi_energy"], featurizer, splitter,
+    return _load("load_mp_fermi_energy", "mp_fermi_energy", ["fermi_energy"], featurizer, splitter,
                  transformers, reload, data_dir, save_dir, **kwargs)
 
 
-@_document("matbench_log_kvrh", ["normalization"])
+@_document(DEFAULT_SOURCES["load_mp_bulk_modulus"], ["normalization"])
 def load_mp_bulk_modulus(featurizer=None, splitter: Union[Any, str, None] = "random",
                          transformers: Sequence[Any] = ("normalization",), reload: bool = True,
                          data_dir: Optional[str] = None, save_dir: Optional[str] = None,
@@ -152,11 +164,11 @@ def load_mp_bulk_modulus(featurizer=None, splitter: Union[Any, str, None] = "ran
 
 {parameters}
     """
-    return _load("mp_bulk_modulus", "matbench_log_kvrh", ["log10_k_vrh"], featurizer, splitter,
+    return _load("load_mp_bulk_modulus", "mp_bulk_modulus", ["log10_k_vrh"], featurizer, splitter,
                  transformers, reload, data_dir, save_dir, **kwargs)
 
 
-@_document("matbench_log_gvrh", ["normalization"])
+@_document(DEFAULT_SOURCES["load_mp_shear_modulus"], ["normalization"])
 def load_mp_shear_modulus(featurizer=None, splitter: Union[Any, str, None] = "random",
                           transformers: Sequence[Any] = ("normalization",), reload: bool = True,
                           data_dir: Optional[str] = None, save_dir: Optional[str] = None,
@@ -167,11 +179,11 @@ def load_mp_shear_modulus(featurizer=None, splitter: Union[Any, str, None] = "ra
 
 {parameters}
     """
-    return _load("mp_shear_modulus", "matbench_log_gvrh", ["log10_g_vrh"], featurizer, splitter,
+    return _load("load_mp_shear_modulus", "mp_shear_modulus", ["log10_g_vrh"], featurizer, splitter,
                  transformers, reload, data_dir, save_dir, **kwargs)
 
 
-@_document("deepchem_perovskite", ["normalization"])
+@_document(DEFAULT_SOURCES["load_perovskite"], ["normalization"])
 def load_perovskite(featurizer=None, splitter: Union[Any, str, None] = "random",
                     transformers: Sequence[Any] = ("normalization",), reload: bool = True,
                     data_dir: Optional[str] = None, save_dir: Optional[str] = None,
@@ -184,5 +196,5 @@ def load_perovskite(featurizer=None, splitter: Union[Any, str, None] = "random",
 
 {parameters}
     """
-    return _load("perovskite", "deepchem_perovskite", ["formation_energy"], featurizer, splitter,
+    return _load("load_perovskite", "perovskite", ["formation_energy"], featurizer, splitter,
                  transformers, reload, data_dir, save_dir, **kwargs)

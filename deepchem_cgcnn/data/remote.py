@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
-from deepchem_cgcnn.data.download import RemoteFile, fetch
+from deepchem_cgcnn.data.download import RemoteFile, check_file, fetch
 from deepchem_cgcnn.data.table import (ID_COLUMNS, StructureTable, file_sha256,
                                        read_json_lines, table_from_frame)
 
@@ -168,6 +168,16 @@ def deepchem_json_path(dataset: NamedDataset, data_dir: str, **fetch_kwargs) -> 
         return json_path
     archive = fetch(dataset.remote, data_dir, **fetch_kwargs)
     return _extract_member(archive, dataset.member, data_dir)
+
+
+def local_sha256(name: str, data_dir: str) -> Optional[str]:
+    """The checksum :func:`read_named_dataset` would key the dataset by, if its file is already local."""
+    dataset = named_dataset(name)
+    if dataset.kind == "deepchem":
+        path = os.path.join(data_dir, dataset.member)
+        return file_sha256(path) if os.path.exists(path) else None
+    path = os.path.join(data_dir, dataset.remote.filename)
+    return dataset.remote.sha256 if check_file(path, dataset.remote) is None else None
 
 
 def read_named_dataset(name: str, data_dir: str, tasks: Optional[Sequence[str]] = None,

@@ -18,6 +18,8 @@ class LoadSummary:
     ----------
     source: str
         Where the rows came from.
+    sha256: str
+        Checksum of the source's content (what the cache is keyed by).
     n_rows: int
         Rows the source held, including those that could not be read.
     n_loaded: int
@@ -48,6 +50,7 @@ class LoadSummary:
     """
 
     source: str
+    sha256: str = ""
     n_rows: int = 0
     n_loaded: int = 0
     dropped: Dict[str, List[Tuple[str, str]]] = field(default_factory=dict)

@@ -18,7 +18,7 @@ def test_shipped_model_loads_offline_by_name(no_network):
     assert "mp-formation-energy" in available_pretrained()
     model = CGCNNModel.pretrained("mp-formation-energy")
     card = pretrained_card("mp-formation-energy")
-    assert card["metrics_mae"]["test"] < 0.1 and card["split"]["seed"] == 123
+    assert card["metrics"]["mae"]["test"] < 0.1 and card["split"]["seed"] == 123
     crystals = example_structures()
     graphs = CGCNNFeaturizer(**model.featurizer_params).featurize(list(crystals.values()))
     energy = dict(zip(crystals, model.predict(dc.data.NumpyDataset(graphs))[:, 0]))

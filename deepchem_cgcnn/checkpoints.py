@@ -106,8 +106,11 @@ def load_cgcnn_checkpoint(path: str, model_class: Optional[Type] = None, radius:
     return model
 
 
-def available_pretrained() -> List[str]:
+def available_pretrained(include_members: bool = False) -> List[str]:
     """Names of the models shipped with the package.
+
+    Extra members of an ensemble are shipped as ``<name>.1``, ``<name>.2``, ...
+    and listed only with ``include_members=True``.
 
     Examples
     --------
@@ -115,7 +118,27 @@ def available_pretrained() -> List[str]:
     True
     """
     folder = resources.files(PRETRAINED_PACKAGE)
-    return sorted(entry.name[:-3] for entry in folder.iterdir() if entry.name.endswith(".pt"))
+    names = sorted(entry.name[:-3] for entry in folder.iterdir() if entry.name.endswith(".pt"))
+    return names if include_members else [n for n in names if not _member_index(n)]
+
+
+def _member_index(name: str) -> str:
+    suffix = name.rsplit(".", 1)[-1] if "." in name else ""
+    return suffix if suffix.isdigit() else ""
+
+
+def ensemble_members(name: str) -> List[str]:
+    """The shipped models making up ``name``'s ensemble: ``name`` itself, then ``name.1``, ...
+
+    Examples
+    --------
+    >>> ensemble_members("mp-formation-energy")[0]
+    'mp-formation-energy'
+    """
+    _check_name(name)
+    extra = [n for n in available_pretrained(include_members=True)
+             if n.startswith(name + ".") and _member_index(n)]
+    return [name] + sorted(extra, key=lambda n: int(_member_index(n)))
 
 
 def pretrained_card(name: str) -> Dict[str, Any]:
@@ -126,7 +149,7 @@ def pretrained_card(name: str) -> Dict[str, Any]:
 
 
 def _check_name(name: str) -> None:
-    names = available_pretrained()
+    names = available_pretrained(include_members=True)
     if name not in names:
         raise KeyError(f"no pretrained model named {name!r}; available: {', '.join(names)}")
 

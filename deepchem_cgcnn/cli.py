@@ -14,51 +14,70 @@ import os
 import platform
 import sys
 import time
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
+
+
+def _read_inputs(args: argparse.Namespace):
+    """Names and Structures of the inputs (files, or the built-in examples) and read failures."""
+    from deepchem_cgcnn.examples import example_structures
+    from deepchem_cgcnn.featurizer import CGCNNFeaturizer
+
+    if not args.files:
+        examples = example_structures()
+        return list(examples), list(examples.values()), {}
+    structures, failures = [], {}
+    for i, path in enumerate(args.files):
+        try:
+            structures.append(CGCNNFeaturizer.to_structure(path))
+        except Exception as error:  # one unreadable file never sinks the others
+            structures.append(None)
+            failures[i] = f"{type(error).__name__}: {error}"
+    return [os.path.basename(p) for p in args.files], structures, failures
 
 
 def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from deepchem_cgcnn._quiet import import_deepchem
-    from deepchem_cgcnn.checkpoints import available_pretrained, load_pretrained, pretrained_card
-    from deepchem_cgcnn.examples import example_structures
+    from deepchem_cgcnn.checkpoints import (available_pretrained, ensemble_members,
+                                            load_pretrained, pretrained_card)
+    from deepchem_cgcnn.ensemble import CGCNNEnsemble
     from deepchem_cgcnn.featurizer import CGCNNFeaturizer
 
     dc = import_deepchem()
-    if args.files:
-        names: List[str] = list(args.files)
-        inputs: list = list(args.files)
-    else:
-        examples = example_structures()
-        names, inputs = list(examples), list(examples.values())
-    models = args.model or available_pretrained()
-    columns = {}
-    formulas: List[str] = ["?"] * len(inputs)
-    failures = {}
-    for name in models:
-        model = load_pretrained(name)
-        featurizer = CGCNNFeaturizer(**model.featurizer_params)
-        graphs = featurizer.featurize(inputs)
-        for index, reason in featurizer.failures:
-            failures[index] = reason
-        ok = [i for i, g in enumerate(graphs) if not isinstance(g, np.ndarray)]
-        values = np.full(len(inputs), np.nan)
+    names, structures, failures = _read_inputs(args)
+    readable = [i for i, s in enumerate(structures) if s is not None]
+    columns: Dict[str, List[str]] = {}
+    graphs_by_settings: Dict[str, np.ndarray] = {}
+    for name in args.model or available_pretrained():
+        members = [load_pretrained(m) for m in ensemble_members(name)]
+        model = members[0] if len(members) == 1 else CGCNNEnsemble(members)
+        settings = members[0].featurizer_params
+        key = json.dumps(settings, sort_keys=True)
+        if key not in graphs_by_settings:
+            featurizer = CGCNNFeaturizer(**settings)
+            graphs_by_settings[key] = featurizer.featurize([structures[i] for i in readable])
+            for index, reason in featurizer.failures:
+                failures[readable[index]] = reason
+        graphs = graphs_by_settings[key]
+        ok = [i for i, g in zip(readable, graphs) if not isinstance(g, np.ndarray)]
+        cells = ["failed"] * len(structures)
         if ok:
-            dataset = dc.data.NumpyDataset(np.array([graphs[i] for i in ok], dtype=object))
-            prediction = np.asarray(model.predict(dataset))
-            values[ok] = prediction[:, 1] if model.model.mode == "classification" else prediction[:, 0]
+            dataset = dc.data.NumpyDataset(np.array(
+                [g for g in graphs if not isinstance(g, np.ndarray)], dtype=object))
+            if len(members) > 1:
+                mean, std = model.predict_uncertainty(dataset)
+            else:
+                mean, std = np.asarray(model.predict(dataset)), None
+            column = 1 if members[0].model.mode == "classification" else 0
+            for j, i in enumerate(ok):
+                cells[i] = f"{mean[j, column]:.3f}" + (
+                    f" ± {std[j, column]:.3f}" if std is not None else "")
         card = pretrained_card(name)
-        columns[f"{card['property']} ({card['units']})"] = values
-    for i, item in enumerate(inputs):
-        try:
-            formulas[i] = CGCNNFeaturizer.to_structure(item).composition.reduced_formula
-        except Exception:
-            pass
+        columns[f"{card['property']} ({card['units']})"] = cells
+    formulas = [s.composition.reduced_formula if s is not None else "?" for s in structures]
     header = ["structure", "formula", *columns]
-    rows = [[os.path.basename(n) if args.files else n, formulas[i],
-             *(("failed" if i in failures else f"{col[i]:.3f}") for col in columns.values())]
-            for i, n in enumerate(names)]
+    rows = [[n, formulas[i], *(col[i] for col in columns.values())] for i, n in enumerate(names)]
     widths = [max(len(str(r[c])) for r in [header, *rows]) for c in range(len(header))]
     out = sys.stdout
     out.write("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip() + "\n")
@@ -66,7 +85,7 @@ def _predict(args: argparse.Namespace) -> int:
         out.write("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() + "\n")
     for index, reason in sorted(failures.items()):
         sys.stderr.write(f"{names[index]}: {reason}\n")
-    return 1 if failures and len(failures) == len(inputs) else 0
+    return 1 if failures and len(failures) == len(structures) else 0
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -1,0 +1,105 @@
+"""Ensembles of CGCNN models: a mean and a standard deviation per prediction, and a calibration check."""
+from typing import Dict, Sequence, Tuple
+
+import numpy as np
+
+
+class CGCNNEnsemble:
+    """Several :class:`~deepchem_cgcnn.CGCNNModel` of one task, trained from different seeds.
+
+    ``predict`` returns the members' mean; ``predict_uncertainty`` the mean and the
+    members' standard deviation (DeepChem's ``predict_uncertainty`` convention), a
+    measure of how much the models disagree: large where a crystal is unlike the
+    training data. Check with :func:`calibration` how it relates to the real errors.
+
+    Parameters
+    ----------
+    models: sequence of CGCNNModel
+        Members; all regression models with the same number of tasks, or all classifiers.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from deepchem_cgcnn import CGCNNFeaturizer, CGCNNModel
+    >>> from deepchem_cgcnn._quiet import import_deepchem
+    >>> from deepchem_cgcnn.examples import example_structures
+    >>> dc = import_deepchem()
+    >>> X = CGCNNFeaturizer().featurize(list(example_structures().values()))
+    >>> data = dc.data.NumpyDataset(X, np.linspace(-2, 0, len(X)))
+    >>> members = []
+    >>> for seed in range(3):
+    ...     _ = torch.manual_seed(seed)
+    ...     model = CGCNNModel(num_conv=1, batch_size=12)
+    ...     _ = model.fit(data, nb_epoch=2)
+    ...     members.append(model)
+    >>> mean, std = CGCNNEnsemble(members).predict_uncertainty(data)
+    >>> mean.shape, std.shape, bool((std > 0).all())
+    ((12, 1), (12, 1), True)
+    """
+
+    def __init__(self, models: Sequence):
+        models = list(models)
+        if len(models) < 2:
+            raise ValueError(f"an ensemble needs at least 2 models, got {len(models)}")
+        modes = {m.model.mode for m in models}
+        if len(modes) != 1:
+            raise ValueError(f"members mix modes {sorted(modes)}")
+        self.models = models
+        self.mode = modes.pop()
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    def member_predictions(self, dataset) -> np.ndarray:
+        """``(n_members, ...)``: each member's prediction."""
+        return np.stack([np.asarray(m.predict(dataset)) for m in self.models])
+
+    def predict(self, dataset) -> np.ndarray:
+        """The members' mean prediction (mean probability for classifiers)."""
+        return self.member_predictions(dataset).mean(axis=0)
+
+    def predict_uncertainty(self, dataset) -> Tuple[np.ndarray, np.ndarray]:
+        """``(mean, std)`` over the members, each shaped like one member's prediction."""
+        predictions = self.member_predictions(dataset)
+        return predictions.mean(axis=0), predictions.std(axis=0, ddof=1)
+
+    @classmethod
+    def pretrained(cls, name: str) -> "CGCNNEnsemble":
+        """A shipped ensemble by name (its members are shipped as ``<name>`` and ``<name>.<k>``)."""
+        from deepchem_cgcnn.checkpoints import ensemble_members, load_pretrained
+        return cls([load_pretrained(member) for member in ensemble_members(name)])
+
+
+def calibration(y: np.ndarray, mean: np.ndarray, std: np.ndarray,
+                levels: Sequence[int] = (1, 2, 3)) -> Dict[str, float]:
+    """How often the true value lies within k standard deviations of the mean.
+
+    For a well-calibrated Gaussian uncertainty the fractions are 0.683, 0.954 and
+    0.997; smaller fractions mean the ensemble is over-confident.
+
+    Returns
+    -------
+    dict
+        ``{"n": entries used, "within_1_sigma": f1, ..., "gaussian_1_sigma": 0.683,
+        ..., "median_abs_z": ...}`` over the entries with finite values and sigma > 0.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> truth = rng.normal(size=100_000)
+    >>> result = calibration(truth, np.zeros_like(truth), np.ones_like(truth))
+    >>> round(result["within_1_sigma"], 2), round(result["gaussian_1_sigma"], 3)
+    (0.68, 0.683)
+    """
+    from scipy.special import erf
+    y, mean, std = (np.asarray(a, dtype=np.float64).ravel() for a in (y, mean, std))
+    usable = np.isfinite(y) & np.isfinite(mean) & np.isfinite(std) & (std > 0)
+    if not usable.any():
+        raise ValueError("no entry has a finite value, mean and a positive standard deviation")
+    z = np.abs(y[usable] - mean[usable]) / std[usable]
+    result: Dict[str, float] = {"n": int(usable.sum())}
+    for k in levels:
+        result[f"within_{k}_sigma"] = float((z <= k).mean())
+        result[f"gaussian_{k}_sigma"] = float(erf(k / np.sqrt(2)))
+    result["median_abs_z"] = float(np.median(z))
+    return result

@@ -1,0 +1,72 @@
+"""Ensembles: exact mean/std identities, calibration, and the CLI's ± column."""
+import numpy as np
+import pytest
+import torch
+
+from deepchem_cgcnn import CGCNNModel
+from deepchem_cgcnn._quiet import import_deepchem
+from deepchem_cgcnn.ensemble import CGCNNEnsemble, calibration
+
+dc = import_deepchem()
+
+
+@pytest.fixture(scope="module")
+def members_and_data(mp_rows, mp_graphs):
+    rows = np.arange(0, len(mp_rows), 10)[:32]
+    data = dc.data.NumpyDataset(np.array([mp_graphs[i] for i in rows], dtype=object),
+                                mp_rows.formation_energy_per_atom.to_numpy()[rows, None])
+    members = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = CGCNNModel(num_conv=2, batch_size=16)
+        model.fit(data, nb_epoch=3)
+        members.append(model)
+    return members, data
+
+
+@pytest.mark.torch
+def test_ensemble_mean_and_std_are_those_of_its_members(members_and_data):
+    members, data = members_and_data
+    each = np.stack([m.predict(data) for m in members])
+    mean, std = CGCNNEnsemble(members).predict_uncertainty(data)
+    np.testing.assert_allclose(mean, each.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(std, each.std(axis=0, ddof=1), rtol=1e-6)
+    np.testing.assert_allclose(CGCNNEnsemble(members).predict(data), mean, rtol=1e-6)
+    assert (std > 0).all()  # different seeds disagree
+
+
+@pytest.mark.torch
+def test_ensemble_refuses_a_single_member_or_mixed_modes(members_and_data):
+    members, _ = members_and_data
+    with pytest.raises(ValueError, match="at least 2"):
+        CGCNNEnsemble(members[:1])
+    with pytest.raises(ValueError, match="mix modes"):
+        CGCNNEnsemble([members[0], CGCNNModel(mode="classification")])
+
+
+def test_calibration_of_exact_gaussian_errors_and_of_an_overconfident_model():
+    rng = np.random.default_rng(1)
+    truth = rng.normal(0.0, 2.0, size=200_000)
+    honest = calibration(truth, np.zeros_like(truth), np.full_like(truth, 2.0))
+    for k, expected in ((1, 0.6827), (2, 0.9545), (3, 0.9973)):
+        assert honest[f"within_{k}_sigma"] == pytest.approx(expected, abs=0.005)
+        assert honest[f"gaussian_{k}_sigma"] == pytest.approx(expected, abs=1e-4)
+    overconfident = calibration(truth, np.zeros_like(truth), np.full_like(truth, 0.5))
+    assert overconfident["within_1_sigma"] < 0.25
+    mixed = calibration([1.0, np.nan, 0.5], [1.0, 0.0, 0.0], [0.0, 1.0, 1.0])
+    assert mixed["n"] == 1 and mixed["within_1_sigma"] == 1.0  # only the last entry is usable
+    with pytest.raises(ValueError, match="no entry"):
+        calibration([np.nan], [0.0], [1.0])
+
+
+@pytest.mark.torch
+def test_predict_prints_mean_and_sigma_for_an_ensemble(monkeypatch, capsys):
+    from deepchem_cgcnn import checkpoints
+    from deepchem_cgcnn.cli import main
+    monkeypatch.setattr(checkpoints, "ensemble_members", lambda name: [name, name])
+    assert main(["predict", "--model", "mp-formation-energy"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    nacl = lines[1].split()
+    assert nacl[:3] == ["NaCl", "(rock", "salt)"] and nacl[-2:-1] == ["±"]
+    assert nacl[-1] == "0.000"  # two identical members: no spread
+    assert float(nacl[-3]) < -1.5

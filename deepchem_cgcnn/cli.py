@@ -147,6 +147,7 @@ def _train(args: argparse.Namespace) -> int:
         "name": args.name,
         "property": args.property or args.target,
         "units": args.units,
+        "task": args.target,
         "mode": args.mode,
         "data": {"source": os.path.basename(os.path.normpath(args.data)),
                  "sha256": summary.sha256,

@@ -1,4 +1,5 @@
 """MaterialsProjectLoader: a source of crystals -> featurized, split, cached DeepChem datasets."""
+import contextlib
 import hashlib
 import json
 import logging
@@ -6,7 +7,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -62,6 +63,19 @@ def _transformer_generators(transformers: Sequence[Any]) -> list:
             t = named[t.lower()]
         generators.append(t)
     return generators
+
+
+@contextlib.contextmanager
+def _built_in_place(folder: str) -> Iterator[str]:
+    """A temporary folder beside ``folder`` that replaces it only if the block completes."""
+    building = tempfile.mkdtemp(dir=os.path.dirname(folder), prefix=".building-")
+    try:
+        yield building
+        if os.path.exists(folder):
+            shutil.rmtree(folder)
+        os.replace(building, folder)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
 
 
 def _digest(key: Any) -> str:
@@ -308,17 +322,11 @@ class MaterialsProjectLoader:
         if folder is None:
             return dc.data.DiskDataset.from_numpy(X[ok], y[ok], weights[ok], kept.ids[ok],
                                                   tasks=kept.tasks)
-        building = tempfile.mkdtemp(dir=os.path.dirname(folder), prefix=".building-")
-        try:
+        with _built_in_place(folder) as building:
             dc.data.DiskDataset.from_numpy(X[ok], y[ok], weights[ok], kept.ids[ok],
                                            tasks=kept.tasks, data_dir=os.path.join(building, "data"))
             with open(os.path.join(building, "featurized.json"), "w") as handle:
                 json.dump(summary.to_dict(), handle)
-            if os.path.exists(folder):
-                shutil.rmtree(folder)
-            os.replace(building, folder)
-        finally:
-            shutil.rmtree(building, ignore_errors=True)
         return dc.data.DiskDataset(os.path.join(folder, "data"))
 
     # ------------------------------------------------------------------ loading
@@ -412,8 +420,7 @@ class MaterialsProjectLoader:
         return datasets, transformers
 
     def _save_split(self, split_folder: str, datasets, transformers, summary: LoadSummary):
-        building = tempfile.mkdtemp(dir=os.path.dirname(split_folder), prefix=".building-")
-        try:
+        with _built_in_place(split_folder) as building:
             if len(datasets) == 3:
                 dc.utils.data_utils.save_dataset_to_disk(building, *datasets, transformers)
             else:
@@ -421,11 +428,6 @@ class MaterialsProjectLoader:
                 dc.utils.data_utils.save_transformers(building, transformers)
             with open(os.path.join(building, "summary.json"), "w") as handle:
                 json.dump(summary.to_dict(), handle)
-            if os.path.exists(split_folder):
-                shutil.rmtree(split_folder)
-            os.replace(building, split_folder)
-        finally:
-            shutil.rmtree(building, ignore_errors=True)
 
     @staticmethod
     def _reload_split(split_folder: str):

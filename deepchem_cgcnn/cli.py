@@ -110,7 +110,8 @@ def _train(args: argparse.Namespace) -> int:
     cache = args.cache_dir or args.work_dir
     loader = MaterialsProjectLoader(args.data, tasks=[args.target], featurizer=featurizer,
                                     splitter=CGCNNRandomSplitter(seed=args.seed),
-                                    data_dir=cache, save_dir=cache, n_jobs=args.n_jobs)
+                                    data_dir=cache, save_dir=cache, n_jobs=args.n_jobs,
+                                    query=args.query)
     _, (train, valid, test), _ = loader.load()
     summary = loader.summary
     featurize_seconds = time.time() - started
@@ -120,7 +121,8 @@ def _train(args: argparse.Namespace) -> int:
     classify = args.mode == "classification"
     recipe = dataclasses.replace(RECIPES[args.recipe],
                                  **{k: v for k, v in (("learning_rate", args.lr),
-                                                      ("batch_size", args.batch_size))
+                                                      ("batch_size", args.batch_size),
+                                                      ("weight_decay", args.weight_decay))
                                     if v is not None})
     init_seed = args.seed if args.init_seed is None else args.init_seed
     torch.manual_seed(init_seed)
@@ -149,7 +151,7 @@ def _train(args: argparse.Namespace) -> int:
         "units": args.units,
         "task": args.target,
         "mode": args.mode,
-        "data": {"source": os.path.basename(os.path.normpath(args.data)),
+        "data": {"source": os.path.basename(os.path.normpath(args.data)), "query": args.query,
                  "sha256": summary.sha256,
                  "n_structures": summary.n_rows, "n_loaded": summary.n_loaded,
                  "dropped": summary.counts()},
@@ -197,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--name", required=True, help="name of the exported model")
     train.add_argument("--property", help="human name of the target for the card")
     train.add_argument("--units", default="eV/atom")
+    train.add_argument("--query", help='keep rows whose label satisfies this, e.g. "band_gap > 0"')
     train.add_argument("--mode", default="regression", choices=["regression", "classification"])
     train.add_argument("--work-dir", default="work/train", help="checkpoints and logs")
     train.add_argument("--cache-dir", help="featurized-data cache (default: --work-dir)")
@@ -209,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fast: AdamW + cosine; paper: SGD 0.01, momentum 0.9, batch 256")
     train.add_argument("--lr", type=float, help="override the recipe's learning rate")
     train.add_argument("--batch-size", type=int, help="override the recipe's batch size")
+    train.add_argument("--weight-decay", type=float, help="override the recipe's weight decay")
     train.add_argument("--conv", default="gated", choices=["gated", "simple"])
     train.add_argument("--hidden", type=int, default=64)
     train.add_argument("--num-conv", type=int, default=4)

@@ -139,6 +139,20 @@ def test_bad_rows_are_dropped_counted_and_named_and_the_rest_load(mp_rows, tmp_p
     assert reloaded.summary.counts() == summary.counts()
 
 
+def test_query_keeps_non_metals_and_counts_the_rest(mp_rows, tmp_path, dirs):
+    path = _mp_table(mp_rows, tmp_path / "mp.csv", n=80)
+    loader = MaterialsProjectLoader(path, tasks=["band_gap"], query="band_gap > 0", **dirs)
+    _, datasets, _ = loader.load()
+    kept = set().union(*(set(d.ids) for d in datasets))
+    rows = mp_rows.head(80)
+    assert kept == set(rows.material_id[rows.band_gap > 0])
+    assert set(loader.summary.dropped_ids("excluded by query")) == set(
+        rows.material_id[~(rows.band_gap > 0)])
+    everything = MaterialsProjectLoader(path, tasks=["band_gap"], **dirs)
+    everything.load()
+    assert not everything.summary.from_cache  # the query is part of the cache key
+
+
 def test_original_cgcnn_folder_with_id_prop_csv(tmp_path, dirs):
     source = need(REFERENCE / "cifs")
     folder = tmp_path / "cgcnn-data"

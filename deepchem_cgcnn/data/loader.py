@@ -127,6 +127,10 @@ class MaterialsProjectLoader:
         only the split or transformers reuses the featurized data.
     label_columns: mapping, optional
         Task -> column where a table's columns are named differently.
+    query: str, optional
+        Keep only rows whose labels satisfy this pandas expression over the task
+        names, e.g. ``"band_gap > 0"`` (the paper's non-metal band-gap protocol);
+        the others are counted in the summary as excluded.
     n_jobs: int, default 1
         Processes for featurization.
     name: str, optional
@@ -154,7 +158,8 @@ class MaterialsProjectLoader:
                  splitter: Union[Any, str, None] = "random", transformers: Sequence[Any] = (),
                  data_dir: Optional[str] = None, save_dir: Optional[str] = None,
                  reload: bool = True, label_columns: Optional[Mapping[str, str]] = None,
-                 n_jobs: int = 1, name: Optional[str] = None, **source_kwargs):
+                 query: Optional[str] = None, n_jobs: int = 1, name: Optional[str] = None,
+                 **source_kwargs):
         self.source = source
         self.tasks = list(tasks) if tasks is not None else None
         self.featurizer = featurizer if featurizer is not None else CGCNNFeaturizer()
@@ -164,6 +169,7 @@ class MaterialsProjectLoader:
         self.save_dir = save_dir or default_data_dir()
         self.reload = reload
         self.label_columns = dict(label_columns or {})
+        self.query = query
         self.n_jobs = n_jobs
         self.name = name or self._default_name()
         self.source_kwargs = source_kwargs
@@ -240,10 +246,12 @@ class MaterialsProjectLoader:
         return table
 
     # ------------------------------------------------------------------ cleaning
-    @staticmethod
-    def clean(table: StructureTable, summary: LoadSummary) -> Tuple[StructureTable, np.ndarray]:
-        """Drop duplicate ids and unlabelled rows (recording each); return the rest and weights."""
+    def clean(self, table: StructureTable,
+              summary: LoadSummary) -> Tuple[StructureTable, np.ndarray]:
+        """Drop rows the query excludes, duplicate ids and unlabelled rows (recording each);
+        return the rest and their weights."""
         summary.drop(reasons.UNREADABLE, table.unread)
+        table = self._apply_query(table, summary)
         _, first = np.unique(table.ids.astype(str), return_index=True)
         duplicate = np.ones(len(table), dtype=bool)
         duplicate[first] = False
@@ -262,6 +270,16 @@ class MaterialsProjectLoader:
         weights = np.isfinite(kept.y).astype(np.float32)
         summary.partially_labelled = int((weights == 0).any(axis=1).sum())
         return kept, weights
+
+    def _apply_query(self, table: StructureTable, summary: LoadSummary) -> StructureTable:
+        if not self.query:
+            return table
+        import pandas as pd
+        labels = pd.DataFrame(table.y, columns=table.tasks)
+        keep = np.asarray(labels.eval(self.query), dtype=bool)
+        summary.drop(reasons.EXCLUDED_BY_QUERY,
+                     [(i, self.query) for i in table.ids[~keep]])
+        return table.subset(keep)
 
     # ------------------------------------------------------------------ featurizing
     def featurize(self, table: StructureTable) -> Tuple[np.ndarray, List[Tuple[int, str]]]:
@@ -296,7 +314,7 @@ class MaterialsProjectLoader:
     def _keys(self, sha256: str, tasks: Sequence[str]) -> Tuple[dict, dict]:
         columns = {k: self.source_kwargs.get(k) for k in ("structure_column", "id_column")}
         featurized = {"source_sha256": sha256, "tasks": list(tasks),
-                      "label_columns": self.label_columns, **columns,
+                      "label_columns": self.label_columns, "query": self.query, **columns,
                       "featurizer": _featurizer_key(self.featurizer), "cleaning": 1}
         split = {"splitter": repr(self.splitter),
                  "transformers": [t.get_directory_name() for t in self.transformer_generators]}

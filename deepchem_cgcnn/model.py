@@ -17,6 +17,7 @@ dc = import_deepchem()
 logger = logging.getLogger(__name__)
 
 CONVOLUTIONS = {"gated": GatedConv, "simple": SimpleConv}
+POOLINGS = ("mean", "sum", "max", "linear-mean", "linear-sum")
 
 
 class CGCNN(nn.Module):
@@ -55,7 +56,12 @@ class CGCNN(nn.Module):
         Dropout after the first layer past pooling; default 0.5 for classification
         (as the original) and 0 for regression.
     pooling: str, default 'mean'
-        ``'mean'``, ``'sum'`` or ``'max'`` over each crystal's atoms.
+        ``'mean'``, ``'sum'`` or ``'max'`` over each crystal's atom vectors, then the
+        layers above; or the paper's linear pooling, regression only:
+        ``'linear-mean'`` (intensive targets) / ``'linear-sum'`` (extensive targets,
+        e.g. energy per cell): each atom's vector goes through one linear layer to a
+        scalar per task, its contribution, and the crystal's prediction is their
+        mean / sum (see :meth:`atom_contributions`).
     radius, step: float, default 8.0, 0.2
         The featurizer's, to expand distances into ``in_edge_dim`` Gaussians.
 
@@ -90,8 +96,10 @@ class CGCNN(nn.Module):
             raise ValueError(f"mode must be 'regression' or 'classification', got {mode!r}")
         if conv not in CONVOLUTIONS:
             raise ValueError(f"conv must be one of {sorted(CONVOLUTIONS)}, got {conv!r}")
-        if pooling not in ("mean", "sum", "max"):
-            raise ValueError(f"pooling must be 'mean', 'sum' or 'max', got {pooling!r}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if pooling.startswith("linear") and mode != "regression":
+            raise ValueError(f"pooling={pooling!r} (atom contributions) is for regression only")
         table = element_embedding_table()
         if in_node_dim != table.shape[1]:
             raise ValueError(f"in_node_dim={in_node_dim}, but the CGCNN element embedding "
@@ -112,14 +120,17 @@ class CGCNN(nn.Module):
         self.embedding = nn.Linear(in_node_dim, hidden_node_dim)
         self.convs = nn.ModuleList(
             [CONVOLUTIONS[conv](hidden_node_dim, in_edge_dim) for _ in range(num_conv)])
-        self.conv_to_fc = nn.Linear(hidden_node_dim, predictor_hidden_feats)
-        self.fcs = nn.ModuleList([nn.Linear(predictor_hidden_feats, predictor_hidden_feats)
-                                  for _ in range(n_hidden_layers - 1)])
-        if dropout is None:
-            dropout = 0.5 if mode == "classification" else 0.0
-        self.dropout = nn.Dropout(dropout)
-        n_out = n_tasks * n_classes if mode == "classification" else n_tasks
-        self.fc_out = nn.Linear(predictor_hidden_feats, n_out)
+        if pooling.startswith("linear"):
+            self.atom_out = nn.Linear(hidden_node_dim, n_tasks)
+        else:
+            self.conv_to_fc = nn.Linear(hidden_node_dim, predictor_hidden_feats)
+            self.fcs = nn.ModuleList([nn.Linear(predictor_hidden_feats, predictor_hidden_feats)
+                                      for _ in range(n_hidden_layers - 1)])
+            if dropout is None:
+                dropout = 0.5 if mode == "classification" else 0.0
+            self.dropout = nn.Dropout(dropout)
+            n_out = n_tasks * n_classes if mode == "classification" else n_tasks
+            self.fc_out = nn.Linear(predictor_hidden_feats, n_out)
         self.register_buffer("target_mean", torch.zeros(n_tasks))
         self.register_buffer("target_std", torch.ones(n_tasks))
 
@@ -133,10 +144,33 @@ class CGCNN(nn.Module):
             atom_fea = conv(atom_fea, edge_fea, center, neighbor, degree)
         return atom_fea
 
+    def atom_contributions(self, batch: Dict[str, Any]) -> torch.Tensor:
+        """``(N, n_tasks)`` per-atom contributions in target units, linear pooling only.
+
+        With ``'linear-mean'`` each crystal's prediction is the mean of its atoms'
+        contributions, with ``'linear-sum'`` their sum, exactly (the target's
+        normalization is folded in: mean-pooled contributions are ``c * std + mean``,
+        sum-pooled ones ``c * std + mean / n_atoms``).
+        """
+        if not self.pooling.startswith("linear"):
+            raise ValueError(f"atom contributions need pooling='linear-mean' or 'linear-sum'; "
+                             f"this model pools with {self.pooling!r}, so its prediction is not "
+                             f"a sum of per-atom terms")
+        scaled = self.atom_out(self.atom_vectors(batch)) * self.target_std
+        if self.pooling == "linear-mean":
+            return scaled + self.target_mean
+        counts = torch.bincount(batch["crystal_index"], minlength=batch["n_crystals"])
+        return scaled + self.target_mean / counts[batch["crystal_index"]][:, None].to(scaled.dtype)
+
     def forward(self, batch: Dict[str, Any]) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
         """Regression: ``(n, n_tasks)`` in target units. Classification: (probabilities, logits),
         each ``(n, n_classes)`` for one task, else ``(n, n_tasks, n_classes)``."""
         atom_fea = self.atom_vectors(batch)
+        if self.pooling.startswith("linear"):
+            contributions = self.atom_out(atom_fea)
+            how = self.pooling.split("-")[1]
+            pooled = pool_atoms(contributions, batch["crystal_index"], batch["n_crystals"], how)
+            return pooled * self.target_std + self.target_mean
         crystal_fea = pool_atoms(atom_fea, batch["crystal_index"], batch["n_crystals"], self.pooling)
         hidden = F.softplus(self.conv_to_fc(F.softplus(crystal_fea)))
         hidden = self.dropout(hidden)
@@ -293,6 +327,64 @@ class CGCNNModel(dc.models.TorchModel):
         with warnings.catch_warnings():  # DeepChem 2.8 converts its running loss tensor itself
             warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
             return super().fit(dataset, nb_epoch, *args, **kwargs)
+
+    # ------------------------------------------------------------------ interpretation
+    def atom_contributions(self, inputs: Any, batch_size: int = 256):
+        """Each site's contribution to the prediction, for a linear-pooling model.
+
+        Parameters
+        ----------
+        inputs: Dataset of CrystalGraph, or Structures / CIF strings / paths
+            Crystals; structures are featurized with the model's featurizer settings.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per site: ``crystal`` (the dataset id, or the input's index),
+            ``site`` (index in the structure), ``element``, ``Z``, and
+            ``contribution`` (``contribution_<k>`` per task with several tasks), in
+            the target's units. Per crystal, their mean (``pooling='linear-mean'``)
+            or sum (``'linear-sum'``) equals ``predict`` exactly.
+        """
+        import pandas as pd
+        from pymatgen.core.periodic_table import Element
+
+        graphs, ids = self._graphs_and_ids(inputs)
+        self.model.eval()
+        frames = []
+        for start in range(0, len(graphs), batch_size):
+            chunk = list(graphs[start:start + batch_size])
+            tensors, _, _ = self._prepare_batch(([np.array(chunk, dtype=object)], [], []))
+            with torch.no_grad():
+                values = self.model.atom_contributions(tensors).cpu().numpy()
+            crystal = np.repeat(np.arange(start, start + len(chunk)),
+                                [g.num_nodes for g in chunk])
+            sites = np.concatenate([np.arange(g.num_nodes) for g in chunk])
+            numbers = np.concatenate([g.atomic_numbers for g in chunk]).astype(int)
+            frame = pd.DataFrame({"crystal": np.asarray(ids, dtype=object)[crystal],
+                                  "site": sites, "Z": numbers})
+            frame.insert(2, "element", [Element.from_Z(z).symbol for z in numbers])
+            if values.shape[1] == 1:
+                frame["contribution"] = values[:, 0]
+            else:
+                for k in range(values.shape[1]):
+                    frame[f"contribution_{k}"] = values[:, k]
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True)
+
+    def _graphs_and_ids(self, inputs: Any) -> Tuple[np.ndarray, np.ndarray]:
+        """Crystal graphs and ids of a dataset, or of structures featurized here."""
+        if isinstance(inputs, dc.data.Dataset):
+            return np.asarray(inputs.X, dtype=object), np.asarray(inputs.ids, dtype=object)
+        from deepchem_cgcnn.featurizer import CGCNNFeaturizer
+        settings = getattr(self, "featurizer_params", None) or {
+            "radius": self.hyperparameters["radius"], "step": self.hyperparameters["step"]}
+        featurizer = CGCNNFeaturizer(**settings)
+        graphs = featurizer.featurize(inputs)
+        if featurizer.failures:
+            index, reason = featurizer.failures[0]
+            raise ValueError(f"input {index} could not be featurized: {reason}")
+        return graphs, np.arange(len(graphs))
 
     # ------------------------------------------------------------------ constructors
     @classmethod

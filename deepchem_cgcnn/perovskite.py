@@ -4,7 +4,6 @@ from typing import List
 import numpy as np
 
 
-
 class PerovskiteSiteError(ValueError):
     """The structure's coordination does not look like an ABX3 perovskite."""
 

@@ -4,6 +4,7 @@ Examples::
 
     deepchem-cgcnn predict                 # the built-in example crystals
     deepchem-cgcnn predict a.cif POSCAR    # your files
+    deepchem-cgcnn explain a.cif           # per-site contributions (linear-pooling models)
     deepchem-cgcnn train --data ../shared/datasets/mp_cgcnn.csv.gz \\
         --target formation_energy_per_atom --name mp-formation-energy
 """
@@ -88,6 +89,49 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if failures and len(failures) == len(structures) else 0
 
 
+def _explain(args: argparse.Namespace) -> int:
+    from deepchem_cgcnn.checkpoints import available_pretrained, load_pretrained, pretrained_card
+
+    names, structures, failures = _read_inputs(args)
+    linear = [n for n in available_pretrained()
+              if pretrained_card(n).get("model", {}).get("pooling", "").startswith("linear")]
+    name = args.model or (linear[0] if linear else None)
+    if name is None:
+        sys.stderr.write("no shipped model has linear pooling; train one with "
+                         "'deepchem-cgcnn train --pooling linear-mean' and pass --model\n")
+        return 2
+    model = load_pretrained(name)
+    card = pretrained_card(name)
+    out = sys.stdout
+    for index, (label, structure) in enumerate(zip(names, structures)):
+        if structure is None:
+            sys.stderr.write(f"{label}: {failures[index]}\n")
+            continue
+        try:
+            table = model.atom_contributions([structure])
+        except ValueError as error:
+            sys.stderr.write(f"{label}: {error}\n")
+            failures[index] = str(error)
+            continue
+        roles = _perovskite_roles(structure) if args.perovskite else None
+        how = "mean" if model.hyperparameters["pooling"] == "linear-mean" else "sum"
+        total = getattr(table.contribution, how)()
+        out.write(f"{label} ({structure.composition.reduced_formula}): {card['property']} "
+                  f"{total:.3f} {card['units']} = {how} of the site contributions\n")
+        for row in table.itertuples():
+            role = f"  {roles[row.site]}" if roles else ""
+            out.write(f"  site {row.site:3d}  {row.element:<3}{role}  {row.contribution:+.3f}\n")
+    return 1 if failures and len(failures) == len(structures) else 0
+
+
+def _perovskite_roles(structure):
+    from deepchem_cgcnn.perovskite import PerovskiteSiteError, perovskite_sites
+    try:
+        return perovskite_sites(structure)
+    except PerovskiteSiteError:
+        return None
+
+
 def _train(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -127,6 +171,7 @@ def _train(args: argparse.Namespace) -> int:
     init_seed = args.seed if args.init_seed is None else args.init_seed
     torch.manual_seed(init_seed)
     hyper = dict(hidden_node_dim=args.hidden, num_conv=args.num_conv, conv=args.conv,
+                 pooling=args.pooling,
                  predictor_hidden_feats=args.predictor_hidden, n_hidden_layers=args.n_hidden_layers,
                  mode=args.mode)
     model = CGCNNModel(**hyper, batch_size=recipe.batch_size, optimizer=make_optimizer(recipe),
@@ -191,6 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="shipped model name (repeatable); default: all")
     predict.set_defaults(run=_predict)
 
+    explain = commands.add_parser(
+        "explain", help="per-site contributions of a linear-pooling model")
+    explain.add_argument("files", nargs="*", help="CIF or POSCAR files; none: built-in examples")
+    explain.add_argument("--model", help="shipped linear-pooling model (default: the first)")
+    explain.add_argument("--perovskite", action="store_true",
+                         help="also label each site A, B or X (5-atom ABX3 cells)")
+    explain.set_defaults(run=_explain)
+
     train = commands.add_parser("train", help="train a model on a table of crystals")
     train.add_argument("--data", required=True,
                        help="a CSV/JSON (.gz) table with a cif column, a CIF folder with "
@@ -214,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, help="override the recipe's batch size")
     train.add_argument("--weight-decay", type=float, help="override the recipe's weight decay")
     train.add_argument("--conv", default="gated", choices=["gated", "simple"])
+    train.add_argument("--pooling", default="mean",
+                       choices=["mean", "sum", "max", "linear-mean", "linear-sum"],
+                       help="linear-*: per-atom contributions (deepchem-cgcnn explain)")
     train.add_argument("--hidden", type=int, default=64)
     train.add_argument("--num-conv", type=int, default=4)
     train.add_argument("--predictor-hidden", type=int, default=128)

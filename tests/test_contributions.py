@@ -83,3 +83,30 @@ def test_mean_pooling_has_no_exact_contributions_and_says_why():
         model.atom_contributions(dc.data.NumpyDataset(graphs))
     with pytest.raises(ValueError, match="regression only"):
         CGCNNModel(mode="classification", pooling="linear-mean")
+
+
+@pytest.mark.torch
+def test_explain_prints_site_contributions_that_add_up(monkeypatch, capsys):
+    from deepchem_cgcnn import checkpoints
+    from deepchem_cgcnn.cli import main
+    torch.manual_seed(3)
+    model = CGCNNModel(num_conv=2, pooling="linear-mean")
+    model.fit_normalizer(np.array([[-1.0], [0.5], [2.0]]))
+    monkeypatch.setattr(checkpoints, "available_pretrained", lambda: ["toy-linear"])
+    monkeypatch.setattr(checkpoints, "load_pretrained", lambda name: model)
+    monkeypatch.setattr(checkpoints, "pretrained_card", lambda name: {
+        "property": "energy", "units": "eV/atom", "model": model.hyperparameters})
+    assert main(["explain", "--perovskite"]) == 0
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    crystals = example_structures()
+    start = next(i for i, line in enumerate(lines) if line.startswith("SrTiO3"))
+    header, sites = lines[start], lines[start + 1:start + 6]
+    assert [s.split()[2:4] for s in sites] == [["Sr", "A"], ["Ti", "B"], ["O", "X"],
+                                               ["O", "X"], ["O", "X"]]
+    total = float(header.split("energy ")[1].split()[0])
+    values = [float(s.split()[-1]) for s in sites]
+    assert total == pytest.approx(np.mean(values), abs=2e-3)
+    graphs = CGCNNFeaturizer().featurize([crystals["SrTiO3 (cubic perovskite)"]])
+    assert total == pytest.approx(float(model.predict(dc.data.NumpyDataset(graphs))[0, 0]),
+                                  abs=1e-3)

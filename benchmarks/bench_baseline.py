@@ -225,8 +225,8 @@ def check_split(check: SplitCheck, dataset: DataFile, labels: pd.DataFrame, ids:
     seconds, theirs = timed(lambda: loader_ids(dataset, check, cache_dir))
     same = [a == b for a, b in zip(ours, theirs)]
     sizes = "/".join(str(len(part)) for part in theirs)
-    verdict = "identical" if all(same) else "DIFFERENT (" + ", ".join(
-        f"{name} {'ok' if ok else 'differs'}" for name, ok in zip(("train", "valid", "test"), same)) + ")"
+    differing = [name for name, ok in zip(("train", "valid", "test"), same) if not ok]
+    verdict = "identical" if not differing else "DIFFERENT in " + ", ".join(differing)
     query = f", query {check.query!r}" if check.query else ""
     return (f"split check {dataset.key} (task {check.task} from {check.column}{query}): "
             f"MaterialsProjectLoader's train/valid/test ids ({sizes}) vs this script's: "
@@ -287,7 +287,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         log(f"Magpie features of {dataset.path.name} ...")
         features[key] = magpie_features(dataset, args.cache_dir)
         labels[key] = read_labels(dataset, features[key]["ids"])
-        built = "from cache" if features[key]["cached"] else f"built in {features[key]['seconds']:.0f} s"
+        built = ("from cache" if features[key]["cached"]
+                 else f"built in {features[key]['seconds']:.0f} s")
         notes.append(f"{nan_report(key, features[key])}; {features[key]['n_fallbacks']} full CIF "
                      f"parses (no _chemical_formula_sum); features {built}")
     if args.check_split:

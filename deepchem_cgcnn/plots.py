@@ -1,0 +1,64 @@
+"""Figures: periodic-table heatmaps of per-element values (needs matplotlib, the ``plots`` extra)."""
+from typing import Mapping, Optional, Tuple
+
+
+def periodic_table_position(symbol: str) -> Tuple[int, int]:
+    """``(row, column)`` of an element in the usual 18-column layout; f-block rows 8 and 9.
+
+    Examples
+    --------
+    >>> periodic_table_position("Fe"), periodic_table_position("La"), periodic_table_position("U")
+    ((3, 7), (8, 2), (9, 5))
+    """
+    from pymatgen.core.periodic_table import Element
+    element = Element(symbol)
+    if element.is_lanthanoid or element.is_actinoid:
+        first = 57 if element.is_lanthanoid else 89
+        return (8 if element.is_lanthanoid else 9), 2 + element.Z - first
+    return element.row - 1, element.group - 1
+
+
+def periodic_table_heatmap(values: Mapping[str, float], title: str, path: str,
+                           label: str = "", counts: Optional[Mapping[str, int]] = None,
+                           cmap: str = "coolwarm") -> None:
+    """Draw ``values`` (element symbol -> number) on a periodic table and save it to ``path``.
+
+    Elements without a value are drawn blank; ``counts`` (how many data behind each value)
+    are printed under the value. The colour scale is centred on zero when values have both signs.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import Normalize, TwoSlopeNorm
+    from pymatgen.core.periodic_table import Element
+
+    numbers = list(values.values())
+    low, high = min(numbers), max(numbers)
+    norm = TwoSlopeNorm(0.0, low, high) if low < 0 < high else Normalize(low, high)
+    colours = plt.get_cmap(cmap)
+    figure, axes = plt.subplots(figsize=(11, 6.2), dpi=150)
+    for z in range(1, 104):
+        symbol = Element.from_Z(z).symbol
+        row, column = periodic_table_position(symbol)
+        value = values.get(symbol)
+        face = colours(norm(value)) if value is not None else (0.96, 0.96, 0.96)
+        axes.add_patch(plt.Rectangle((column, -row), 0.94, 0.94, facecolor=face,
+                                     edgecolor="grey", lw=0.4))
+        axes.text(column + 0.47, -row + 0.62, symbol, ha="center", va="center", fontsize=8,
+                  color="black" if value is not None else "grey")
+        if value is not None:
+            axes.text(column + 0.47, -row + 0.3, f"{value:.2f}", ha="center", va="center",
+                      fontsize=5.5)
+            if counts is not None and symbol in counts:
+                axes.text(column + 0.47, -row + 0.1, f"n={counts[symbol]}", ha="center",
+                          va="center", fontsize=4.5, color="dimgrey")
+    axes.set_xlim(-0.2, 18.2)
+    axes.set_ylim(-9.2, 1.1)
+    axes.set_aspect("equal")
+    axes.axis("off")
+    axes.set_title(title, fontsize=11)
+    mappable = plt.cm.ScalarMappable(norm=norm, cmap=colours)
+    figure.colorbar(mappable, ax=axes, fraction=0.025, pad=0.01, label=label)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)

@@ -36,10 +36,10 @@ EXPORT = PROJECT_ROOT / "work" / "export"
 MODELS = {"mean pooling": "castelli-perovskites", "linear pooling": "castelli-perovskites-linear"}
 
 
-def load_model(name: str):
+def load_model(export: Path, name: str):
     import torch
     from deepchem_cgcnn import CGCNNModel
-    saved = torch.load(EXPORT / f"{name}.pt", map_location="cpu", weights_only=True)
+    saved = torch.load(export / f"{name}.pt", map_location="cpu", weights_only=True)
     model = CGCNNModel(**saved["hyperparameters"])
     model.model.load_state_dict(saved["state_dict"])
     model.featurizer_params = dict(saved["featurizer"])
@@ -150,12 +150,13 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs")
     parser.add_argument("--cache-dir", default=str(PROJECT_ROOT / "work" / "cache"))
+    parser.add_argument("--export", type=Path, default=EXPORT, help="where the models are")
     args = parser.parse_args(argv)
     table = pd.read_csv(DATA)
-    models = {label: load_model(name) for label, name in MODELS.items()}
+    models = {label: load_model(args.export, name) for label, name in MODELS.items()}
     train, valid, test = split(models["linear pooling"], args.cache_dir)
     rows = [[label, f"{mean_absolute_error(model, test):.4f}",
-             json.load(open(EXPORT / f"{MODELS[label]}.json"))["wall_time_s"]["train"]]
+             json.loads((args.export / f"{MODELS[label]}.json").read_text())["wall_time_s"]["train"]]
             for label, model in models.items()]
     print(markdown_table(["model", "test MAE (eV/cell)", "training s"], rows))
     print(f"\nsplit {len(train)}/{len(valid)}/{len(test)}\n")

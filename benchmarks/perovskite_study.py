@@ -81,8 +81,8 @@ def heatmaps(sites: pd.DataFrame, out: Path) -> dict:
             label="contribution to heat of formation (eV per cell)",
             counts=by_element["size"].to_dict())
         ranked = by_element.sort_values("mean")
-        summary[role] = {"most stabilizing": ranked.head(5)["mean"].round(3).to_dict(),
-                         "most destabilizing": ranked.tail(5)["mean"].round(3).to_dict()}
+        summary[role] = {"most stabilizing": ranked.head(5)["mean"].astype(float).round(3).to_dict(),
+                         "most destabilizing": ranked.tail(5)["mean"].astype(float).round(3).to_dict()}
     return summary
 
 

@@ -1,6 +1,7 @@
 """Shared fixtures: the reference data in ../shared, skipped cleanly when absent."""
 import os
 import socket
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,21 @@ def mp_rows():
 def mp_graphs(mp_rows):
     from deepchem_cgcnn import CGCNNFeaturizer
     return CGCNNFeaturizer().featurize(list(mp_rows.cif))
+
+
+@pytest.fixture(scope="session")
+def castelli_table():
+    """The 6,405 Castelli perovskites (cmr_id, cif, formula, heat_all, ...)."""
+    import pandas as pd
+    return pd.read_csv(need(SHARED / "datasets" / "castelli_perovskites.csv.gz"))
+
+
+def parse_cifs(cifs):
+    """pymatgen Structures of CIF strings, without pymatgen's rounding warnings."""
+    from pymatgen.core import Structure
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [Structure.from_str(cif, fmt="cif") for cif in cifs]
 
 
 @pytest.fixture

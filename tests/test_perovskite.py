@@ -1,13 +1,11 @@
 """A/B/X site assignment of perovskites from the structure, checked on the Castelli data."""
 import re
-import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from conftest import SHARED, need
+from conftest import parse_cifs
 from deepchem_cgcnn.perovskite import PerovskiteSiteError, perovskite_sites
 
 
@@ -46,13 +44,10 @@ def test_non_perovskites_are_refused_in_words():
         perovskite_sites(clustered)
 
 
-def test_castelli_sites_agree_with_the_databases_a_b_x3_formulas():
+def test_castelli_sites_agree_with_the_databases_a_b_x3_formulas(castelli_table):
     """The Castelli formulas are written A B X3; our assignment never reads them."""
-    table = pd.read_csv(need(SHARED / "datasets" / "castelli_perovskites.csv.gz"))
-    sample = table.sample(n=400, random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        structures = [Structure.from_str(c, fmt="cif") for c in sample.cif]
+    sample = castelli_table.sample(n=400, random_state=0)
+    structures = parse_cifs(sample.cif)
     for structure, formula in zip(structures, sample.formula):
         labels = perovskite_sites(structure)
         elements = [re.sub(r"\d", "", e) for e in re.findall(r"[A-Z][a-z]?\d*", formula)]

@@ -1,13 +1,9 @@
 """Perovskite screening: cells, lattice constants, ranking and its precision/recall."""
-import warnings
-
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-from pymatgen.core import Structure
 
-from conftest import SHARED, need
+from conftest import parse_cifs
 from deepchem_cgcnn import CGCNNEnsemble, CGCNNModel
 from deepchem_cgcnn.perovskite import perovskite_sites
 from deepchem_cgcnn.screening import (LatticeConstantModel, composition_of, cubic_perovskite,
@@ -22,12 +18,9 @@ def test_built_cells_are_perovskites_with_the_intended_sites():
     assert distances[1, 2:].round(6).tolist() == [2.1, 2.1, 2.1]  # B-X = a/2
 
 
-def test_lattice_constant_model_predicts_held_out_castelli_cells_within_a_tenth_of_an_angstrom():
-    table = pd.read_csv(need(SHARED / "datasets" / "castelli_perovskites.csv.gz"))
-    sample = table.sample(n=900, random_state=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cells = [Structure.from_str(c, fmt="cif") for c in sample.cif]
+def test_lattice_constant_model_predicts_held_out_castelli_cells_within_a_tenth_of_an_angstrom(
+        castelli_table):
+    cells = parse_cifs(castelli_table.sample(n=900, random_state=1).cif)
     compositions = [composition_of(c) for c in cells]
     constants = np.array([c.lattice.a for c in cells])
     model = LatticeConstantModel().fit(compositions[:700], constants[:700])

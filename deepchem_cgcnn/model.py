@@ -304,6 +304,11 @@ class CGCNNModel(dc.models.TorchModel):
         return super().default_generator(dataset, epochs=epochs, mode=mode,
                                          deterministic=deterministic, pad_batches=False)
 
+    def _predict(self, *args, **kwargs):
+        """DeepChem's prediction loop, without building autograd graphs (faster, less memory)."""
+        with torch.inference_mode():
+            return super()._predict(*args, **kwargs)
+
     # ------------------------------------------------------------------ training
     def fit_normalizer(self, y: np.ndarray, w: Optional[np.ndarray] = None) -> None:
         """Set the target mean and standard deviation from labels ``y`` (weight-0 and NaN entries skipped)."""

@@ -36,24 +36,29 @@ def _job(name: str, data: str, target: str, *extra: str, minutes: float = 100) -
 # decay is the same optimizer), so its ensemble members use exactly that recipe.
 JOBS: Dict[str, List[str]] = {
     "mp-band-gap": _job("mp-band-gap", MP, "band_gap", "--property", "band gap",
-                        "--units", "eV", "--recipe", "fast", "--weight-decay", "0", minutes=110),
+                        "--units", "eV", "--recipe", "fast", "--weight-decay", "0", minutes=50),
     "mp-metallicity": _job("mp-metallicity", MP, "is_metal", "--mode", "classification",
-                           "--property", "metal probability", "--units", "P(metal)"),
+                           "--property", "metal probability", "--units", "P(metal)",
+                           minutes=45),
     "castelli-perovskites": _job("castelli-perovskites", PEROVSKITES, "heat_all",
                                  "--property", "heat of formation", "--units", "eV/cell",
-                                 minutes=40),
+                                 minutes=22),
     "castelli-perovskites-linear": _job("castelli-perovskites-linear", PEROVSKITES, "heat_all",
                                         "--pooling", "linear-sum",
                                         "--property", "heat of formation",
-                                        "--units", "eV/cell", minutes=40),
+                                        "--units", "eV/cell", minutes=22),
     "mp-fermi-energy": _job("mp-fermi-energy", MP, "efermi", "--property", "Fermi energy",
-                            "--units", "eV"),
+                            "--units", "eV", minutes=50),
     "mp-formation-energy-paper-recipe": _job(
         "mp-formation-energy-paper-recipe", MP, "formation_energy_per_atom", "--recipe", "paper",
         "--property", "formation energy per atom"),
     "mp-band-gap-nonmetals": _job("mp-band-gap-nonmetals", MP, "band_gap", "--query",
                                   "band_gap > 0", "--property", "band gap (non-metals)",
                                   "--units", "eV", minutes=80),
+    **{f"castelli-perovskites.{k}": _job(
+        f"castelli-perovskites.{k}", PEROVSKITES, "heat_all", "--init-seed", str(k),
+        "--property", "heat of formation", "--units", "eV/cell", minutes=15)
+       for k in range(1, 5)},
     **{f"mp-formation-energy.{k}": _job(
         f"mp-formation-energy.{k}", MP, "formation_energy_per_atom", "--init-seed", str(k),
         "--recipe", "fast", "--weight-decay", "0", "--property", "formation energy per atom")

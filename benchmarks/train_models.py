@@ -29,7 +29,7 @@ EXPORT = WORK / "export"
 def _job(name: str, data: str, target: str, *extra: str, minutes: float = 100) -> List[str]:
     return ["--data", data, "--target", target, "--name", name, "--work-dir", str(WORK / name),
             "--export", str(EXPORT), "--max-minutes", str(minutes), "--max-epochs", "400",
-            "--n-jobs", "1", *extra]
+            "--n-jobs", "1", "--compile", *extra]
 
 
 # The shipped formation-energy model was trained with Adam + cosine (AdamW with no weight
@@ -48,7 +48,7 @@ JOBS: Dict[str, List[str]] = {
                                         "--property", "heat of formation",
                                         "--units", "eV/cell", minutes=22),
     "mp-fermi-energy": _job("mp-fermi-energy", MP, "efermi", "--property", "Fermi energy",
-                            "--units", "eV", minutes=50),
+                            "--units", "eV", minutes=45),
     "mp-formation-energy-paper-recipe": _job(
         "mp-formation-energy-paper-recipe", MP, "formation_energy_per_atom", "--recipe", "paper",
         "--property", "formation energy per atom"),

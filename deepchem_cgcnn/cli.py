@@ -40,8 +40,7 @@ def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from deepchem_cgcnn._quiet import import_deepchem
-    from deepchem_cgcnn.checkpoints import (available_pretrained, ensemble_members,
-                                            load_pretrained, pretrained_card)
+    from deepchem_cgcnn.checkpoints import ensemble_members, load_pretrained, pretrained_card
     from deepchem_cgcnn.ensemble import CGCNNEnsemble
     from deepchem_cgcnn.featurizer import CGCNNFeaturizer
 
@@ -50,7 +49,7 @@ def _predict(args: argparse.Namespace) -> int:
     readable = [i for i, s in enumerate(structures) if s is not None]
     columns: Dict[str, List[str]] = {}
     graphs_by_settings: Dict[str, np.ndarray] = {}
-    for name in args.model or available_pretrained():
+    for name in args.model or _general_models():
         members = [load_pretrained(m) for m in ensemble_members(name)]
         model = members[0] if len(members) == 1 else CGCNNEnsemble(members)
         settings = members[0].featurizer_params
@@ -87,6 +86,12 @@ def _predict(args: argparse.Namespace) -> int:
     for index, reason in sorted(failures.items()):
         sys.stderr.write(f"{names[index]}: {reason}\n")
     return 1 if failures and len(failures) == len(structures) else 0
+
+
+def _general_models() -> List[str]:
+    """Shipped models for any crystal: those whose card names no narrower ``domain``."""
+    from deepchem_cgcnn.checkpoints import available_pretrained, pretrained_card
+    return [n for n in available_pretrained() if not pretrained_card(n).get("domain")]
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -235,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="predict properties of CIF/POSCAR files")
     predict.add_argument("files", nargs="*", help="CIF or POSCAR files; none: built-in examples")
     predict.add_argument("--model", action="append",
-                         help="shipped model name (repeatable); default: all")
+                         help="shipped model name (repeatable); default: every model for "
+                              "general crystals (the perovskite models only when named)")
     predict.set_defaults(run=_predict)
 
     explain = commands.add_parser(

@@ -49,3 +49,29 @@ def test_command_line_entry_point_is_quiet():
     assert result.returncode == 0, result.stderr
     assert "Skipped loading" not in result.stdout + result.stderr
     assert len(result.stdout.strip().splitlines()) == 1 + len(example_structures())
+
+
+@pytest.mark.torch
+def test_every_shipped_model_has_a_card_and_loads_offline(no_network):
+    """Each shipped model: a full card, weights that load by name, and test metrics on record."""
+    for name in available_pretrained(include_members=True):
+        card = pretrained_card(name)
+        for key in ("property", "units", "task", "mode", "data", "split", "recipe", "metrics",
+                    "wall_time_s", "command"):
+            assert key in card, (name, key)
+        assert card["split"]["seed"] == 123 and card["split"]["fractions"] == [0.6, 0.2, 0.2]
+        metric = "roc_auc" if card["mode"] == "classification" else "mae"
+        assert set(card["metrics"][metric]) == {"train", "valid", "test"}, name
+        model = CGCNNModel.pretrained(name)
+        assert model.model.mode == card["mode"]
+
+
+def test_predict_prints_one_column_per_general_shipped_model(capsys):
+    general = [n for n in available_pretrained() if not pretrained_card(n).get("domain")]
+    assert main(["predict"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    for name in general:
+        card = pretrained_card(name)
+        assert f"{card['property']} ({card['units']})" in header, name
+    for name in set(available_pretrained()) - set(general):
+        assert pretrained_card(name)["property"] not in header

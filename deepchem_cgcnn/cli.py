@@ -218,6 +218,7 @@ def _train(args: argparse.Namespace) -> int:
                    "max_minutes": args.max_minutes, "epochs_run": len(record.epochs),
                    "best_epoch": record.best_epoch},
         "metrics": metrics,
+        "history": record.history(),
         "wall_time_s": {"featurize": round(featurize_seconds, 1),
                         "train": round(record.seconds[-1] if record.seconds else 0.0, 1),
                         "total": round(time.time() - started, 1)},

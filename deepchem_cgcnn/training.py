@@ -5,7 +5,7 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -39,6 +39,13 @@ class TrainingRecord:
     best_epoch: int = -1
     best_valid_mae: float = math.inf
     config: dict = field(default_factory=dict)
+
+    def history(self) -> Dict[str, list]:
+        """The validation error after each epoch against cumulative training seconds, rounded
+        for a model card (classification: the error is 1 - ROC-AUC)."""
+        return {"seconds": [round(s, 1) for s in self.seconds],
+                "valid_error": [round(v, 5) for v in self.valid_mae],
+                "learning_rate": [float(f"{lr:.4g}") for lr in self.learning_rate]}
 
 
 def train_with_validation(model, train, valid, out_dir: str,

@@ -41,6 +41,9 @@ def test_training_keeps_the_best_epoch_and_resumes_where_it_stopped(datasets, tm
                                     max_epochs=5, max_minutes=10, config={"run": 1})
     assert resumed.epochs == [0, 1, 2, 3, 4]
     assert resumed.valid_mae[:3] == record.valid_mae
+    history = resumed.history()
+    assert len(history["seconds"]) == 5 and history["seconds"] == sorted(history["seconds"])
+    assert history["valid_error"] == pytest.approx(resumed.valid_mae, abs=1e-5)
 
     with pytest.raises(ValueError, match="other settings"):
         train_with_validation(_model(), train, valid, str(tmp_path), FAST.learning_rate_at,

@@ -1,0 +1,54 @@
+"""Copy finished models from ``work/export`` into the package (``deepchem_cgcnn/pretrained``).
+
+For each name, copies ``<name>.pt`` and its card ``<name>.json``; a card exported before
+cards carried the training history gets it from the run's ``work/<name>/run/record.json``;
+``--domain`` marks models meant for a narrower class of crystals than "any crystal" (e.g. the
+perovskite models), which ``deepchem-cgcnn predict`` then uses only when named. Prints the
+size of the shipped folder.
+
+Usage
+-----
+``.venv/bin/python benchmarks/ship_models.py mp-band-gap mp-metallicity mp-fermi-energy``
+``.venv/bin/python benchmarks/ship_models.py castelli-perovskites castelli-perovskites.1 \\
+    --domain "ABX3 perovskites: 5-atom cubic cells (Castelli et al. 2012)"``
+"""
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from _common import PROJECT_ROOT
+
+EXPORT = PROJECT_ROOT / "work" / "export"
+PACKAGE = PROJECT_ROOT / "deepchem_cgcnn" / "pretrained"
+
+
+def ship(name: str, export: Path, domain: str = "") -> dict:
+    from deepchem_cgcnn.training import TrainingRecord
+    card = json.loads((export / f"{name}.json").read_text())
+    record_path = export.parent / name / "run" / "record.json"
+    if "history" not in card and record_path.exists():
+        card["history"] = TrainingRecord(**json.loads(record_path.read_text())).history()
+    if domain:
+        card["domain"] = domain
+    shutil.copyfile(export / f"{name}.pt", PACKAGE / f"{name}.pt")
+    (PACKAGE / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("names", nargs="+")
+    parser.add_argument("--export", type=Path, default=EXPORT)
+    parser.add_argument("--domain", default="", help="the crystals the model is meant for")
+    args = parser.parse_args(argv)
+    for name in args.names:
+        card = ship(name, args.export, args.domain)
+        print(f"{name}: {card['property']} ({card['units']}), test {card['metrics']}")
+    size = sum(p.stat().st_size for p in PACKAGE.iterdir() if p.suffix in (".pt", ".json"))
+    print(f"deepchem_cgcnn/pretrained: {size / 2**20:.2f} MiB in "
+          f"{len(list(PACKAGE.glob('*.pt')))} models")
+
+
+if __name__ == "__main__":
+    main()

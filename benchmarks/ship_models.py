@@ -31,6 +31,8 @@ def ship(name: str, export: Path, domain: str = "") -> dict:
         card["history"] = TrainingRecord(**json.loads(record_path.read_text())).history()
     if domain:
         card["domain"] = domain
+    card["command"] = (card["command"].replace(str(PROJECT_ROOT.parent / "shared"), "../shared")
+                       .replace(str(PROJECT_ROOT) + "/", ""))
     shutil.copyfile(export / f"{name}.pt", PACKAGE / f"{name}.pt")
     (PACKAGE / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
     return card

@@ -24,17 +24,19 @@ def periodic_table_heatmap(values: Mapping[str, float], title: str, path: str,
     """Draw ``values`` (element symbol -> number) on a periodic table and save it to ``path``.
 
     Elements without a value are drawn blank; ``counts`` (how many data behind each value)
-    are printed under the value. The colour scale is centred on zero when values have both signs.
+    are printed under the value. When values have both signs the colour scale is symmetric
+    about zero (equal colours for equal magnitudes), so a small negative value stays pale.
     """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.colors import Normalize, TwoSlopeNorm
+    from matplotlib.colors import Normalize
     from pymatgen.core.periodic_table import Element
 
     numbers = list(values.values())
     low, high = min(numbers), max(numbers)
-    norm = TwoSlopeNorm(0.0, low, high) if low < 0 < high else Normalize(low, high)
+    reach = max(abs(low), abs(high))
+    norm = Normalize(-reach, reach) if low < 0 < high else Normalize(low, high)
     colours = plt.get_cmap(cmap)
     figure, axes = plt.subplots(figsize=(11, 6.2), dpi=150)
     for z in range(1, 104):

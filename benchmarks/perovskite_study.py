@@ -2,7 +2,9 @@
 
 Needs the models trained by ``benchmarks/train_models.py --only castelli-perovskites
 castelli-perovskites-linear castelli-perovskites.1 ... castelli-perovskites.4`` (exported to
-``work/export``; the seed members are optional). Then, on the same 60/20/20 split
+``work/export``; the seed members are optional); models not found there are taken from the
+package's shipped ones, so on a fresh clone this one command regenerates everything. It also
+writes the fitted lattice-constant model to ``work/export/castelli-perovskites.lattice.json``. Then, on the same 60/20/20 split
 (seed 123) of ``castelli_perovskites.csv.gz`` (heat of formation ``heat_all``, eV per 5-atom cell):
 
 1. test MAE of the linear-pooling model next to the mean-pooling one;
@@ -41,8 +43,11 @@ MODELS = {"mean pooling": "castelli-perovskites", "linear pooling": "castelli-pe
 
 
 def load_model(export: Path, name: str):
+    """``work/export/<name>.pt`` if trained here, else the shipped model of that name."""
     import torch
     from deepchem_cgcnn import CGCNNModel
+    if not (export / f"{name}.pt").exists():
+        return CGCNNModel.pretrained(name)
     saved = torch.load(export / f"{name}.pt", map_location="cpu", weights_only=True)
     model = CGCNNModel(**saved["hyperparameters"])
     model.model.load_state_dict(saved["state_dict"])
@@ -101,6 +106,8 @@ def screening(models, train_table, test_table, out: Path) -> dict:
         test_cells = [Structure.from_str(c, fmt="cif") for c in test_table.cif]
     train_compositions = [composition_of(c) for c in train_cells]
     lattice = LatticeConstantModel().fit(train_compositions, [c.lattice.a for c in train_cells])
+    EXPORT.mkdir(parents=True, exist_ok=True)
+    (EXPORT / "castelli-perovskites.lattice.json").write_text(json.dumps(lattice.to_dict()))
     truth = {}
     for cell, heat in zip(test_cells, test_table.heat_all):
         truth[composition_of(cell)] = heat
@@ -164,9 +171,12 @@ def main(argv=None) -> None:
             for label, model in models.items()]
     print(markdown_table(["model", "test MAE (eV/cell)", "training s"], rows))
     print(f"\nsplit {len(train)}/{len(valid)}/{len(test)}\n")
+    from deepchem_cgcnn import available_pretrained
+    shipped = set(available_pretrained(include_members=True))
     members = [models["mean pooling"]] + [
         load_model(args.export, f"{MODELS['mean pooling']}.{k}") for k in range(1, 10)
-        if (args.export / f"{MODELS['mean pooling']}.{k}.pt").exists()]
+        if (args.export / f"{MODELS['mean pooling']}.{k}.pt").exists()
+        or f"{MODELS['mean pooling']}.{k}" in shipped]
     ensemble = ensemble_check(members if len(members) > 1 else list(models.values()), test)
     print(json.dumps(ensemble["summary"], indent=1))
     linear = models["linear pooling"]

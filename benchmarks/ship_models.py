@@ -34,6 +34,8 @@ def ship(name: str, export: Path, domain: str = "") -> dict:
     card["command"] = (card["command"].replace(str(PROJECT_ROOT.parent / "shared"), "../shared")
                        .replace(str(PROJECT_ROOT) + "/", ""))
     shutil.copyfile(export / f"{name}.pt", PACKAGE / f"{name}.pt")
+    if (export / f"{name}.lattice.json").exists():  # a perovskite model's lattice constants
+        shutil.copyfile(export / f"{name}.lattice.json", PACKAGE / f"{name}.lattice.json")
     (PACKAGE / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
     return card
 

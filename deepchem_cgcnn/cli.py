@@ -5,6 +5,7 @@ Examples::
     deepchem-cgcnn predict                 # the built-in example crystals
     deepchem-cgcnn predict a.cif POSCAR    # your files
     deepchem-cgcnn explain a.cif           # per-site contributions (linear-pooling models)
+    deepchem-cgcnn screen --a Sr Ba --b Ti Zr --x O3 NO2   # rank cubic perovskites
     deepchem-cgcnn train --data ../shared/datasets/mp_cgcnn.csv.gz \\
         --target formation_energy_per_atom --name mp-formation-energy
 """
@@ -127,6 +128,45 @@ def _explain(args: argparse.Namespace) -> int:
             role = f"  {roles[row.site]}" if roles else ""
             out.write(f"  site {row.site:3d}  {row.element:<3}{role}  {row.contribution:+.3f}\n")
     return 1 if failures and len(failures) == len(structures) else 0
+
+
+def _anion_set(text: str):
+    """``"O3"`` -> ``('O', 'O', 'O')``, ``"NO2"`` -> ``('N', 'O', 'O')``: three X-site elements."""
+    from pymatgen.core import Composition
+    try:
+        amounts = Composition(text)
+    except Exception as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an anion formula: {error}")
+    elements = tuple(sorted(e for el, n in amounts.items() for e in [str(el)] * int(round(n))))
+    if len(elements) != 3 or sum(amounts.values()) != 3:
+        raise argparse.ArgumentTypeError(f"{text!r} must hold exactly three X-site atoms, like "
+                                         f"O3, NO2 or FO2")
+    return elements
+
+
+def _screen(args: argparse.Namespace) -> int:
+    from deepchem_cgcnn.checkpoints import ensemble_members, load_pretrained, pretrained_card
+    from deepchem_cgcnn.ensemble import CGCNNEnsemble
+    from deepchem_cgcnn.plots import screening_plot
+    from deepchem_cgcnn.screening import LatticeConstantModel, enumerate_candidates, screen
+
+    lattice = LatticeConstantModel.pretrained(args.model)
+    members = [load_pretrained(m) for m in ensemble_members(args.model)]
+    model = members[0] if len(members) == 1 else CGCNNEnsemble(members)
+    card = pretrained_card(args.model)
+    candidates = enumerate_candidates(args.a or lattice.elements("A"), args.b or lattice.elements("B"),
+                                      args.x or lattice.anion_sets)
+    ranked = screen(model, candidates, lattice)
+    for (a, b, x), reason in ranked.attrs["skipped"]:
+        sys.stderr.write(f"skipped {a}{b}{''.join(x)}: {reason}\n")
+    ranked.to_csv(args.out, index=False)
+    if args.plot:
+        screening_plot(ranked, args.plot, top=args.top, units=card["units"])
+    shown = ranked.head(args.top)
+    sys.stdout.write(f"{len(ranked):,} candidates ranked by {card['property']} ({card['units']}), "
+                     f"lowest first; all in {args.out}\n")
+    sys.stdout.write(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}") + "\n")
+    return 0 if len(ranked) else 1
 
 
 def _perovskite_roles(structure):
@@ -252,6 +292,19 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--perovskite", action="store_true",
                          help="also label each site A, B or X (5-atom ABX3 cells)")
     explain.set_defaults(run=_explain)
+
+    screen = commands.add_parser(
+        "screen", help="rank cubic ABX3 perovskites from element lists by a shipped model")
+    screen.add_argument("--a", nargs="+", help="A-site elements (default: all seen in training)")
+    screen.add_argument("--b", nargs="+", help="B-site elements (default: all seen in training)")
+    screen.add_argument("--x", nargs="+", type=_anion_set,
+                        help="anion sets such as O3 NO2 (default: all seen in training)")
+    screen.add_argument("--model", default="castelli-perovskites",
+                        help="shipped perovskite model (its seed members make the ensemble)")
+    screen.add_argument("--out", default="screening.csv", help="CSV of every ranked candidate")
+    screen.add_argument("--plot", help="PNG: distribution and the top candidates")
+    screen.add_argument("--top", type=int, default=20, help="rows printed (and plotted)")
+    screen.set_defaults(run=_screen)
 
     train = commands.add_parser("train", help="train a model on a table of crystals")
     train.add_argument("--data", required=True,

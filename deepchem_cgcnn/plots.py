@@ -64,3 +64,29 @@ def periodic_table_heatmap(values: Mapping[str, float], title: str, path: str,
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
+
+
+def screening_plot(ranked, path: str, top: int = 20, units: str = "") -> None:
+    """The distribution of predicted values of screened candidates, and the ``top`` ranked first
+    (with the ensemble's σ as error bars when the table has a ``std`` column)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    best = ranked.head(top)
+    figure, axes = plt.subplots(1, 2, figsize=(10, max(3.5, 0.22 * len(best) + 1.2)), dpi=150)
+    axes[0].hist(ranked.prediction, bins=min(80, max(10, len(ranked) // 5)), color="steelblue")
+    axes[0].set_xlabel(f"predicted value {units}".strip())
+    axes[0].set_ylabel("candidates")
+    axes[0].set_title(f"{len(ranked):,} screened candidates", fontsize=9)
+    positions = range(len(best))[::-1]
+    axes[1].barh(list(positions), best.prediction, xerr=best.get("std"), color="seagreen",
+                 error_kw={"lw": 0.8})
+    axes[1].set_yticks(list(positions), [f"{f} ({x})" if "X" in best else f
+                                         for f, x in zip(best.formula, best.get("X", best.formula))],
+                       fontsize=7)
+    axes[1].set_xlabel(f"prediction {units} (± σ)".strip())
+    axes[1].set_title(f"the {len(best)} ranked first", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)

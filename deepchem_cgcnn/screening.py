@@ -45,6 +45,7 @@ class LatticeConstantModel:
         self.ridge = ridge
         self.columns: Dict[Tuple[str, str], int] = {}
         self.coefficients: Optional[np.ndarray] = None
+        self.anion_sets: List[Tuple[str, ...]] = []
 
     def _row(self, a: str, b: str, x: Sequence[str]) -> np.ndarray:
         row = np.zeros(len(self.columns))
@@ -70,6 +71,7 @@ class LatticeConstantModel:
         target = np.asarray(lattice_constants, dtype=np.float64)
         gram = design.T @ design + self.ridge * np.eye(design.shape[1])
         self.coefficients = np.linalg.solve(gram, design.T @ target)
+        self.anion_sets = sorted({tuple(sorted(x)) for _, _, x in compositions})
         return self
 
     def predict(self, a: str, b: str, x: Sequence[str]) -> float:
@@ -81,6 +83,35 @@ class LatticeConstantModel:
     def elements(self, site: str) -> List[str]:
         """Elements seen on ``site`` (``"A"``, ``"B"`` or ``"X"``) in the fitted data."""
         return sorted(e for s, e in self.columns if s == site)
+
+    def to_dict(self) -> dict:
+        """The fitted terms as plain JSON data (``from_dict`` reads them back exactly)."""
+        if self.coefficients is None:
+            raise RuntimeError("fit the model first")
+        return {"ridge": self.ridge, "anion_sets": [list(x) for x in self.anion_sets],
+                "terms": [[site, element, float(self.coefficients[i])]
+                          for (site, element), i in self.columns.items()]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LatticeConstantModel":
+        model = cls(ridge=data["ridge"])
+        model.columns = {(site, element): i for i, (site, element, _) in enumerate(data["terms"])}
+        model.coefficients = np.array([value for _, _, value in data["terms"]])
+        model.anion_sets = [tuple(x) for x in data.get("anion_sets", [])]
+        return model
+
+    @classmethod
+    def pretrained(cls, name: str = "castelli-perovskites") -> "LatticeConstantModel":
+        """The lattice-constant model shipped beside a perovskite model (``<name>.lattice.json``),
+        fitted on that model's training cells."""
+        import json
+        from importlib import resources
+
+        from deepchem_cgcnn.checkpoints import PRETRAINED_PACKAGE
+        path = resources.files(PRETRAINED_PACKAGE) / f"{name}.lattice.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"no lattice-constant model is shipped for {name!r}")
+        return cls.from_dict(json.loads(path.read_text()))
 
 
 def composition_of(structure) -> Tuple[str, str, Tuple[str, ...]]:

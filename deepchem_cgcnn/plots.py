@@ -33,6 +33,12 @@ def periodic_table_heatmap(values: Mapping[str, float], title: str, path: str,
     from matplotlib.colors import Normalize
     from pymatgen.core.periodic_table import Element
 
+    drawable = {Element.from_Z(z).symbol for z in range(1, 104)}
+    unknown = sorted(set(values) - drawable)
+    if unknown:
+        raise ValueError(f"not element symbols of Z 1-103, cannot be drawn: {unknown}")
+    if not values:
+        raise ValueError("no values to draw")
     numbers = list(values.values())
     low, high = min(numbers), max(numbers)
     reach = max(abs(low), abs(high))

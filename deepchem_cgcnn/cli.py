@@ -108,6 +108,9 @@ def _explain(args: argparse.Namespace) -> int:
         return 2
     model = load_pretrained(name)
     card = pretrained_card(name)
+    if card.get("domain"):
+        sys.stderr.write(f"note: {name} was trained on {card['domain']}; its contributions "
+                         f"mean little for other crystals\n")
     out = sys.stdout
     for index, (label, structure) in enumerate(zip(names, structures)):
         if structure is None:

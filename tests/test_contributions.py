@@ -110,3 +110,23 @@ def test_explain_prints_site_contributions_that_add_up(monkeypatch, capsys):
     graphs = CGCNNFeaturizer().featurize([crystals["SrTiO3 (cubic perovskite)"]])
     assert total == pytest.approx(float(model.predict(dc.data.NumpyDataset(graphs))[0, 0]),
                                   abs=1e-3)
+
+
+@pytest.mark.torch
+def test_explain_with_the_shipped_perovskite_model_adds_up_to_its_prediction(tmp_path, capsys):
+    from deepchem_cgcnn.cli import main
+    path = tmp_path / "SrTiO3.cif"
+    example_structures()["SrTiO3 (cubic perovskite)"].to(filename=str(path))
+    assert main(["explain", "--perovskite", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert "castelli-perovskites-linear was trained on ABX3 perovskites" in err
+    lines = out.splitlines()
+    total = float(lines[0].split("heat of formation ")[1].split()[0])
+    sites = [line.split() for line in lines[1:6]]
+    assert [s[2:4] for s in sites] == [["Sr", "A"], ["Ti", "B"], ["O", "X"], ["O", "X"],
+                                       ["O", "X"]]
+    assert total == pytest.approx(sum(float(s[-1]) for s in sites), abs=3e-3)
+    model = CGCNNModel.pretrained("castelli-perovskites-linear")
+    graphs = CGCNNFeaturizer(**model.featurizer_params).featurize([str(path)])
+    assert total == pytest.approx(float(model.predict(dc.data.NumpyDataset(graphs))[0, 0]),
+                                  abs=1e-3)

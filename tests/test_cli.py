@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import torch
 import pytest
 
 from deepchem_cgcnn import CGCNNFeaturizer, CGCNNModel, available_pretrained, pretrained_card
@@ -75,3 +76,30 @@ def test_predict_prints_one_column_per_general_shipped_model(capsys):
         assert f"{card['property']} ({card['units']})" in header, name
     for name in set(available_pretrained()) - set(general):
         assert pretrained_card(name)["property"] not in header
+
+
+@pytest.mark.torch
+def test_train_command_exports_a_card_that_its_model_reproduces(mp_rows, tmp_path):
+    """``deepchem-cgcnn train`` end to end on 100 real crystals: split, card, history, weights."""
+    import json
+    from deepchem_cgcnn import MaterialsProjectLoader
+    from deepchem_cgcnn.training import mean_absolute_error
+    from deepchem_cgcnn.data.splitters import CGCNNRandomSplitter
+    table = tmp_path / "mp100.csv"
+    mp_rows.head(100).to_csv(table, index=False)
+    export = tmp_path / "export"
+    assert main(["train", "--data", str(table), "--target", "band_gap", "--name", "tiny",
+                 "--work-dir", str(tmp_path / "run"), "--export", str(export), "--num-conv", "1",
+                 "--max-epochs", "3", "--valid-size", "10", "--units", "eV"]) == 0
+    card = json.loads((export / "tiny.json").read_text())
+    assert card["split"]["sizes"] == [60, 20, 20] and "on 10 validation" in card["split"]["model_selection"]
+    assert len(card["history"]["seconds"]) == card["recipe"]["epochs_run"] == 3
+    saved = torch.load(export / "tiny.pt", weights_only=True)
+    model = CGCNNModel(**saved["hyperparameters"])
+    model.model.load_state_dict(saved["state_dict"])
+    featurizer = CGCNNFeaturizer(**card["featurizer"])
+    _, (_, _, test), _ = MaterialsProjectLoader(str(table), tasks=["band_gap"],
+                                                featurizer=featurizer,
+                                                splitter=CGCNNRandomSplitter(seed=123),
+                                                reload=False).load()
+    assert mean_absolute_error(model, test) == pytest.approx(card["metrics"]["mae"]["test"], rel=1e-5)

@@ -46,7 +46,7 @@ def run_point(work: Path, conv: str, size: int, epochs: int, max_minutes: float,
                "--target", "formation_energy_per_atom", "--name", f"curve-{conv}-{size}",
                "--conv", conv, "--train-size", str(size), "--max-epochs", str(epochs),
                "--max-minutes", str(max_minutes), "--work-dir", str(work / f"{conv}-{size}"),
-               "--cache-dir", str(work / "cache"), "--export", str(work / "export"),
+               "--cache-dir", str(PROJECT_ROOT / "work" / "cache"), "--export", str(work / "export"),
                "--n-jobs", "1", "--compile", "--valid-size", str(valid_size)]
     with open(work / f"{conv}-{size}.log", "a") as log:
         subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT)

@@ -44,15 +44,11 @@ MODELS = {"mean pooling": "castelli-perovskites", "linear pooling": "castelli-pe
 
 def load_model(export: Path, name: str):
     """``work/export/<name>.pt`` if trained here, else the shipped model of that name."""
-    import torch
     from deepchem_cgcnn import CGCNNModel
+    from deepchem_cgcnn.checkpoints import load_saved
     if not (export / f"{name}.pt").exists():
         return CGCNNModel.pretrained(name)
-    saved = torch.load(export / f"{name}.pt", map_location="cpu", weights_only=True)
-    model = CGCNNModel(**saved["hyperparameters"])
-    model.model.load_state_dict(saved["state_dict"])
-    model.featurizer_params = dict(saved["featurizer"])
-    return model
+    return load_saved(export / f"{name}.pt")
 
 
 def split(model, cache: str):

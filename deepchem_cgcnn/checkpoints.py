@@ -164,11 +164,16 @@ def save_pretrained(model, path: str, featurizer_params: Dict[str, Any]) -> None
 
 def load_pretrained(name: str, model_class: Optional[Type] = None, **kwargs):
     """Load a shipped model by name, offline; its featurizer settings are in ``model.featurizer_params``."""
-    if model_class is None:
-        from deepchem_cgcnn.model import CGCNNModel as model_class
     _check_name(name)
     with (resources.files(PRETRAINED_PACKAGE) / f"{name}.pt").open("rb") as handle:
-        saved = torch.load(handle, map_location="cpu", weights_only=True)
+        return load_saved(handle, model_class, **kwargs)
+
+
+def load_saved(file, model_class: Optional[Type] = None, **kwargs):
+    """Load a file written by :func:`save_pretrained` (a path or a binary file object)."""
+    if model_class is None:
+        from deepchem_cgcnn.model import CGCNNModel as model_class
+    saved = torch.load(file, map_location="cpu", weights_only=True)
     model = model_class(**saved["hyperparameters"], **kwargs)
     model.model.load_state_dict(saved["state_dict"])
     model.model.eval()

@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import numpy as np
-import torch
 import pytest
 
 from deepchem_cgcnn import CGCNNFeaturizer, CGCNNModel, available_pretrained, pretrained_card
@@ -87,6 +86,7 @@ def test_train_command_exports_a_card_that_its_model_reproduces(mp_rows, tmp_pat
     """``deepchem-cgcnn train`` end to end on 100 real crystals: split, card, history, weights."""
     import json
     from deepchem_cgcnn import MaterialsProjectLoader
+    from deepchem_cgcnn.checkpoints import load_saved
     from deepchem_cgcnn.training import mean_absolute_error
     from deepchem_cgcnn.data.splitters import CGCNNRandomSplitter
     table = tmp_path / "mp100.csv"
@@ -98,9 +98,7 @@ def test_train_command_exports_a_card_that_its_model_reproduces(mp_rows, tmp_pat
     card = json.loads((export / "tiny.json").read_text())
     assert card["split"]["sizes"] == [60, 20, 20] and "on 10 validation" in card["split"]["model_selection"]
     assert len(card["history"]["seconds"]) == card["recipe"]["epochs_run"] == 3
-    saved = torch.load(export / "tiny.pt", weights_only=True)
-    model = CGCNNModel(**saved["hyperparameters"])
-    model.model.load_state_dict(saved["state_dict"])
+    model = load_saved(export / "tiny.pt")
     featurizer = CGCNNFeaturizer(**card["featurizer"])
     _, (_, _, test), _ = MaterialsProjectLoader(str(table), tasks=["band_gap"],
                                                 featurizer=featurizer,

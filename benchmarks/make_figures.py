@@ -94,17 +94,14 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="*", help="shipped model names (default: all)")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs")
-    parser.add_argument("--cache-dir", help="featurized-data cache (default: the model's own "
-                                            "training folder work/<name> if there, else work/cache)")
+    parser.add_argument("--cache-dir", default=str(PROJECT_ROOT / "work" / "cache"),
+                        help="featurized-data cache, shared with benchmarks/train_models.py")
     args = parser.parse_args(argv)
+    os.makedirs(args.cache_dir, exist_ok=True)
     rows = []
     for name in args.models or available_pretrained():
         card = pretrained_card(name)
-        cache = args.cache_dir or str(PROJECT_ROOT / "work" / name)
-        if not os.path.isdir(cache):
-            cache = str(PROJECT_ROOT / "work" / "cache")
-        os.makedirs(cache, exist_ok=True)
-        test = test_split(card, cache)
+        test = test_split(card, args.cache_dir)
         model = load_pretrained(name)
         prediction = np.asarray(model.predict(test))
         y = test.y[:, 0]

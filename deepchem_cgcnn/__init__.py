@@ -8,7 +8,7 @@ from deepchem_cgcnn.data import (CGCNNRandomSplitter, CompositionGroupedSplitter
                                  StratifiedSplitter, load_mp_band_gap, load_mp_bulk_modulus,
                                  load_mp_fermi_energy, load_mp_formation_energy,
                                  load_mp_metallicity, load_mp_shear_modulus, load_perovskite)
-from deepchem_cgcnn.ensemble import CGCNNEnsemble, calibration
+from deepchem_cgcnn.ensemble import CGCNNEnsemble, calibration, load_pretrained_predictor
 from deepchem_cgcnn.featurizer import CGCNNFeaturizer, FeaturizationError
 from deepchem_cgcnn.graph import CrystalGraph, CrystalGraphBatch, batch_graphs
 from deepchem_cgcnn.layers import GatedConv, GaussianExpansion, SimpleConv
@@ -23,5 +23,5 @@ __all__ = [
     "MaterialsProjectLoader", "OriginalCGCNNSplitter", "SimpleConv", "StratifiedSplitter",
     "available_pretrained", "batch_graphs", "calibration", "load_mp_band_gap", "load_mp_bulk_modulus",
     "load_mp_fermi_energy", "load_mp_formation_energy", "load_mp_metallicity",
-    "load_mp_shear_modulus", "load_perovskite", "pretrained_card",
+    "load_mp_shear_modulus", "load_perovskite", "load_pretrained_predictor", "pretrained_card",
 ]

@@ -41,8 +41,8 @@ def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from deepchem_cgcnn._quiet import import_deepchem
-    from deepchem_cgcnn.checkpoints import ensemble_members, load_pretrained, pretrained_card
-    from deepchem_cgcnn.ensemble import CGCNNEnsemble
+    from deepchem_cgcnn.checkpoints import pretrained_card
+    from deepchem_cgcnn.ensemble import CGCNNEnsemble, load_pretrained_predictor
     from deepchem_cgcnn.featurizer import CGCNNFeaturizer
 
     dc = import_deepchem()
@@ -51,9 +51,9 @@ def _predict(args: argparse.Namespace) -> int:
     columns: Dict[str, List[str]] = {}
     graphs_by_settings: Dict[str, np.ndarray] = {}
     for name in args.model or _general_models():
-        members = [load_pretrained(m) for m in ensemble_members(name)]
-        model = members[0] if len(members) == 1 else CGCNNEnsemble(members)
-        settings = members[0].featurizer_params
+        model = load_pretrained_predictor(name)
+        is_ensemble = isinstance(model, CGCNNEnsemble)
+        settings = model.featurizer_params
         key = json.dumps(settings, sort_keys=True)
         if key not in graphs_by_settings:
             featurizer = CGCNNFeaturizer(**settings)
@@ -66,11 +66,11 @@ def _predict(args: argparse.Namespace) -> int:
         if ok:
             dataset = dc.data.NumpyDataset(np.array(
                 [g for g in graphs if not isinstance(g, np.ndarray)], dtype=object))
-            if len(members) > 1:
+            if is_ensemble:
                 mean, std = model.predict_uncertainty(dataset)
             else:
                 mean, std = np.asarray(model.predict(dataset)), None
-            column = 1 if members[0].model.mode == "classification" else 0
+            column = 1 if pretrained_card(name)["mode"] == "classification" else 0
             for j, i in enumerate(ok):
                 cells[i] = f"{mean[j, column]:.3f}" + (
                     f" ± {std[j, column]:.3f}" if std is not None else "")
@@ -148,14 +148,13 @@ def _anion_set(text: str):
 
 
 def _screen(args: argparse.Namespace) -> int:
-    from deepchem_cgcnn.checkpoints import ensemble_members, load_pretrained, pretrained_card
-    from deepchem_cgcnn.ensemble import CGCNNEnsemble
+    from deepchem_cgcnn.checkpoints import pretrained_card
+    from deepchem_cgcnn.ensemble import load_pretrained_predictor
     from deepchem_cgcnn.plots import screening_plot
     from deepchem_cgcnn.screening import LatticeConstantModel, enumerate_candidates, screen
 
     lattice = LatticeConstantModel.pretrained(args.model)
-    members = [load_pretrained(m) for m in ensemble_members(args.model)]
-    model = members[0] if len(members) == 1 else CGCNNEnsemble(members)
+    model = load_pretrained_predictor(args.model)
     card = pretrained_card(args.model)
     candidates = enumerate_candidates(args.a or lattice.elements("A"), args.b or lattice.elements("B"),
                                       args.x or lattice.anion_sets)

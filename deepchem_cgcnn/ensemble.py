@@ -1,7 +1,10 @@
 """Ensembles of CGCNN models: a mean and a standard deviation per prediction, and a calibration check."""
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Sequence, Tuple, Union
 
 import numpy as np
+
+GAUSSIAN_MEDIAN_ABS_Z = 0.6744897501960817
+"""The median of |z| for a standard normal z: half of calibrated errors lie within 0.6745 σ."""
 
 
 class CGCNNEnsemble:
@@ -12,10 +15,16 @@ class CGCNNEnsemble:
     measure of how much the models disagree: large where a crystal is unlike the
     training data. Check with :func:`calibration` how it relates to the real errors.
 
+    Seed ensembles are usually over-confident (the members agree more than they are
+    right); :meth:`fit_std_scale` on a validation split sets ``std_scale``, a single
+    factor on σ that makes it calibrated there. Shipped ensembles carry theirs.
+
     Parameters
     ----------
     models: sequence of CGCNNModel
         Members; all regression models with the same number of tasks, or all classifiers.
+    std_scale: float, default 1.0
+        Factor applied to the members' standard deviation in ``predict_uncertainty``.
 
     Examples
     --------
@@ -37,8 +46,10 @@ class CGCNNEnsemble:
     ((12, 1), (12, 1), True)
     """
 
-    def __init__(self, models: Sequence):
+    def __init__(self, models: Sequence, std_scale: float = 1.0):
         models = list(models)
+        if not (np.isfinite(std_scale) and std_scale > 0):
+            raise ValueError(f"std_scale must be a positive number, got {std_scale!r}")
         if len(models) < 2:
             raise ValueError(f"an ensemble needs at least 2 models, got {len(models)}")
         modes = {m.model.mode for m in models}
@@ -46,6 +57,12 @@ class CGCNNEnsemble:
             raise ValueError(f"members mix modes {sorted(modes)}")
         self.models = models
         self.mode = modes.pop()
+        self.std_scale = float(std_scale)
+
+    @property
+    def featurizer_params(self) -> Dict:
+        """The featurizer settings of the members (those of the first; shipped members agree)."""
+        return self.models[0].featurizer_params
 
     def __len__(self) -> int:
         return len(self.models)
@@ -59,15 +76,70 @@ class CGCNNEnsemble:
         return self.member_predictions(dataset).mean(axis=0)
 
     def predict_uncertainty(self, dataset) -> Tuple[np.ndarray, np.ndarray]:
-        """``(mean, std)`` over the members, each shaped like one member's prediction."""
+        """``(mean, std)`` over the members, each shaped like one member's prediction.
+
+        ``std`` is the members' sample standard deviation times ``std_scale``.
+        """
         predictions = self.member_predictions(dataset)
-        return predictions.mean(axis=0), predictions.std(axis=0, ddof=1)
+        return predictions.mean(axis=0), self.std_scale * predictions.std(axis=0, ddof=1)
+
+    def fit_std_scale(self, dataset) -> float:
+        """Set ``std_scale`` so that σ is calibrated on ``dataset``; return it.
+
+        The factor is median(|y - mean| / σ) / 0.6745 over ``dataset``, which puts half
+        of its errors within 0.6745 σ as for a Gaussian: one-parameter variance scaling
+        (Levi et al. 2019), with the median so a few outliers do not set it. Fit it on a
+        validation split and check it with :func:`calibration` on the test split.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> class Fixed:  # a stand-in member predicting a constant
+        ...     def __init__(self, value): self.value, self.model = value, type("M", (), {"mode": "regression"})
+        ...     def predict(self, dataset): return np.full((len(dataset.y), 1), self.value)
+        >>> data = type("D", (), {"y": np.array([[0.0], [1.0], [2.0], [3.0]])})()
+        >>> ensemble = CGCNNEnsemble([Fixed(1.0), Fixed(2.0)])
+        >>> round(ensemble.fit_std_scale(data), 3)  # median |error| 1.0, raw σ 0.707
+        2.097
+        """
+        if self.mode != "regression":
+            raise ValueError("fit_std_scale is for regression ensembles; "
+                             f"this one's members are {self.mode} models")
+        predictions = self.member_predictions(dataset)
+        mean, std = predictions.mean(axis=0), predictions.std(axis=0, ddof=1)
+        y = np.asarray(dataset.y, dtype=np.float64).reshape(mean.shape)
+        usable = np.isfinite(y) & (std > 0)
+        if not usable.any():
+            raise ValueError("no entry of the dataset has a label and members that disagree")
+        z = np.abs(y[usable] - mean[usable]) / std[usable]
+        self.std_scale = float(np.median(z) / GAUSSIAN_MEDIAN_ABS_Z)
+        return self.std_scale
 
     @classmethod
     def pretrained(cls, name: str) -> "CGCNNEnsemble":
-        """A shipped ensemble by name (its members are shipped as ``<name>`` and ``<name>.<k>``)."""
-        from deepchem_cgcnn.checkpoints import ensemble_members, load_pretrained
-        return cls([load_pretrained(member) for member in ensemble_members(name)])
+        """A shipped ensemble by name (its members are shipped as ``<name>`` and ``<name>.<k>``).
+
+        Its ``std_scale`` is the one recorded in the card of ``name`` (1 if none).
+        """
+        from deepchem_cgcnn.checkpoints import ensemble_members, load_pretrained, pretrained_card
+        scale = pretrained_card(name).get("ensemble", {}).get("std_scale", 1.0)
+        return cls([load_pretrained(member) for member in ensemble_members(name)], std_scale=scale)
+
+
+def load_pretrained_predictor(name: str) -> Union["CGCNNEnsemble", object]:
+    """A shipped model by name: its ensemble when it has seed members, else the model alone.
+
+    Examples
+    --------
+    >>> type(load_pretrained_predictor("castelli-perovskites")).__name__
+    'CGCNNEnsemble'
+    >>> type(load_pretrained_predictor("mp-band-gap")).__name__
+    'CGCNNModel'
+    """
+    from deepchem_cgcnn.checkpoints import ensemble_members, load_pretrained
+    if len(ensemble_members(name)) > 1:
+        return CGCNNEnsemble.pretrained(name)
+    return load_pretrained(name)
 
 
 def calibration(y: np.ndarray, mean: np.ndarray, std: np.ndarray,

@@ -70,3 +70,30 @@ def test_predict_prints_mean_and_sigma_for_an_ensemble(monkeypatch, capsys):
     assert nacl[:3] == ["NaCl", "(rock", "salt)"] and nacl[-2:-1] == ["±"]
     assert nacl[-1] == "0.000"  # two identical members: no spread
     assert float(nacl[-3]) < -1.5
+
+
+@pytest.mark.torch
+def test_fitted_std_scale_calibrates_the_median_error_and_scales_sigma(members_and_data):
+    members, data = members_and_data
+    ensemble = CGCNNEnsemble(members)
+    mean, raw = ensemble.predict_uncertainty(data)
+    scale = ensemble.fit_std_scale(data)
+    _, scaled = ensemble.predict_uncertainty(data)
+    np.testing.assert_allclose(scaled, scale * raw, rtol=1e-6)
+    z = np.abs(data.y - mean) / scaled
+    assert np.median(z) == pytest.approx(0.6744897501960817, rel=1e-6)
+    assert CGCNNEnsemble(members, std_scale=2.0).predict_uncertainty(data)[1] == pytest.approx(2 * raw)
+    with pytest.raises(ValueError, match="positive"):
+        CGCNNEnsemble(members, std_scale=0.0)
+    classifiers = CGCNNEnsemble([CGCNNModel(mode="classification", num_conv=1) for _ in range(2)])
+    with pytest.raises(ValueError, match="regression"):
+        classifiers.fit_std_scale(data)
+
+
+@pytest.mark.torch
+def test_shipped_ensemble_carries_its_validation_fitted_std_scale():
+    from deepchem_cgcnn import load_pretrained_predictor, pretrained_card
+    ensemble = load_pretrained_predictor("castelli-perovskites")
+    recorded = pretrained_card("castelli-perovskites")["ensemble"]
+    assert isinstance(ensemble, CGCNNEnsemble) and len(ensemble) == recorded["members"]
+    assert ensemble.std_scale == recorded["std_scale"] > 1  # seed ensembles are over-confident

@@ -127,8 +127,31 @@ def main(argv=None) -> None:
                             for c in CONVS)] for size in SIZES]
     print(markdown_table(["training crystals", "gated test MAE (eV/atom)",
                           "simple test MAE (eV/atom)"], rows))
+    for conv in CONVS:
+        fit = power_law(points, conv)
+        if fit:
+            slope, at_paper_size, size_for_paper_mae = fit
+            print(f"\n{conv}: test MAE ~ N^{slope:.2f} over N >= 1,000; extrapolated "
+                  f"{at_paper_size:.4f} eV/atom at the paper's {PAPER_TRAIN_SIZE:,} training "
+                  f"crystals; {PAPER_MAE} eV/atom at ~{size_for_paper_mae:,.0f}")
     if points:
         plot(points, PROJECT_ROOT / "docs" / "learning-curves.png")
+
+
+PAPER_TRAIN_SIZE, PAPER_MAE = 28_046, 0.039
+
+
+def power_law(points, conv: str, smallest: int = 1000):
+    """Least-squares line through log MAE vs log N (N >= ``smallest``): the slope, the MAE it
+    predicts at the paper's training size, and the size at which it predicts the paper's MAE."""
+    import numpy as np
+    sizes = [s for s in SIZES if s >= smallest and (conv, s) in points]
+    if len(sizes) < 3:
+        return None
+    slope, intercept = np.polyfit(np.log(sizes), np.log([points[conv, s][0] for s in sizes]), 1)
+    at_paper_size = float(np.exp(intercept) * PAPER_TRAIN_SIZE ** slope)
+    size_for_paper_mae = float(np.exp((np.log(PAPER_MAE) - intercept) / slope))
+    return float(slope), at_paper_size, size_for_paper_mae
 
 
 if __name__ == "__main__":

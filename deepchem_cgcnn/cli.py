@@ -52,6 +52,7 @@ def _predict(args: argparse.Namespace) -> int:
     graphs_by_settings: Dict[str, np.ndarray] = {}
     for name in args.model or _general_models():
         model = load_pretrained_predictor(name)
+        card = pretrained_card(name)
         is_ensemble = isinstance(model, CGCNNEnsemble)
         settings = model.featurizer_params
         key = json.dumps(settings, sort_keys=True)
@@ -70,11 +71,10 @@ def _predict(args: argparse.Namespace) -> int:
                 mean, std = model.predict_uncertainty(dataset)
             else:
                 mean, std = np.asarray(model.predict(dataset)), None
-            column = 1 if pretrained_card(name)["mode"] == "classification" else 0
+            column = 1 if card["mode"] == "classification" else 0
             for j, i in enumerate(ok):
                 cells[i] = f"{mean[j, column]:.3f}" + (
                     f" ± {std[j, column]:.3f}" if std is not None else "")
-        card = pretrained_card(name)
         columns[f"{card['property']} ({card['units']})"] = cells
     formulas = [s.composition.reduced_formula if s is not None else "?" for s in structures]
     header = ["structure", "formula", *columns]

@@ -26,7 +26,7 @@ PACKAGE = PROJECT_ROOT / "deepchem_cgcnn" / "pretrained"
 def ship(name: str, export: Path, domain: str = "") -> dict:
     from deepchem_cgcnn.training import TrainingRecord
     card = json.loads((export / f"{name}.json").read_text())
-    record_path = export.parent / name / "run" / "record.json"
+    record_path = export.parent / name / "record.json"
     if "history" not in card and record_path.exists():
         card["history"] = TrainingRecord(**json.loads(record_path.read_text())).history()
     if domain:

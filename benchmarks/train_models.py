@@ -27,7 +27,7 @@ EXPORT = WORK / "export"
 
 
 def _job(name: str, data: str, target: str, *extra: str, minutes: float = 100) -> List[str]:
-    return ["--data", data, "--target", target, "--name", name, "--work-dir", str(WORK / name),
+    return ["--data", data, "--target", target, "--name", name, "--work-dir", str(WORK),
             "--export", str(EXPORT), "--cache-dir", str(WORK / "cache"), "--max-minutes", str(minutes), "--max-epochs", "400",
             "--n-jobs", "1", "--compile", *extra]
 

@@ -8,17 +8,21 @@ from deepchem_cgcnn.data import (CGCNNRandomSplitter, CompositionGroupedSplitter
                                  StratifiedSplitter, load_mp_band_gap, load_mp_bulk_modulus,
                                  load_mp_fermi_energy, load_mp_formation_energy,
                                  load_mp_metallicity, load_mp_shear_modulus, load_perovskite)
+from deepchem_cgcnn.domain import DomainRecord, DomainWarning
 from deepchem_cgcnn.ensemble import CGCNNEnsemble, calibration, load_pretrained_predictor
 from deepchem_cgcnn.featurizer import CGCNNFeaturizer, FeaturizationError
 from deepchem_cgcnn.graph import CrystalGraph, CrystalGraphBatch, batch_graphs
 from deepchem_cgcnn.layers import GatedConv, GaussianExpansion, SimpleConv
-from deepchem_cgcnn.model import CGCNN, CGCNNModel
+from deepchem_cgcnn.model import CGCNN, CGCNNModel, GraphSettingsError
+from deepchem_cgcnn.training import RunMismatchError, TrainingDivergedError
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CGCNN", "CGCNNEnsemble", "CGCNNFeaturizer", "CGCNNModel", "CGCNNRandomSplitter", "CheckpointError",
-    "CompositionGroupedSplitter", "CrystalGraph", "CrystalGraphBatch", "DownloadError",
+    "CompositionGroupedSplitter", "CrystalGraph", "CrystalGraphBatch", "DomainRecord",
+    "DomainWarning", "DownloadError", "GraphSettingsError", "RunMismatchError",
+    "TrainingDivergedError",
     "FeaturizationError", "GatedConv", "GaussianExpansion", "LoadSummary",
     "MaterialsProjectLoader", "OriginalCGCNNSplitter", "SimpleConv", "StratifiedSplitter",
     "available_pretrained", "batch_graphs", "calibration", "load_mp_band_gap", "load_mp_bulk_modulus",

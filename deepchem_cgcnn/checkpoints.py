@@ -96,6 +96,8 @@ def load_cgcnn_checkpoint(path: str, model_class: Optional[Type] = None, radius:
         n_hidden_layers=n_hidden,
         radius=radius,
         step=step,
+        featurizer_params={"radius": float(radius), "max_neighbors": 12, "step": float(step),
+                           "selection": "cgcnn", "padding": "cgcnn", "tie_tolerance": 1e-5},
         **kwargs)
     normalizer = checkpoint["normalizer"]
     model.model.load_state_dict(
@@ -156,17 +158,22 @@ def _check_name(name: str) -> None:
 
 def save_pretrained(model, path: str, featurizer_params: Dict[str, Any]) -> None:
     """Write a model as a shipped-model file: hyperparameters, featurizer settings, weights."""
-    torch.save({"hyperparameters": model.hyperparameters,
-                "featurizer": featurizer_params,
-                "state_dict": {k: v.detach().cpu() for k, v in model.model.state_dict().items()}},
-               path)
+    from deepchem_cgcnn._io import atomic_torch_save
+    atomic_torch_save(path, {
+        "hyperparameters": model.hyperparameters,
+        "featurizer": featurizer_params,
+        "training_counts": model.training_counts,
+        "state_dict": {k: v.detach().cpu() for k, v in model.model.state_dict().items()}})
 
 
 def load_pretrained(name: str, model_class: Optional[Type] = None, **kwargs):
     """Load a shipped model by name, offline; its featurizer settings are in ``model.featurizer_params``."""
     _check_name(name)
     with (resources.files(PRETRAINED_PACKAGE) / f"{name}.pt").open("rb") as handle:
-        return load_saved(handle, model_class, **kwargs)
+        model = load_saved(handle, model_class, **kwargs)
+    if model.training_counts is None:
+        model.training_counts = pretrained_card(name).get("training_counts")
+    return model
 
 
 def load_saved(file, model_class: Optional[Type] = None, **kwargs):
@@ -174,8 +181,8 @@ def load_saved(file, model_class: Optional[Type] = None, **kwargs):
     if model_class is None:
         from deepchem_cgcnn.model import CGCNNModel as model_class
     saved = torch.load(file, map_location="cpu", weights_only=True)
-    model = model_class(**saved["hyperparameters"], **kwargs)
+    model = model_class(**saved["hyperparameters"], featurizer_params=saved["featurizer"],
+                        training_counts=saved.get("training_counts"), **kwargs)
     model.model.load_state_dict(saved["state_dict"])
     model.model.eval()
-    model.featurizer_params = dict(saved["featurizer"])
     return model

@@ -16,6 +16,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from typing import Dict, List, Optional, Sequence
 
 
@@ -42,12 +43,15 @@ def _predict(args: argparse.Namespace) -> int:
 
     from deepchem_cgcnn._quiet import import_deepchem
     from deepchem_cgcnn.checkpoints import pretrained_card
+    from deepchem_cgcnn.domain import DomainWarning
     from deepchem_cgcnn.ensemble import CGCNNEnsemble, load_pretrained_predictor
     from deepchem_cgcnn.featurizer import CGCNNFeaturizer
 
     dc = import_deepchem()
+    warnings.simplefilter("ignore", DomainWarning)   # the warnings column says it per crystal
     names, structures, failures = _read_inputs(args)
     readable = [i for i, s in enumerate(structures) if s is not None]
+    flags: Dict[int, List[str]] = {i: [] for i in range(len(structures))}
     columns: Dict[str, List[str]] = {}
     graphs_by_settings: Dict[str, np.ndarray] = {}
     for name in args.model or _general_models():
@@ -75,10 +79,14 @@ def _predict(args: argparse.Namespace) -> int:
             for j, i in enumerate(ok):
                 cells[i] = f"{mean[j, column]:.3f}" + (
                     f" ± {std[j, column]:.3f}" if std is not None else "")
+            member = model.models[0] if is_ensemble else model
+            for i, record in zip(ok, member.check_domain(dataset, with_formula=False)):
+                flags[i] += [f for f in record.flags if f not in flags[i]]
         columns[f"{card['property']} ({card['units']})"] = cells
     formulas = [s.composition.reduced_formula if s is not None else "?" for s in structures]
-    header = ["structure", "formula", *columns]
-    rows = [[n, formulas[i], *(col[i] for col in columns.values())] for i, n in enumerate(names)]
+    header = ["structure", "formula", *columns, "warnings"]
+    rows = [[n, formulas[i], *(col[i] for col in columns.values()), "; ".join(flags[i]) or "-"]
+            for i, n in enumerate(names)]
     widths = [max(len(str(r[c])) for r in [header, *rows]) for c in range(len(header))]
     out = sys.stdout
     out.write("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip() + "\n")
@@ -185,20 +193,23 @@ def _train(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from deepchem_cgcnn._io import atomic_write_json
     from deepchem_cgcnn.checkpoints import save_pretrained
     from deepchem_cgcnn.data.loader import MaterialsProjectLoader
     from deepchem_cgcnn.data.splitters import CGCNNRandomSplitter
     from deepchem_cgcnn.featurizer import CGCNNFeaturizer, featurizer_params
     from deepchem_cgcnn.model import CGCNNModel
     from deepchem_cgcnn.recipes import RECIPES, make_optimizer
-    from deepchem_cgcnn.training import (classification_error, mean_absolute_error,
+    from deepchem_cgcnn.training import (RunMismatchError, TrainingDivergedError,
+                                         classification_error, mean_absolute_error,
                                          train_with_validation)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    os.makedirs(args.work_dir, exist_ok=True)
+    run_dir = args.run_dir or os.path.join(args.work_dir, args.name)
+    os.makedirs(run_dir, exist_ok=True)
     started = time.time()
     featurizer = CGCNNFeaturizer(selection=args.selection)
-    cache = args.cache_dir or args.work_dir
+    cache = args.cache_dir or os.path.join(args.work_dir, "cache")
     loader = MaterialsProjectLoader(args.data, tasks=[args.target], featurizer=featurizer,
                                     splitter=CGCNNRandomSplitter(seed=args.seed),
                                     data_dir=cache, save_dir=cache, n_jobs=args.n_jobs,
@@ -223,21 +234,29 @@ def _train(args: argparse.Namespace) -> int:
                  mode=args.mode)
     model = CGCNNModel(**hyper, batch_size=recipe.batch_size, optimizer=make_optimizer(recipe),
                        compile_convolutions=args.compile,
-                       model_dir=os.path.join(args.work_dir, "model"))
+                       model_dir=os.path.join(run_dir, "model"))
     evaluate = classification_error if classify else mean_absolute_error
     selection = valid
     if args.valid_size and args.valid_size < len(valid):
         keep = np.sort(np.random.RandomState(args.seed).permutation(len(valid))[:args.valid_size])
         selection = valid.select(keep)
-    record = train_with_validation(model, train, selection, os.path.join(args.work_dir, "run"),
-                                   learning_rate_at=recipe.learning_rate_at,
-                                   max_epochs=args.max_epochs, max_minutes=args.max_minutes,
-                                   evaluate=evaluate,
-                                   config={"model": hyper, "recipe": recipe.to_dict(),
-                                           "init_seed": init_seed, "split_seed": args.seed,
-                                           "train_size": len(train), "data": summary.sha256,
-                                           **({"valid_size": len(selection)}
-                                              if len(selection) < len(valid) else {})})
+    run_key = {"data": {"source": os.path.basename(os.path.normpath(args.data)),
+                        "sha256": summary.sha256},
+               "target": args.target, "query": args.query, "mode": args.mode,
+               "featurizer": featurizer_params(featurizer), "model": hyper,
+               "recipe": recipe.to_dict(), "init_seed": init_seed, "split_seed": args.seed,
+               "train_size": len(train), "valid_size": len(selection),
+               "max_epochs": args.max_epochs, "max_minutes": args.max_minutes}
+    try:
+        record = train_with_validation(model, train, selection, run_dir,
+                                       learning_rate_at=recipe.learning_rate_at,
+                                       max_epochs=args.max_epochs, max_minutes=args.max_minutes,
+                                       evaluate=evaluate, config=run_key)
+    except (RunMismatchError, TrainingDivergedError) as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 2
+    if record.stopped:
+        sys.stderr.write(f"warning: {record.stopped}\n")
     splits = (("train", train), ("valid", valid), ("test", test))
     if classify:
         metrics = {"roc_auc": {name: 1.0 - classification_error(model, data)
@@ -268,6 +287,7 @@ def _train(args: argparse.Namespace) -> int:
                    "max_minutes": args.max_minutes, "epochs_run": len(record.epochs),
                    "best_epoch": record.best_epoch},
         "metrics": metrics,
+        "training_counts": model.training_counts,
         "history": record.history(),
         "wall_time_s": {"featurize": round(featurize_seconds, 1),
                         "train": round(record.seconds[-1] if record.seconds else 0.0, 1),
@@ -277,11 +297,15 @@ def _train(args: argparse.Namespace) -> int:
         "command": "deepchem-cgcnn " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"),
     }
-    os.makedirs(args.export, exist_ok=True)
-    save_pretrained(model, os.path.join(args.export, f"{args.name}.pt"), featurizer_params(featurizer))
-    with open(os.path.join(args.export, f"{args.name}.json"), "w") as handle:
-        json.dump(card, handle, indent=2)
+    if record.stopped:
+        card["recipe"]["stopped"] = record.stopped
+    model_path = os.path.join(args.export, f"{args.name}.pt")
+    card_path = os.path.join(args.export, f"{args.name}.json")
+    save_pretrained(model, model_path, featurizer_params(featurizer))
+    atomic_write_json(card_path, card, indent=2)
     print(json.dumps(card["metrics"]))
+    print(f"model written to {model_path}\ncard written to {card_path}\n"
+          f"run folder (checkpoints, record): {run_dir}")
     return 0
 
 
@@ -326,8 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--units", default="eV/atom")
     train.add_argument("--query", help='keep rows whose label satisfies this, e.g. "band_gap > 0"')
     train.add_argument("--mode", default="regression", choices=["regression", "classification"])
-    train.add_argument("--work-dir", default="work/train", help="checkpoints and logs")
-    train.add_argument("--cache-dir", help="featurized-data cache (default: --work-dir)")
+    train.add_argument("--work-dir", default="work/train",
+                       help="holds one run folder per model name (<work-dir>/<name>: "
+                            "checkpoints and record; a rerun resumes it) and the data cache")
+    train.add_argument("--run-dir", help="the run folder (default: <work-dir>/<name>)")
+    train.add_argument("--cache-dir", help="featurized-data cache (default: <work-dir>/cache)")
     train.add_argument("--export", default="work/export", help="folder for <name>.pt/.json")
     train.add_argument("--selection", default="complete", choices=["cgcnn", "complete"])
     train.add_argument("--seed", type=int, default=123, help="split seed")

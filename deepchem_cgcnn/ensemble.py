@@ -68,8 +68,15 @@ class CGCNNEnsemble:
         return len(self.models)
 
     def member_predictions(self, dataset) -> np.ndarray:
-        """``(n_members, ...)``: each member's prediction."""
-        return np.stack([np.asarray(m.predict(dataset)) for m in self.models])
+        """``(n_members, ...)``: each member's prediction (one domain warning, from the first)."""
+        import warnings
+
+        from deepchem_cgcnn.domain import DomainWarning
+        predictions = [np.asarray(self.models[0].predict(dataset))]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DomainWarning)
+            predictions += [np.asarray(m.predict(dataset)) for m in self.models[1:]]
+        return np.stack(predictions)
 
     def predict(self, dataset) -> np.ndarray:
         """The members' mean prediction (mean probability for classifiers)."""

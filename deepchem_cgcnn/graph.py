@@ -1,6 +1,6 @@
 """The compact crystal-graph record and how many of them batch into one graph."""
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
@@ -61,6 +61,14 @@ class CrystalGraph(GraphData):
         Cut-off radius the graph was built with (Å).
     step: float
         Width and spacing of the Gaussian distance expansion (Å).
+    settings: dict, optional
+        The featurizer settings that made the graph
+        (:func:`~deepchem_cgcnn.featurizer.featurizer_params`); a model refuses graphs
+        made with settings other than its own. Default: only ``radius`` and ``step``.
+    geometry: dict, optional
+        Facts about the structure that decide whether a model's answer can be trusted
+        (atoms without neighbours, the largest vacuum gap; see
+        :mod:`deepchem_cgcnn.domain`).
 
     Examples
     --------
@@ -72,13 +80,17 @@ class CrystalGraph(GraphData):
     """
 
     node_pos_features = None
+    settings: Dict[str, Any] = {}
+    geometry: Dict[str, Any] = {}
 
     def __init__(self,
                  atomic_numbers: np.ndarray,
                  neighbor_index: np.ndarray,
                  neighbor_distance: np.ndarray,
                  radius: float,
-                 step: float):
+                 step: float,
+                 settings: Optional[Dict[str, Any]] = None,
+                 geometry: Optional[Dict[str, Any]] = None):
         n_atoms = len(atomic_numbers)
         index_dtype = np.uint16 if n_atoms <= np.iinfo(np.uint16).max else np.int32
         self.atomic_numbers = np.asarray(atomic_numbers, dtype=np.uint8)
@@ -86,6 +98,9 @@ class CrystalGraph(GraphData):
         self.neighbor_distance = np.asarray(neighbor_distance, dtype=np.float64)
         self.radius = float(radius)
         self.step = float(step)
+        self.settings = dict(settings) if settings else {"radius": self.radius,
+                                                         "step": self.step}
+        self.geometry = dict(geometry or {})
         self.kwargs = {}
         if self.neighbor_index.shape != self.neighbor_distance.shape or \
                 self.neighbor_index.shape[0] != n_atoms:

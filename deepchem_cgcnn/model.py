@@ -64,6 +64,11 @@ class CGCNN(nn.Module):
         mean / sum (see :meth:`atom_contributions`).
     radius, step: float, default 8.0, 0.2
         The featurizer's, to expand distances into ``in_edge_dim`` Gaussians.
+    nonnegative: bool, default False
+        Regression only: the targets cannot be negative (a band gap, a modulus), so
+        predictions are clipped at zero when the model is evaluated. Training sees the
+        unclipped output, so a negative prediction of a positive target still gets a
+        gradient.
 
     Examples
     --------
@@ -90,7 +95,8 @@ class CGCNN(nn.Module):
                  dropout: Optional[float] = None,
                  pooling: str = "mean",
                  radius: float = 8.0,
-                 step: float = 0.2):
+                 step: float = 0.2,
+                 nonnegative: bool = False):
         super().__init__()
         if mode not in ("regression", "classification"):
             raise ValueError(f"mode must be 'regression' or 'classification', got {mode!r}")
@@ -110,7 +116,10 @@ class CGCNN(nn.Module):
                 f"in_edge_dim={in_edge_dim}, but a featurizer with radius={radius} and "
                 f"step={step} gives {n_gaussians} Gaussian edge features; pass the "
                 f"featurizer's radius and step, or in_edge_dim={n_gaussians}")
+        if nonnegative and mode != "regression":
+            raise ValueError("nonnegative=True is for regression outputs")
         self.n_tasks = n_tasks
+        self.nonnegative = bool(nonnegative)
         self.mode = mode
         self.n_classes = n_classes
         self.pooling = pooling
@@ -133,6 +142,11 @@ class CGCNN(nn.Module):
             self.fc_out = nn.Linear(predictor_hidden_feats, n_out)
         self.register_buffer("target_mean", torch.zeros(n_tasks))
         self.register_buffer("target_std", torch.ones(n_tasks))
+
+    def _bounded(self, prediction: torch.Tensor) -> torch.Tensor:
+        if self.nonnegative and not self.training:
+            return prediction.clamp_min(0.0)
+        return prediction
 
     def atom_vectors(self, batch: Dict[str, Any]) -> torch.Tensor:
         """``(N, A)`` atom vectors after the last convolution."""
@@ -170,7 +184,7 @@ class CGCNN(nn.Module):
             contributions = self.atom_out(atom_fea)
             how = self.pooling.split("-")[1]
             pooled = pool_atoms(contributions, batch["crystal_index"], batch["n_crystals"], how)
-            return pooled * self.target_std + self.target_mean
+            return self._bounded(pooled * self.target_std + self.target_mean)
         crystal_fea = pool_atoms(atom_fea, batch["crystal_index"], batch["n_crystals"], self.pooling)
         hidden = F.softplus(self.conv_to_fc(F.softplus(crystal_fea)))
         hidden = self.dropout(hidden)
@@ -178,10 +192,29 @@ class CGCNN(nn.Module):
             hidden = F.softplus(fc(hidden))
         out = self.fc_out(hidden)
         if self.mode == "regression":
-            return out * self.target_std + self.target_mean
+            return self._bounded(out * self.target_std + self.target_mean)
         if self.n_tasks > 1:
             out = out.view(-1, self.n_tasks, self.n_classes)
         return F.softmax(out, dim=-1), out
+
+
+def _warn_missing_labels(dataset) -> None:
+    """Warn, with a count, when labels with non-zero weight are NaN: they are trained as missing."""
+    try:
+        y = np.asarray(dataset.y, dtype=np.float64).reshape(len(dataset), -1)
+        w = np.broadcast_to(np.asarray(dataset.w).reshape(len(dataset), -1), y.shape)
+    except (TypeError, ValueError):
+        return
+    missing = ~np.isfinite(y) & (w != 0)
+    if missing.any():
+        rows = np.nonzero(missing.any(axis=1))[0]
+        ids = np.asarray(dataset.ids)[rows[:5]].tolist()
+        warnings.warn(f"{int(missing.sum())} labels of {len(rows)} crystals are NaN or infinite "
+                      f"(e.g. {ids}); they are treated as missing (weight 0)", stacklevel=3)
+
+
+class GraphSettingsError(ValueError):
+    """Crystal graphs made with featurizer settings other than those the model was trained on."""
 
 
 class CGCNNModel(dc.models.TorchModel):
@@ -201,9 +234,21 @@ class CGCNNModel(dc.models.TorchModel):
         As ``dc.models.CGCNNModel`` (see :class:`CGCNN`).
     conv, n_hidden_layers, dropout, pooling, radius, step
         See :class:`CGCNN`.
+    nonnegative: bool, default False
+        Regression only: predictions are clipped at zero (see :class:`CGCNN`).
     normalize_targets: bool, default True
         Regression only: fit the target mean and standard deviation on the first
         ``fit`` and train on normalized targets.
+    featurizer_params: dict, optional
+        The :class:`~deepchem_cgcnn.CGCNNFeaturizer` settings of the graphs the model
+        is trained on. Graphs carry the settings that made them, and the model refuses
+        graphs made with other settings (:class:`GraphSettingsError`), naming both.
+        Default: taken from the training graphs on the first ``fit``.
+    training_counts: dict, optional
+        Per element, how many training crystals hold it (and how many are elemental
+        crystals of it), as :func:`deepchem_cgcnn.domain.training_counts` gives; used by
+        :meth:`check_domain` and the :class:`~deepchem_cgcnn.domain.DomainWarning` of
+        :meth:`predict`. Default: counted on the first ``fit``.
     compile_convolutions: bool, default False
         Compile each convolution with ``torch.compile`` (dynamic shapes), which fuses
         its per-neighbour batch norm, sigmoid and softplus with their backward passes:
@@ -242,14 +287,20 @@ class CGCNNModel(dc.models.TorchModel):
                  pooling: str = "mean",
                  radius: float = 8.0,
                  step: float = 0.2,
+                 nonnegative: bool = False,
                  normalize_targets: bool = True,
                  compile_convolutions: bool = False,
+                 featurizer_params: Optional[Dict[str, Any]] = None,
+                 training_counts: Optional[Dict[str, Dict[str, int]]] = None,
                  **kwargs):
         self.hyperparameters = dict(
             in_node_dim=in_node_dim, hidden_node_dim=hidden_node_dim, in_edge_dim=in_edge_dim,
             num_conv=num_conv, predictor_hidden_feats=predictor_hidden_feats, n_tasks=n_tasks,
             mode=mode, n_classes=n_classes, conv=conv, n_hidden_layers=n_hidden_layers,
-            dropout=dropout, pooling=pooling, radius=radius, step=step)
+            dropout=dropout, pooling=pooling, radius=radius, step=step, nonnegative=nonnegative)
+        self.featurizer_params: Optional[Dict[str, Any]] = \
+            dict(featurizer_params) if featurizer_params else None
+        self.training_counts: Optional[Dict[str, Dict[str, int]]] = training_counts
         model = CGCNN(**self.hyperparameters)
         if compile_convolutions:
             for conv in model.convs:
@@ -267,8 +318,12 @@ class CGCNNModel(dc.models.TorchModel):
         """Mean squared error on normalized targets, weighted as DeepChem weights losses."""
         prediction, target = outputs[0], labels[0].reshape(outputs[0].shape)
         weight = weights[0].reshape(prediction.shape[0], -1).expand_as(prediction)
+        # A missing (NaN) label is masked before the arithmetic: NaN * 0 would still be NaN,
+        # in the loss and in its gradient.
+        labelled = (weight != 0) & torch.isfinite(target)
+        target = torch.where(labelled, target, prediction.detach())
         error = ((prediction - target) / self.model.target_std) ** 2
-        return torch.where(weight != 0, error * weight, torch.zeros_like(error)).mean()
+        return torch.where(labelled, error * weight, torch.zeros_like(error)).mean()
 
     def _cross_entropy(self, outputs: List[torch.Tensor], labels: List[torch.Tensor],
                        weights: List[torch.Tensor]) -> torch.Tensor:
@@ -277,10 +332,11 @@ class CGCNNModel(dc.models.TorchModel):
         n_tasks = self.model.n_tasks
         target = labels[0].reshape(-1, n_tasks)
         weight = weights[0].reshape(target.shape[0], -1).expand_as(target)
+        labelled = (weight != 0) & torch.isfinite(target)
         logits = logits.reshape(-1, n_tasks, self.model.n_classes).permute(0, 2, 1)
-        safe_target = torch.where(weight != 0, target, torch.zeros_like(target)).long()
+        safe_target = torch.where(labelled, target, torch.zeros_like(target)).long()
         losses = F.cross_entropy(logits, safe_target, reduction="none")
-        return (losses * weight).mean()
+        return torch.where(labelled, losses * weight, torch.zeros_like(losses)).mean()
 
     # ------------------------------------------------------------------ data
     def _prepare_batch(self, batch: Tuple[Any, Any, Any]):
@@ -293,6 +349,7 @@ class CGCNNModel(dc.models.TorchModel):
                     f"batch item {i} is a {type(graph).__name__}, not a CrystalGraph; "
                     "featurize with deepchem_cgcnn.CGCNNFeaturizer and drop failed "
                     "structures (empty arrays) first")
+        self._check_settings(graphs)
         joined = batch_graphs(graphs)
         device = self.device
         tensors = {
@@ -307,11 +364,68 @@ class CGCNNModel(dc.models.TorchModel):
         _, labels, weights = super()._prepare_batch(([], labels, weights))
         return tensors, labels, weights
 
+    def _check_settings(self, graphs: Sequence[CrystalGraph]) -> None:
+        """Refuse graphs made with featurizer settings other than the model's."""
+        expected = self.featurizer_params
+        if not expected:
+            return
+        checked: List[Dict[str, Any]] = []
+        for graph in graphs:
+            settings = graph.settings
+            if any(settings is c or settings == c for c in checked):
+                continue
+            differ = sorted(k for k in settings if k in expected and settings[k] != expected[k])
+            if differ:
+                raise GraphSettingsError(
+                    f"these crystal graphs were made with featurizer settings "
+                    f"{ {k: settings[k] for k in differ} }, but the model was trained on graphs "
+                    f"made with { {k: expected[k] for k in differ} }; featurize with "
+                    f"CGCNNFeaturizer(**model.featurizer_params)")
+            checked.append(settings)
+
     def default_generator(self, dataset, epochs: int = 1, mode: str = "fit",
                           deterministic: bool = True, pad_batches: bool = False):
         """Batches of ``([graphs], [y], [w])``; never padded (CGCNN needs no fixed batch size)."""
         return super().default_generator(dataset, epochs=epochs, mode=mode,
                                          deterministic=deterministic, pad_batches=False)
+
+    def predict(self, dataset, transformers=[], output_types=None):
+        """``TorchModel.predict``, with a :class:`~deepchem_cgcnn.domain.DomainWarning` naming
+        the crystals outside the training domain (see :meth:`check_domain`)."""
+        from deepchem_cgcnn.domain import warn_outside_domain
+        warn_outside_domain(self.check_domain(dataset, with_formula=False))
+        return super().predict(dataset, transformers, output_types)
+
+    def check_domain(self, inputs: Any, min_count: Optional[int] = None,
+                     max_vacuum_gap: Optional[float] = None, with_formula: bool = True):
+        """One :class:`~deepchem_cgcnn.domain.DomainRecord` per crystal: id, formula, flags.
+
+        Parameters
+        ----------
+        inputs: Dataset of CrystalGraph, or Structures / CIF strings / paths
+            Crystals; structures are featurized with the model's featurizer settings.
+        min_count: int, default 10
+            Elements (and elemental crystals) seen in fewer training crystals are flagged.
+        max_vacuum_gap: float, default 7.0
+            Å of empty space between atomic planes beyond which a cell is flagged.
+
+        Examples
+        --------
+        >>> from pymatgen.core import Lattice, Structure
+        >>> model = CGCNNModel.pretrained("mp-formation-energy")
+        >>> nacl = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+        >>> slab = Structure(Lattice.tetragonal(3.6, 25.0), ["Cu", "Cu"], [[0, 0, 0], [0.5, 0.5, 0.07]])
+        >>> for record in model.check_domain([nacl, slab]):
+        ...     print(record.formula, record.in_domain, record.flags[:1])
+        NaCl True []
+        Cu False ['empty gap of 23.2 Å between atomic planes along lattice vector c (slab, ...)']
+        """
+        from deepchem_cgcnn import domain
+        graphs, ids = self._graphs_and_ids(inputs)
+        return domain.check_graphs(
+            graphs, ids, self.training_counts,
+            domain.MIN_COUNT if min_count is None else min_count,
+            domain.MAX_VACUUM_GAP if max_vacuum_gap is None else max_vacuum_gap, with_formula)
 
     def _predict(self, *args, **kwargs):
         """DeepChem's prediction loop, without building autograd graphs (faster, less memory)."""
@@ -335,6 +449,15 @@ class CGCNNModel(dc.models.TorchModel):
 
     def fit(self, dataset, nb_epoch: int = 10, *args, **kwargs) -> float:
         """``TorchModel.fit``; the first call (normalizer still the identity) also fits the normalizer."""
+        _warn_missing_labels(dataset)
+        if self.featurizer_params is None or self.training_counts is None:
+            graphs = [g for g in np.asarray(dataset.X, dtype=object).ravel()
+                      if isinstance(g, CrystalGraph)]
+            if self.featurizer_params is None and graphs:
+                self.featurizer_params = dict(graphs[0].settings)
+            if self.training_counts is None:
+                from deepchem_cgcnn.domain import training_counts
+                self.training_counts = training_counts(graphs)
         untouched = bool((self.model.target_std == 1).all() and (self.model.target_mean == 0).all())
         if self.normalize_targets and untouched:
             self.fit_normalizer(dataset.y, dataset.w)
@@ -391,7 +514,7 @@ class CGCNNModel(dc.models.TorchModel):
         if isinstance(inputs, dc.data.Dataset):
             return np.asarray(inputs.X, dtype=object), np.asarray(inputs.ids, dtype=object)
         from deepchem_cgcnn.featurizer import CGCNNFeaturizer
-        settings = getattr(self, "featurizer_params", None) or {
+        settings = self.featurizer_params or {
             "radius": self.hyperparameters["radius"], "step": self.hyperparameters["step"]}
         featurizer = CGCNNFeaturizer(**settings)
         graphs = featurizer.featurize(inputs)

@@ -4,32 +4,55 @@ import logging
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
 logger = logging.getLogger(__name__)
 
 
+def _predict_quietly(model, dataset) -> np.ndarray:
+    """Predictions for scoring: the domain warning is for users' predictions, not metrics."""
+    from deepchem_cgcnn.domain import DomainWarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DomainWarning)
+        return np.asarray(model.predict(dataset))
+
+
 def classification_error(model, dataset) -> float:
     """1 - ROC-AUC of a binary classifier on a dataset (lower is better, like an MAE)."""
     from sklearn.metrics import roc_auc_score
-    probability = np.asarray(model.predict(dataset))[:, 1]
-    return float(1.0 - roc_auc_score(dataset.y[:, 0], probability))
+    probability = _predict_quietly(model, dataset)[:, 1]
+    labels = np.asarray(dataset.y, dtype=np.float64).reshape(len(dataset), -1)[:, 0]
+    labelled = np.isfinite(labels)
+    return float(1.0 - roc_auc_score(labels[labelled], probability[labelled]))
 
 
 def mean_absolute_error(model, dataset) -> float:
     """MAE of a regression model on a dataset, over the labels with non-zero weight."""
-    prediction = model.predict(dataset).reshape(len(dataset), -1)
+    prediction = _predict_quietly(model, dataset).reshape(len(dataset), -1)
     y = dataset.y.reshape(len(dataset), -1)
     labelled = np.isfinite(y) & (np.broadcast_to(dataset.w, y.shape) > 0)
     return float(np.abs(prediction[labelled] - y[labelled]).mean())
 
 
+class RunMismatchError(ValueError):
+    """A run folder holds a run made with other settings; the message names the folder and fields."""
+
+
+class TrainingDivergedError(RuntimeError):
+    """Training produced a non-finite loss or validation error before any finite best epoch."""
+
+
 @dataclass
 class TrainingRecord:
-    """What happened in a training run, epoch by epoch."""
+    """What happened in a training run, epoch by epoch.
+
+    ``stopped`` is empty for a run that used its budget, else why it stopped early
+    (e.g. a non-finite loss).
+    """
 
     epochs: List[int] = field(default_factory=list)
     seconds: List[float] = field(default_factory=list)
@@ -39,6 +62,7 @@ class TrainingRecord:
     best_epoch: int = -1
     best_valid_mae: float = math.inf
     config: dict = field(default_factory=dict)
+    stopped: str = ""
 
     def history(self) -> Dict[str, list]:
         """The validation error after each epoch against cumulative training seconds, rounded
@@ -46,6 +70,73 @@ class TrainingRecord:
         return {"seconds": [round(s, 1) for s in self.seconds],
                 "valid_error": [round(v, 5) for v in self.valid_mae],
                 "learning_rate": [float(f"{lr:.4g}") for lr in self.learning_rate]}
+
+
+LAST_STATE = "last.pt"
+BEST_STATE = "best.pt"
+RECORD = "record.json"
+
+
+def differing_fields(old: Any, new: Any, prefix: str = "") -> List[str]:
+    """Dotted names of the fields where two nested dicts differ.
+
+    Examples
+    --------
+    >>> differing_fields({"task": "band_gap", "model": {"conv": 3}},
+    ...                  {"task": "formation_energy", "model": {"conv": 3}})
+    ['task']
+    """
+    if isinstance(old, dict) and isinstance(new, dict):
+        names = []
+        for key in sorted(set(old) | set(new), key=str):
+            names += differing_fields(old.get(key), new.get(key), f"{prefix}{key}.")
+        return names
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def _check_same_run(path: str, saved: dict, config: dict) -> None:
+    if saved != config:
+        fields = differing_fields(saved, config)
+        detail = "; ".join(f"{f}: {_lookup(saved, f)!r} there, {_lookup(config, f)!r} now"
+                           for f in fields[:6])
+        raise RunMismatchError(
+            f"{os.path.dirname(path)} holds a run with other settings ({detail}); resume it "
+            f"with the same settings, use another folder, or delete it to start over")
+
+
+def _lookup(config: dict, dotted: str) -> Any:
+    value: Any = config
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _load_state(path: str) -> Optional[dict]:
+    import torch
+    if not os.path.isfile(path):
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # atomic writes make this a damaged disk, not a crash
+        raise RuntimeError(f"{path} cannot be read ({type(error).__name__}: {error}); it was "
+                           f"written atomically, so the file was damaged after writing: "
+                           f"delete the run folder to start over") from error
+
+
+def _save_state(model, path: str, record: TrainingRecord, epoch: int, valid_error: float) -> None:
+    from deepchem_cgcnn._io import atomic_torch_save
+    atomic_torch_save(path, {"model_state_dict": model.model.state_dict(),
+                             "optimizer_state_dict": model._pytorch_optimizer.state_dict(),
+                             "global_step": model._global_step,
+                             "epoch": epoch, "valid_error": valid_error,
+                             "config": record.config, "record": asdict(record)})
+
+
+def _restore_state(model, state: dict, with_optimizer: bool = True) -> None:
+    model.model.load_state_dict(state["model_state_dict"])
+    if with_optimizer:
+        model._pytorch_optimizer.load_state_dict(state["optimizer_state_dict"])
+        model._global_step = state["global_step"]
 
 
 def train_with_validation(model, train, valid, out_dir: str,
@@ -59,51 +150,90 @@ def train_with_validation(model, train, valid, out_dir: str,
     fraction of whichever budget runs out first, ``max_epochs`` or
     ``max_minutes`` of training time (e.g. ``Recipe.learning_rate_at``), so a
     run cut short by its time budget still anneals. ``evaluate(model, valid)``
-    is the validation error (lower is better). ``config`` (e.g. hyperparameters and
-    recipe) is stored with the run; resuming a run made with another config is refused. After every epoch the latest state goes to
-    ``out_dir/last`` and, when validation improves, to ``out_dir/best``;
-    ``out_dir/record.json`` logs each epoch. Calling again with the same
-    ``out_dir`` resumes from ``last``.
+    is the validation error (lower is better).
+
+    The run folder is crash-consistent. After every epoch the best state so far goes
+    to ``out_dir/best.pt`` (only when it beats the one on disk), then the latest state,
+    with the whole record, to ``out_dir/last.pt``, then a readable copy of the record to
+    ``out_dir/record.json``; each file is written atomically (temporary file, fsync,
+    rename), so a stop at any moment leaves the previous or the new version. Calling
+    again with the same ``out_dir`` resumes from ``last.pt``; a ``best.pt`` is never
+    replaced by a worse one, not even by a run that restarts from epoch 0.
+
+    ``config`` holds everything that defines the run (data, target, featurizer,
+    hyperparameters, recipe, budget); resuming a folder made with another config
+    raises :class:`RunMismatchError` naming the folder and the differing fields.
+
+    A non-finite training loss or validation error stops the run: the best finite
+    state is restored and ``record.stopped`` says why; with no finite epoch at all,
+    :class:`TrainingDivergedError` is raised.
     """
+    from deepchem_cgcnn._io import atomic_write_json, remove_stale_temporaries
+
     os.makedirs(out_dir, exist_ok=True)
+    remove_stale_temporaries(out_dir)
+    if os.path.isdir(os.path.join(out_dir, "last")) or os.path.isdir(os.path.join(out_dir, "best")):
+        raise RunMismatchError(f"{out_dir} holds a run written by an older version of this "
+                               f"package (last/, best/ folders); delete it to start over")
     model._ensure_built()
-    record_path = os.path.join(out_dir, "record.json")
     config = json.loads(json.dumps(config or {}, default=str))
+    last_path, best_path = os.path.join(out_dir, LAST_STATE), os.path.join(out_dir, BEST_STATE)
     record = TrainingRecord(config=config)
-    last_dir, best_dir = os.path.join(out_dir, "last"), os.path.join(out_dir, "best")
-    if os.path.exists(record_path) and model.get_checkpoints(last_dir):
-        with open(record_path) as handle:
-            record = TrainingRecord(**json.load(handle))
-        if record.config != config:
-            raise ValueError(f"{out_dir} holds a run with other settings ({record.config}); "
-                             f"use another folder or delete it to start over")
-        model.restore(model_dir=last_dir)
-        logger.info("resumed after epoch %d", record.epochs[-1])
+    last = _load_state(last_path)
+    best = _load_state(best_path)
+    for path, state in ((last_path, last), (best_path, best)):
+        if state is not None:
+            _check_same_run(path, state["config"], config)
+    if last is not None:
+        record = TrainingRecord(**last["record"])
+        _restore_state(model, last)
+        logger.info("resuming %s from epoch %d", out_dir, record.epochs[-1] + 1)
     elif model.normalize_targets:
         model.fit_normalizer(train.y, train.w)
+    if best is not None and best["valid_error"] < record.best_valid_mae:
+        # best.pt was written by an epoch whose last.pt never was: keep it unless beaten.
+        record.best_valid_mae, record.best_epoch = best["valid_error"], best["epoch"]
     used = record.seconds[-1] if record.seconds else 0.0
     epoch = record.epochs[-1] + 1 if record.epochs else 0
+    record.stopped = ""
     while epoch < max_epochs and used < max_minutes * 60:
         fraction = max(epoch / max_epochs, used / (max_minutes * 60))
         lr = learning_rate_at(fraction)
         for group in model._pytorch_optimizer.param_groups:
             group["lr"] = lr
         start = time.perf_counter()
-        loss = model.fit(train, nb_epoch=1, checkpoint_interval=0)
-        used += time.perf_counter() - start
-        mae = evaluate(model, valid)
+        loss = float(model.fit(train, nb_epoch=1, checkpoint_interval=0))
+        elapsed = used + time.perf_counter() - start
+        mae = evaluate(model, valid) if math.isfinite(loss) else math.nan
+        if not (math.isfinite(loss) and math.isfinite(mae)):
+            record.stopped = (f"stopped at epoch {epoch}: non-finite "
+                              f"{'training loss' if not math.isfinite(loss) else 'validation error'}"
+                              f" (loss {loss}, validation {mae}); kept the best finite epoch "
+                              f"{record.best_epoch}")
+            logger.error("%s: %s", out_dir, record.stopped)
+            break
+        used = elapsed
         record.epochs.append(epoch)
         record.seconds.append(used)
-        record.train_loss.append(float(loss))
+        record.train_loss.append(loss)
         record.valid_mae.append(mae)
         record.learning_rate.append(lr)
         if mae < record.best_valid_mae:
             record.best_valid_mae, record.best_epoch = mae, epoch
-            model.save_checkpoint(max_checkpoints_to_keep=1, model_dir=best_dir)
-        model.save_checkpoint(max_checkpoints_to_keep=1, model_dir=last_dir)
-        with open(record_path, "w") as handle:
-            json.dump(asdict(record), handle)
+            _save_state(model, best_path, record, epoch, mae)
+        _save_state(model, last_path, record, epoch, mae)
+        atomic_write_json(os.path.join(out_dir, RECORD), asdict(record))
         logger.info("epoch %d  lr %.2e  loss %.4f  valid %.4f  (%.0f s)", epoch, lr, loss, mae, used)
         epoch += 1
-    model.restore(model_dir=best_dir)
+    best = _load_state(best_path)
+    if best is None:
+        if record.stopped:
+            raise TrainingDivergedError(f"{out_dir}: {record.stopped.split(';')[0]}, before any "
+                                        f"epoch with a finite validation error; lower the "
+                                        f"learning rate or check the labels")
+        raise TrainingDivergedError(f"{out_dir}: no epoch was trained (max_epochs={max_epochs}, "
+                                    f"max_minutes={max_minutes})")
+    _restore_state(model, best, with_optimizer=False)
+    if record.stopped:
+        atomic_write_json(os.path.join(out_dir, RECORD), asdict(record))
     return record

@@ -1,4 +1,5 @@
 """deepchem-cgcnn predict, and the shipped model."""
+import json
 import re
 import subprocess
 import sys
@@ -105,3 +106,84 @@ def test_train_command_exports_a_card_that_its_model_reproduces(mp_rows, tmp_pat
                                                 splitter=CGCNNRandomSplitter(seed=123),
                                                 reload=False).load()
     assert mean_absolute_error(model, test) == pytest.approx(card["metrics"]["mae"]["test"], rel=1e-5)
+
+
+@pytest.mark.torch
+def test_train_gives_each_model_its_own_run_and_refuses_a_mismatched_resume(
+        mp_rows, tmp_path, capsys, caplog):
+    """A second model trained with the default --work-dir never resumes the first one's run."""
+    import logging
+    import torch
+    table = tmp_path / "mp60.csv"
+    mp_rows.head(60).to_csv(table, index=False)
+    work, export = tmp_path / "work", tmp_path / "export"
+    common = ["train", "--data", str(table), "--work-dir", str(work), "--export", str(export),
+              "--num-conv", "1", "--max-epochs", "1", "--valid-size", "5", "--n-jobs", "1"]
+    assert main([*common, "--target", "formation_energy_per_atom", "--name", "fe"]) == 0
+    assert f"model written to {export / 'fe.pt'}" in capsys.readouterr().out
+    with caplog.at_level(logging.INFO):
+        assert main([*common, "--target", "band_gap", "--name", "gap", "--units", "eV"]) == 0
+    assert "resuming" not in caplog.text
+    fe, gap = (torch.load(export / f"{n}.pt", weights_only=True) for n in ("fe", "gap"))
+    assert not torch.equal(fe["state_dict"]["fc_out.weight"], gap["state_dict"]["fc_out.weight"])
+    assert json.loads((work / "gap" / "record.json").read_text())["config"]["target"] == "band_gap"
+
+    capsys.readouterr()
+    assert main([*common, "--target", "band_gap", "--name", "fe", "--units", "eV"]) == 2
+    err = capsys.readouterr().err
+    assert str(work / "fe") in err and \
+        "target: 'formation_energy_per_atom' there, 'band_gap' now" in err
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert main([*common, "--target", "formation_energy_per_atom", "--name", "fe"]) == 0
+    assert f"resuming {work / 'fe'} from epoch 1" in caplog.text
+
+
+@pytest.mark.torch
+def test_shipped_band_gap_is_never_negative():
+    from pymatgen.core import Lattice, Structure
+    card = pretrained_card("mp-band-gap")
+    assert card["output_constraint"].startswith("non-negative")
+    model = CGCNNModel.pretrained("mp-band-gap")
+    metals = [Structure(Lattice.cubic(3.165), ["W", "W"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+              example_structures()["Cu (fcc)"], example_structures()["Fe (bcc)"]]
+    graphs = CGCNNFeaturizer(**model.featurizer_params).featurize(metals)
+    gaps = model.predict(dc.data.NumpyDataset(graphs))[:, 0]
+    assert (gaps >= 0).all(), gaps
+    model.model.nonnegative = False                       # the raw output does go below zero
+    assert (model.predict(dc.data.NumpyDataset(graphs))[:, 0] < 0).any()
+
+
+@pytest.mark.torch
+def test_elemental_ground_states_are_right_or_carry_a_warning(no_network):
+    """Every element's lowest-energy elemental crystal in the shared MP table (and diamond,
+    which the table lacks): the formation energy is within 0.2 eV/atom of MP's (about four
+    times the test MAE) or the prediction carries a domain flag."""
+    import pandas as pd
+    from pymatgen.core import Lattice, Structure
+    from conftest import MP_TABLE, need, parse_cifs
+    from pymatgen.core import Composition
+    rows = pd.read_csv(need(MP_TABLE))
+    rows["elements"] = [len(Composition(f).elements) for f in rows.cif.str.extract(
+        r"_chemical_formula_sum\s+'?([^'\n]+)")[0]]
+    unary = rows[rows.elements == 1]
+    unary = unary.assign(element=[Composition(s.composition.reduced_formula).elements[0].symbol
+                                  for s in parse_cifs(unary.cif)])
+    ground = unary.loc[unary.groupby("element").formation_energy_per_atom.idxmin()]
+    assert len(ground) >= 60
+    structures = parse_cifs(ground.cif)
+    diamond = Structure(Lattice.cubic(3.567), ["C"] * 2, [[0, 0, 0], [0.25, 0.25, 0.25]])
+    structures.append(diamond.get_primitive_structure())
+    reference = [*ground.formation_energy_per_atom, 0.14]
+    model = CGCNNModel.pretrained("mp-formation-energy")
+    graphs = CGCNNFeaturizer(**model.featurizer_params).featurize(structures)
+    dataset = dc.data.NumpyDataset(graphs, ids=np.array([*ground.material_id, "diamond"]))
+    with pytest.warns(Warning):
+        predicted = model.predict(dataset)[:, 0]
+    records = model.check_domain(dataset)
+    silent_misses = [(r.id, r.formula, round(float(p), 2), round(float(e), 2))
+                     for r, p, e in zip(records, predicted, reference)
+                     if abs(p - e) > 0.2 and r.in_domain]
+    assert not silent_misses
+    assert not records[-1].in_domain and "elemental C" in " ".join(records[-1].flags)

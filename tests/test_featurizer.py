@@ -122,12 +122,11 @@ def test_masked_padding_marks_missing_neighbours():
     assert masked.num_edges == 6 and np.isinf(masked.neighbor_distance[0, 6:]).all()
 
 
-def test_isolated_atom_is_padded_with_a_warning(caplog):
+def test_isolated_atom_is_padded_and_recorded():
     lonely = Structure(Lattice.cubic(20.0), ["Ar"], [[0, 0, 0]])
-    with caplog.at_level(logging.WARNING):
-        graph = CGCNNFeaturizer().featurize([lonely])[0]
-    assert "no neighbour within 8" in caplog.text
+    graph = CGCNNFeaturizer().featurize([lonely])[0]
     np.testing.assert_allclose(graph.neighbor_distance, 9.0)
+    assert graph.geometry["n_isolated"] == 1 and graph.geometry["max_gap"] == 20.0
 
 
 # ---------------------------------------------------------------- inputs and DeepChem

@@ -71,3 +71,141 @@ def test_classification_error_is_one_minus_roc_auc(datasets):
     model.fit(dataset, nb_epoch=2)
     expected = roc_auc_score(labels[:, 0], model.predict(dataset)[:, 1])
     assert classification_error(model, dataset) == pytest.approx(1 - expected)
+
+
+# ---------------------------------------------------------------- crash consistency
+import json  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+
+import torch  # noqa: E402
+
+from deepchem_cgcnn._io import atomic_torch_save, atomic_write  # noqa: E402
+from deepchem_cgcnn.training import (BEST_STATE, LAST_STATE, RECORD,  # noqa: E402
+                                     RunMismatchError, TrainingDivergedError)
+
+
+def _train(folder, datasets, epochs, **kwargs):
+    train, valid = datasets
+    model = _model()
+    record = train_with_validation(model, train, valid, str(folder), FAST.learning_rate_at,
+                                   max_epochs=epochs, max_minutes=10, config={"run": 1}, **kwargs)
+    return model, record
+
+
+def _state(folder, name):
+    return torch.load(os.path.join(folder, name), weights_only=True)
+
+
+@pytest.mark.torch
+def test_a_stop_between_best_and_last_keeps_the_better_best(datasets, tmp_path):
+    """best.pt written, then the process dies before last.pt and record.json of that epoch."""
+    _train(tmp_path, datasets, 2)
+    best = _state(tmp_path, BEST_STATE)
+    best.update(epoch=2, valid_error=1e-6)   # an epoch-2 best that nothing can beat
+    atomic_torch_save(tmp_path / BEST_STATE, best)
+    (tmp_path / f".{LAST_STATE}.x1.tmp").write_bytes(b"half a checkpoint")  # the killed write
+    model, record = _train(tmp_path, datasets, 4)
+    assert record.epochs == [0, 1, 2, 3]                # resumed from epoch 2, not from 0
+    assert record.best_epoch == 2 and record.best_valid_mae == 1e-6
+    assert _state(tmp_path, BEST_STATE)["valid_error"] == 1e-6   # never replaced by a worse one
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+    weights = model.model.state_dict()
+    assert all(torch.equal(weights[k], v) for k, v in best["model_state_dict"].items())
+
+
+@pytest.mark.torch
+def test_a_stop_before_the_first_last_state_restarts_without_losing_best(datasets, tmp_path):
+    _train(tmp_path, datasets, 1)
+    best = _state(tmp_path, BEST_STATE)
+    best["valid_error"] = 1e-6
+    atomic_torch_save(tmp_path / BEST_STATE, best)
+    os.unlink(tmp_path / LAST_STATE)
+    os.unlink(tmp_path / RECORD)
+    _, record = _train(tmp_path, datasets, 2)
+    assert record.epochs == [0, 1] and record.best_valid_mae == 1e-6
+    assert _state(tmp_path, BEST_STATE)["valid_error"] == 1e-6
+
+
+@pytest.mark.torch
+def test_a_damaged_or_missing_record_does_not_stop_a_resume(datasets, tmp_path):
+    _, first = _train(tmp_path, datasets, 2)
+    (tmp_path / RECORD).write_text('{"epochs": [0, 1], "seco')    # a torn non-atomic write
+    _, record = _train(tmp_path, datasets, 3)
+    assert record.epochs == [0, 1, 2] and record.valid_mae[:2] == first.valid_mae
+    assert json.loads((tmp_path / RECORD).read_text())["epochs"] == [0, 1, 2]
+
+
+@pytest.mark.torch
+def test_a_stop_while_writing_leaves_the_previous_file_whole(datasets, tmp_path):
+    _train(tmp_path, datasets, 1)
+    before = (tmp_path / LAST_STATE).read_bytes()
+
+    def dies_halfway(handle):
+        handle.write(before[:100])
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / LAST_STATE, dies_halfway)
+    assert (tmp_path / LAST_STATE).read_bytes() == before
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+
+
+@pytest.mark.torch
+def test_resuming_with_other_settings_names_the_folder_and_fields(datasets, tmp_path):
+    train, valid = datasets
+    _train(tmp_path, datasets, 1)
+    with pytest.raises(RunMismatchError, match=r"run.*1 there, 2 now") as error:
+        train_with_validation(_model(), train, valid, str(tmp_path), FAST.learning_rate_at,
+                              max_epochs=2, max_minutes=10, config={"run": 2})
+    assert str(tmp_path) in str(error.value)
+
+
+# ---------------------------------------------------------------- divergence and NaN labels
+@pytest.mark.torch
+def test_a_diverging_run_stops_and_keeps_its_best_finite_epoch(datasets, tmp_path):
+    train, valid = datasets
+    model = _model()
+    fit = model.fit
+    calls = []
+
+    def diverges_at_third_epoch(*args, **kwargs):
+        calls.append(1)
+        loss = fit(*args, **kwargs)
+        if len(calls) == 3:
+            with torch.no_grad():
+                next(model.model.parameters()).fill_(float("nan"))
+            return float("nan")
+        return loss
+
+    model.fit = diverges_at_third_epoch
+    record = train_with_validation(model, train, valid, str(tmp_path), FAST.learning_rate_at,
+                                   max_epochs=6, max_minutes=10)
+    assert record.epochs == [0, 1] and "non-finite training loss" in record.stopped
+    assert np.isfinite(model.predict(valid)).all()
+    assert mean_absolute_error(model, valid) == pytest.approx(record.best_valid_mae, rel=1e-5)
+    assert json.loads((tmp_path / RECORD).read_text())["stopped"] == record.stopped
+
+
+@pytest.mark.torch
+def test_a_run_that_diverges_at_once_says_so(datasets, tmp_path):
+    train, valid = datasets
+    model = _model()
+    model.fit = lambda *args, **kwargs: float("nan")
+    with pytest.raises(TrainingDivergedError, match="non-finite training loss"):
+        train_with_validation(model, train, valid, str(tmp_path), FAST.learning_rate_at,
+                              max_epochs=3, max_minutes=10)
+
+
+@pytest.mark.torch
+def test_nan_labels_are_trained_as_missing(datasets):
+    train, _ = datasets
+    y = train.y.copy()
+    y[::4] = np.nan
+    dataset = dc.data.NumpyDataset(train.X, y, np.ones_like(y), ids=train.ids)
+    model = _model()
+    with pytest.warns(UserWarning, match=r"12 labels of 12 crystals are NaN"):
+        loss = model.fit(dataset, nb_epoch=2)
+    assert np.isfinite(loss)
+    assert all(torch.isfinite(p).all() for p in model.model.parameters())
+    assert np.isfinite(model.predict(dataset)).all()

@@ -28,7 +28,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Optional
 
-from deepchem_cgcnn.data.table import file_sha256
+from deepchem_cgcnn._io import file_sha256
 
 __all__ = ["DownloadError", "RemoteFile", "check_file", "fetch", "file_sha256"]
 

@@ -7,18 +7,20 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from deepchem_cgcnn._io import (atomic_write_json, file_lock, file_sha256, read_json,
+                                verify_manifest, write_manifest)
 from deepchem_cgcnn._quiet import import_deepchem
 from deepchem_cgcnn.data import summary as reasons
 from deepchem_cgcnn.data.local import read_cif_directory, table_from_structures
 from deepchem_cgcnn.data.remote import NAMED_DATASETS, local_sha256, read_named_dataset
 from deepchem_cgcnn.data.splitters import get_splitter
 from deepchem_cgcnn.data.summary import LoadSummary
-from deepchem_cgcnn.data.table import (StructureTable, file_sha256, read_structure_table,
-                                       table_from_frame)
+from deepchem_cgcnn.data.table import StructureTable, read_structure_table, table_from_frame
 from deepchem_cgcnn.featurizer import CGCNNFeaturizer, featurizer_params
 
 dc = import_deepchem()
@@ -49,7 +51,8 @@ def default_data_dir() -> str:
 
 def _featurizer_key(featurizer) -> Any:
     if isinstance(featurizer, CGCNNFeaturizer):
-        return {"CGCNNFeaturizer": featurizer_params(featurizer)}
+        return {"CGCNNFeaturizer": {**featurizer_params(featurizer),
+                                    "min_distance": featurizer.min_distance}}
     return repr(featurizer)
 
 
@@ -67,15 +70,35 @@ def _transformer_generators(transformers: Sequence[Any]) -> list:
 
 @contextlib.contextmanager
 def _built_in_place(folder: str) -> Iterator[str]:
-    """A temporary folder beside ``folder`` that replaces it only if the block completes."""
+    """A temporary folder beside ``folder`` that replaces it only if the block completes.
+
+    The checksum of every file goes into the folder's manifest before it is moved into
+    place, so a reader can tell a damaged or altered cache from a good one.
+    """
     building = tempfile.mkdtemp(dir=os.path.dirname(folder), prefix=".building-")
     try:
         yield building
+        write_manifest(building)
         if os.path.exists(folder):
             shutil.rmtree(folder)
         os.replace(building, folder)
     finally:
         shutil.rmtree(building, ignore_errors=True)
+
+
+def _verified(folder: str) -> bool:
+    """Whether a cache folder matches its manifest; says why (and that it is rebuilt) if not."""
+    problem = verify_manifest(folder)
+    if problem is None:
+        return True
+    logger.warning("cache %s failed verification (%s); rebuilding it", folder, problem)
+    warnings.warn(f"cache {folder} failed verification ({problem}); rebuilding it",
+                  CacheWarning, stacklevel=4)
+    return False
+
+
+class CacheWarning(UserWarning):
+    """A cached dataset failed verification and is rebuilt from the source."""
 
 
 def _digest(key: Any) -> str:
@@ -315,7 +338,8 @@ class MaterialsProjectLoader:
         columns = {k: self.source_kwargs.get(k) for k in ("structure_column", "id_column")}
         featurized = {"source_sha256": sha256, "tasks": list(tasks),
                       "label_columns": self.label_columns, "query": self.query, **columns,
-                      "featurizer": _featurizer_key(self.featurizer), "cleaning": 1}
+                      "featurizer": _featurizer_key(self.featurizer), "cleaning": 1,
+                      "graph_format": 2}
         split = {"splitter": repr(self.splitter),
                  "transformers": [t.get_directory_name() for t in self.transformer_generators]}
         return featurized, split
@@ -324,7 +348,7 @@ class MaterialsProjectLoader:
                             summary: LoadSummary):
         """All usable rows as one DiskDataset, from the cache when it holds them."""
         done = folder and os.path.join(folder, "featurized.json")
-        if done and self.reload and os.path.exists(done):
+        if done and self.reload and os.path.exists(done) and _verified(folder):
             with open(done) as handle:
                 saved = LoadSummary.from_dict(json.load(handle))
             summary.dropped, summary.partially_labelled = saved.dropped, saved.partially_labelled
@@ -361,14 +385,25 @@ class MaterialsProjectLoader:
         known = self._local_sha256_and_tasks()
         if known and self.reload:  # a cached split can be served without parsing the source
             split_folder = self._folders(*known)[2]
-            if os.path.exists(os.path.join(split_folder, "summary.json")):
+            if os.path.exists(os.path.join(split_folder, "summary.json")) and \
+                    _verified(split_folder):
                 return self._from_split_cache(split_folder, known[1], started)
         table = self.read()
+        source_file = self._source_file()
+        if source_file and self.reload:
+            self._remember_content(file_sha256(source_file), table)
         summary = LoadSummary(source=table.source, sha256=table.sha256,
                               n_rows=len(table) + len(table.unread))
         root, folder, split_folder = self._folders(table.sha256, table.tasks)
-        if split_folder and os.path.exists(os.path.join(split_folder, "summary.json")):
-            return self._from_split_cache(split_folder, table.tasks, started)
+        with file_lock(os.path.join(root, ".lock")) if split_folder else \
+                contextlib.nullcontext():
+            if split_folder and os.path.exists(os.path.join(split_folder, "summary.json")) and \
+                    _verified(split_folder):
+                return self._from_split_cache(split_folder, table.tasks, started)
+            return self._build(table, summary, root, folder, split_folder, started)
+
+    def _build(self, table: StructureTable, summary: LoadSummary, root: str,
+               folder: Optional[str], split_folder: Optional[str], started: float) -> LoadResult:
         dataset = self._featurized_dataset(table, folder, summary)
         work = tempfile.mkdtemp(dir=root, prefix=".splitting-") if split_folder else None
         try:
@@ -384,13 +419,45 @@ class MaterialsProjectLoader:
         return self._finish(table.tasks, datasets, transformers, summary)
 
     def _local_sha256_and_tasks(self) -> Optional[Tuple[str, List[str]]]:
-        """The source's checksum and tasks when they are known without parsing it."""
+        """The source's content checksum and tasks when they are known without parsing it.
+
+        For a table whose rows point to structure files, the checksum covers those
+        files' contents too: it is remembered from the last full read together with
+        each file's checksum, and used only while every file still matches.
+        """
         source = self.source
         if isinstance(source, str) and source in NAMED_DATASETS:
             sha256 = local_sha256(source, self.data_dir)
             return sha256 and (sha256, list(self.tasks or NAMED_DATASETS[source].tasks))
+        source_file = self._source_file()
+        if source_file:
+            content = self._remembered_content(file_sha256(source_file))
+            return content and (content, list(self.tasks or []))
+        return None
+
+    def _source_file(self) -> Optional[str]:
+        """The table file a source names (None for other sources)."""
+        source = self.source
         if isinstance(source, (str, os.PathLike)) and os.path.isfile(source) and self.tasks:
-            return file_sha256(os.fspath(source)), list(self.tasks)
+            return os.fspath(source)
+        return None
+
+    def _content_index(self, file_sha256_: str) -> str:
+        return os.path.join(self.save_dir, f"{self.name}-featurized",
+                            f"source-{file_sha256_[:32]}.json")
+
+    def _remember_content(self, file_sha256_: str, table: StructureTable) -> None:
+        atomic_write_json(self._content_index(file_sha256_),
+                          {"sha256": table.sha256, "referenced_files": table.referenced_files})
+
+    def _remembered_content(self, file_sha256_: str) -> Optional[str]:
+        try:
+            index = read_json(self._content_index(file_sha256_))
+            referenced = index["referenced_files"]
+            if all(os.path.isfile(p) and file_sha256(p) == h for p, h in referenced.items()):
+                return index["sha256"]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
         return None
 
     def _folders(self, sha256: str, tasks: Sequence[str]):
@@ -400,8 +467,8 @@ class MaterialsProjectLoader:
         if not self.reload:
             return root, None, None
         os.makedirs(root, exist_ok=True)
-        with open(os.path.join(root, "key.json"), "w") as handle:
-            json.dump(featurized_key, handle, indent=1, default=str)
+        atomic_write_json(os.path.join(root, "key.json"),
+                          json.loads(json.dumps(featurized_key, default=str)), indent=1)
         return root, os.path.join(root, "all"), os.path.join(root, "split-" + _digest(split_key))
 
     def _from_split_cache(self, split_folder: str, tasks, started: float) -> LoadResult:

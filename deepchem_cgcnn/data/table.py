@@ -8,6 +8,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from deepchem_cgcnn._io import file_sha256
+
 STRUCTURE_COLUMNS = ("structure", "cif", "poscar")
 ID_COLUMNS = ("material_id", "mp_id", "task_id", "mbid", "cmr_id", "id", "cif_id")
 
@@ -43,6 +45,9 @@ class StructureTable:
         Where the rows came from, for messages and dataset summaries.
     unread: list of (id, reason)
         Rows of the source that could not even be read into the table.
+    referenced_files: dict
+        Structure files the rows point to (absolute path -> SHA-256); their contents
+        are part of ``sha256``, so editing a CIF changes the cache key.
     """
 
     ids: np.ndarray
@@ -52,6 +57,7 @@ class StructureTable:
     sha256: str
     source: str = ""
     unread: List[tuple] = field(default_factory=list)
+    referenced_files: Dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -61,16 +67,7 @@ class StructureTable:
         keep = np.asarray(keep, dtype=bool)
         return StructureTable(self.ids[keep], [s for s, k in zip(self.structures, keep) if k],
                               self.y[keep], list(self.tasks), self.sha256, self.source,
-                              list(self.unread))
-
-
-def file_sha256(path: str, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
+                              list(self.unread), dict(self.referenced_files))
 
 
 def resolve_label_columns(columns: Sequence[str], tasks: Sequence[str],
@@ -113,9 +110,26 @@ def table_from_frame(frame: pd.DataFrame, tasks: Sequence[str], sha256: str, sou
     ids = frame[id_column] if id_column else pd.Series(frame.index)
     y = np.column_stack([pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float64)
                          for c in label_names]) if len(frame) else np.zeros((0, len(tasks)))
+    structures = frame[structure_column].tolist()
+    referenced = referenced_structure_files(structures)
+    if referenced:
+        sha256 = hashlib.sha256((sha256 + json.dumps(referenced, sort_keys=True)).encode()
+                                ).hexdigest()
     return StructureTable(ids=ids.astype(str).to_numpy(dtype=object),
-                          structures=frame[structure_column].tolist(), y=y, tasks=list(tasks),
-                          sha256=sha256, source=source)
+                          structures=structures, y=y, tasks=list(tasks),
+                          sha256=sha256, source=source, referenced_files=referenced)
+
+
+def referenced_structure_files(structures: Sequence[Any]) -> Dict[str, str]:
+    """Absolute path -> SHA-256 of each entry that names a structure file (not CIF text)."""
+    import os
+    referenced = {}
+    for entry in structures:
+        if isinstance(entry, str) and "\n" not in entry and os.path.isfile(entry):
+            path = os.path.abspath(entry)
+            if path not in referenced:
+                referenced[path] = file_sha256(path)
+    return referenced
 
 
 def _open_text(path: str):

@@ -1,0 +1,90 @@
+"""The featurized-data cache is verified on every reload: altered or damaged files are rebuilt."""
+import glob
+import os
+
+import numpy as np
+import pytest
+
+from deepchem_cgcnn._io import MANIFEST, verify_manifest
+from deepchem_cgcnn.data.loader import CacheWarning, MaterialsProjectLoader
+from deepchem_cgcnn.examples import example_structures
+
+
+@pytest.fixture
+def table(mp_rows, tmp_path):
+    path = tmp_path / "mp.csv"
+    mp_rows.head(40).to_csv(path, index=False)
+    return str(path)
+
+
+def _load(table, cache):
+    return MaterialsProjectLoader(table, tasks=["formation_energy"], save_dir=str(cache),
+                                  data_dir=str(cache)).load()
+
+
+def _cached(cache, pattern):
+    files = sorted(glob.glob(os.path.join(cache, "**", pattern), recursive=True))
+    assert files, f"no cached {pattern}"
+    return files
+
+
+def _labels(result):
+    _, datasets, _ = result
+    return [dict(zip(d.ids, d.y[:, 0])) for d in datasets]
+
+
+@pytest.mark.parametrize("damage", ["rewrite", "flip-a-bit", "truncate", "delete"])
+def test_a_damaged_or_altered_cache_is_rebuilt_and_says_so(table, tmp_path, damage):
+    cache = tmp_path / "cache"
+    expected = _labels(_load(table, cache))
+    for shard in _cached(cache, "shard-0-y.npy"):
+        if damage == "rewrite":       # a plausible-looking file with other labels
+            np.save(shard, np.zeros_like(np.load(shard)))
+        elif damage == "flip-a-bit":
+            data = bytearray(open(shard, "rb").read())
+            data[-1] ^= 1
+            open(shard, "wb").write(bytes(data))
+        elif damage == "truncate":
+            os.truncate(shard, os.path.getsize(shard) // 2)
+        else:
+            os.unlink(shard)
+    with pytest.warns(CacheWarning, match=r"cache .*-featurized.* failed verification "
+                                          r"\(.*shard-0-y\.npy: (checksum mismatch|missing)"):
+        reloaded = _load(table, cache)
+    assert _labels(reloaded) == expected
+    for manifest in _cached(cache, MANIFEST):
+        assert verify_manifest(os.path.dirname(manifest)) is None
+
+
+def test_an_intact_cache_is_served_without_rebuilding(table, tmp_path, recwarn):
+    cache = tmp_path / "cache"
+    _load(table, cache)
+    result = _load(table, cache)
+    assert result.summary.from_cache
+    assert not [w for w in recwarn if issubclass(w.category, CacheWarning)]
+
+
+def test_a_table_of_cif_paths_is_keyed_by_the_files_contents(tmp_path):
+    crystals = example_structures()
+    names = ["NaCl (rock salt)", "Cu (fcc)", "Si (diamond)", "MgO (rock salt)", "LiF (rock salt)"]
+    paths = []
+    for k, name in enumerate(names):
+        path = tmp_path / f"c{k}.cif"
+        crystals[name].to(filename=str(path))
+        paths.append(str(path))
+    csv = tmp_path / "table.csv"
+    csv.write_text("id,cif,target\n" + "".join(f"c{k},{p},{k}\n" for k, p in enumerate(paths)))
+    cache = tmp_path / "cache"
+
+    def graphs():
+        _, (dataset,), _ = MaterialsProjectLoader(str(csv), tasks=["target"], splitter=None,
+                                                  save_dir=str(cache), data_dir=str(cache)).load()
+        return {i: g for i, g in zip(dataset.ids, dataset.X)}
+
+    before = graphs()["c1"]
+    assert graphs()["c1"].neighbor_distance.min() == pytest.approx(before.neighbor_distance.min())
+    bigger = crystals["Cu (fcc)"].copy()
+    bigger.scale_lattice(bigger.volume * 1.331)          # the same file name, 10 % longer bonds
+    bigger.to(filename=paths[1])
+    after = graphs()["c1"]
+    assert after.neighbor_distance.min() == pytest.approx(1.1 * before.neighbor_distance.min())

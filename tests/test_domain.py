@@ -1,0 +1,147 @@
+"""Inputs a model must not answer silently: refused, or answered with a DomainWarning."""
+import warnings
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from deepchem_cgcnn import (CGCNNFeaturizer, CGCNNModel, DomainWarning, FeaturizationError,
+                            GraphSettingsError)
+from deepchem_cgcnn._quiet import import_deepchem
+from deepchem_cgcnn.examples import example_structures
+
+dc = import_deepchem()
+
+NACL = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def _fails(datapoint, featurizer=None):
+    featurizer = featurizer or CGCNNFeaturizer()
+    graphs = featurizer.featurize([datapoint])
+    assert isinstance(graphs[0], np.ndarray), "featurized what it should refuse"
+    return featurizer.failures[0][1]
+
+
+# ---------------------------------------------------------------- refused
+@pytest.mark.parametrize("gap", [0.0, 0.0025, 0.3])
+def test_overlapping_atoms_are_refused(gap):
+    crowded = Structure(Lattice.cubic(4.0), ["Cu", "Cu", "Cu"],
+                        [[0, 0, 0], [gap / 4.0, 0, 0], [0.5, 0.5, 0.5]])
+    reason = _fails(crowded)
+    assert "overlapping atoms: atoms 0 (Cu) and 1 (Cu)" in reason and "0.5 Å" in reason
+
+
+def test_the_overlap_threshold_is_configurable():
+    close = Structure(Lattice.cubic(4.0), ["H", "H"], [[0, 0, 0], [0.1, 0, 0]])   # 0.4 Å
+    assert "overlapping" in _fails(close)
+    graph = CGCNNFeaturizer(min_distance=0.3).featurize([close])[0]
+    assert graph.num_nodes == 2
+
+
+def test_a_lattice_vector_shorter_than_the_threshold_is_an_overlap():
+    squashed = Structure(Lattice.orthorhombic(0.2, 5.0, 5.0), ["Cu"], [[0, 0, 0]])
+    assert "its own periodic image" in _fails(squashed)
+
+
+def test_a_truncated_cif_is_refused_not_predicted_as_another_formula(tmp_path):
+    cif = Structure(Lattice.hexagonal(2.78, 4.50), ["Re", "Re"],
+                    [[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]]).to(fmt="cif")
+    lines = cif.rstrip("\n").splitlines()
+    truncated = "\n".join(lines[:-1]) + "\n"          # the last atom line lost
+    path = tmp_path / "Re.cif"
+    path.write_text(truncated)
+    for datapoint in (truncated, str(path)):
+        reason = _fails(datapoint)
+        assert "atom sites give Re1" in reason and "'Re2'" in reason and "truncated" in reason
+    assert "Re.cif" in _fails(str(path))
+
+
+def test_a_cif_with_several_data_blocks_is_reported(tmp_path):
+    two = NACL.to(fmt="cif") + "\n" + example_structures()["Cu (fcc)"].to(fmt="cif")
+    path = tmp_path / "two.cif"
+    path.write_text(two)
+    reason = _fails(str(path))
+    assert "two.cif: holds 2 structures" in reason and "data_NaCl" in reason
+
+
+def test_icsd_style_formula_with_z_is_accepted(reference_cifs):
+    featurizer = CGCNNFeaturizer()
+    featurizer.featurize([str(p) for p in reference_cifs])
+    assert featurizer.failures == []
+
+
+# ---------------------------------------------------------------- flagged
+@pytest.fixture(scope="module")
+def model():
+    return CGCNNModel.pretrained("mp-formation-energy")
+
+
+def _flags(model, structure):
+    return model.check_domain([structure])[0].flags
+
+
+def test_domain_flags_of_crystals_outside_the_training_data(model):
+    atom_in_a_box = Structure(Lattice.cubic(20.0), ["Cu"], [[0, 0, 0]])
+    water = Structure(Lattice.cubic(15.0), ["O", "H", "H"],
+                      [[0, 0, 0], [0.0639, 0, 0], [-0.016, 0.0619, 0]])
+    slab = Structure(Lattice.tetragonal(2.55, 25.0), ["Cu"] * 4,
+                     [[0, 0, 0], [0.5, 0.5, 0.072], [0, 0, 0.144], [0.5, 0.5, 0.216]])
+    assert "1 of 1 atoms have no neighbour within 8 Å" in _flags(model, atom_in_a_box)
+    assert any("3 of 3 atoms have fewer than 12 neighbours" in f for f in _flags(model, water))
+    assert any("empty gap of 15.0 Å" in f for f in _flags(model, water))
+    assert any("empty gap of 19.6 Å" in f and "vector c" in f for f in _flags(model, slab))
+    # bulk rock salt is in the domain
+    assert model.check_domain([NACL])[0].in_domain
+
+
+def test_rare_elements_are_flagged_from_the_card_counts(model):
+    counts = model.training_counts
+    assert counts["elements"]["O"] > 5000       # the card records per-element training counts
+    rare = [s for s, n in counts["elements"].items() if n < 10]
+    assert rare, "no rare element in the training data to test with"
+    element = rare[0]
+    crystal = Structure(Lattice.cubic(4.2), ["Na", element], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert any(f"element {element} is in {counts['elements'][element]} training crystals" in f
+               for f in _flags(model, crystal))
+
+
+def test_predict_warns_naming_the_crystals_and_still_returns_arrays(model):
+    lonely = Structure(Lattice.cubic(20.0), ["Cu"], [[0, 0, 0]])
+    graphs = CGCNNFeaturizer(**model.featurizer_params).featurize([NACL, lonely])
+    dataset = dc.data.NumpyDataset(graphs, ids=np.array(["rock-salt", "atom-in-a-box"]))
+    with pytest.warns(DomainWarning, match=r"1 of 2 crystals .*atom-in-a-box: 1 of 1 atoms"):
+        prediction = model.predict(dataset)
+    assert prediction.shape == (2, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DomainWarning)
+        model.predict(dc.data.NumpyDataset(graphs[:1]))      # in domain: no warning
+
+
+# ---------------------------------------------------------------- featurizer settings
+def test_a_model_refuses_graphs_made_with_other_settings(model):
+    assert model.featurizer_params["selection"] == "complete"
+    default_graphs = CGCNNFeaturizer().featurize([NACL])     # selection='cgcnn'
+    with pytest.raises(GraphSettingsError, match=r"'selection': 'cgcnn'.*'selection': 'complete'"):
+        model.predict(dc.data.NumpyDataset(default_graphs))
+    graphs = CGCNNFeaturizer(**model.featurizer_params).featurize([NACL])
+    assert graphs[0].settings == model.featurizer_params
+    assert np.isfinite(model.predict(dc.data.NumpyDataset(graphs))).all()
+
+
+def test_a_new_model_takes_the_settings_of_its_training_graphs():
+    crystals = list(example_structures().values())[:4]
+    graphs = CGCNNFeaturizer(max_neighbors=8).featurize(crystals)
+    model = CGCNNModel(num_conv=1, batch_size=4)
+    model.fit(dc.data.NumpyDataset(graphs, np.arange(4.0)), nb_epoch=1)
+    assert model.featurizer_params["max_neighbors"] == 8
+    with pytest.raises(GraphSettingsError, match="'max_neighbors': 12.*'max_neighbors': 8"):
+        model.predict(dc.data.NumpyDataset(CGCNNFeaturizer().featurize(crystals)))
+
+
+@pytest.mark.torch
+def test_original_checkpoints_expect_the_original_settings():
+    from conftest import PRETRAINED, need
+    model = CGCNNModel.from_cgcnn_checkpoint(str(need(PRETRAINED / "band-gap.pth.tar")))
+    complete = CGCNNFeaturizer(selection="complete").featurize([NACL])
+    with pytest.raises(GraphSettingsError, match="selection"):
+        model.predict(dc.data.NumpyDataset(complete))

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import platform
+import re
 import sys
 import time
 import warnings
@@ -81,7 +82,8 @@ def _predict(args: argparse.Namespace) -> int:
                     f" ± {std[j, column]:.3f}" if std is not None else "")
             member = model.models[0] if is_ensemble else model
             for i, record in zip(ok, member.check_domain(dataset, with_formula=False)):
-                flags[i] += [f for f in record.flags if f not in flags[i]]
+                shown = {re.sub(r"\d+", "#", f) for f in flags[i]}   # one line per kind
+                flags[i] += [f for f in record.flags if re.sub(r"\d+", "#", f) not in shown]
         columns[f"{card['property']} ({card['units']})"] = cells
     formulas = [s.composition.reduced_formula if s is not None else "?" for s in structures]
     header = ["structure", "formula", *columns, "warnings"]

@@ -115,6 +115,8 @@ def domain_flags(graph: Any, counts: Optional[Mapping[str, Mapping[str, int]]] =
     max_vacuum_gap: float
         Å of empty space between atomic planes beyond which a cell is flagged.
     """
+    if not hasattr(graph, "atomic_numbers"):
+        return ["no crystal graph (its featurization failed)"]
     flags = []
     geometry = getattr(graph, "geometry", None) or {}
     n_atoms = len(graph.atomic_numbers)
@@ -151,6 +153,8 @@ def domain_flags(graph: Any, counts: Optional[Mapping[str, Mapping[str, int]]] =
 def formula_of(graph: Any) -> str:
     """Reduced formula of a crystal graph's atoms."""
     from pymatgen.core import Composition
+    if not hasattr(graph, "atomic_numbers"):
+        return ""
     numbers, amounts = np.unique(graph.atomic_numbers, return_counts=True)
     return Composition({_symbol(z): int(n) for z, n in zip(numbers, amounts)}).reduced_formula
 

@@ -65,11 +65,14 @@ def test_predict_prints_mean_and_sigma_for_an_ensemble(monkeypatch, capsys):
     from deepchem_cgcnn.cli import main
     monkeypatch.setattr(checkpoints, "ensemble_members", lambda name: [name, name])
     assert main(["predict", "--model", "mp-formation-energy"]) == 0
+    import re
     lines = capsys.readouterr().out.strip().splitlines()
-    nacl = lines[1].split()
-    assert nacl[:3] == ["NaCl", "(rock", "salt)"] and nacl[-2:-1] == ["±"]
-    assert nacl[-1] == "0.000"  # two identical members: no spread
-    assert float(nacl[-3]) < -1.5
+    header, nacl = (re.split(r"\s{2,}", line) for line in lines[:2])
+    value = dict(zip(header, nacl))
+    assert value["structure"] == "NaCl (rock salt)" and value["warnings"] == "-"
+    mean, sigma = value["formation energy per atom (eV/atom)"].split(" ± ")
+    assert sigma == "0.000"  # two identical members: no spread
+    assert float(mean) < -1.5
 
 
 @pytest.mark.torch

@@ -321,7 +321,10 @@ def _check_declared_formula(structure, block: Dict[str, Any], name: str) -> None
     else:
         ratios = {round(cell[e] / formula[e], 4) for e in formula.elements}
     z_text = str(block.get("_cell_formula_units_Z", "")).split("(")[0]
-    z = float(z_text) if _is_number(z_text) else None
+    try:
+        z: Optional[float] = float(z_text)
+    except ValueError:
+        z = None
     if ratios is not None and len(ratios) == 1:
         ratio = ratios.pop()
         if ratio == 1 or (z is not None and abs(ratio - z) < 1e-3) or \
@@ -331,14 +334,6 @@ def _check_declared_formula(structure, block: Dict[str, Any], name: str) -> None
         f"{name}: its atom sites give {cell.formula.replace(' ', '')} but it declares "
         f"_chemical_formula_sum {declared!r}" + (f" with Z = {z:g}" if z is not None else "")
         + "; the file is probably truncated or damaged")
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
 
 
 def check_overlaps(structure, min_distance: float) -> None:

@@ -2,7 +2,7 @@
 import json
 import os
 from importlib import resources
-from typing import Any, Dict, List, Optional, Type
+from typing import Any, Dict, List, Optional, Sequence, Type
 
 import numpy as np
 import torch
@@ -14,6 +14,13 @@ PRETRAINED_PACKAGE = "deepchem_cgcnn.pretrained"
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used as asked; the message says why in words."""
+
+
+class UnknownModelError(KeyError):
+    """No shipped model has the name asked for; the message lists those that exist."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 def _numpy_scalar_globals() -> List[Any]:
@@ -34,12 +41,51 @@ def read_cgcnn_checkpoint(path: str) -> Dict[str, Any]:
     """``torch.load`` an original checkpoint with ``weights_only=True``, allowing NumPy scalars only."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no CGCNN checkpoint at {path!r}")
-    with torch.serialization.safe_globals(_numpy_scalar_globals()):
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(error).__name__}: "
+                              f"{str(error).splitlines()[0][:300]})") from error
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path}: holds a {type(checkpoint).__name__}, not a checkpoint dict")
     missing = {"state_dict", "normalizer"} - set(checkpoint)
     if missing:
-        raise CheckpointError(f"{path!r} is not an original CGCNN checkpoint: it lacks {sorted(missing)}")
+        raise CheckpointError(f"{path} is not an original CGCNN checkpoint: it lacks {sorted(missing)}")
+    state = checkpoint["state_dict"]
+    _check_state_dict(path, state, ("embedding.weight", "convs.0.fc_full.weight",
+                                    "conv_to_fc.weight", "fc_out.weight"))
+    if checkpoint.get("args") is not None and not isinstance(checkpoint["args"], dict):
+        raise CheckpointError(f"{path}: 'args' is a {type(checkpoint['args']).__name__}, "
+                              f"not a dict of the original's arguments")
+    normalizer = checkpoint["normalizer"]
+    if not isinstance(normalizer, dict) or not {"mean", "std"} <= set(normalizer):
+        raise CheckpointError(f"{path}: 'normalizer' must be a dict with 'mean' and 'std', got "
+                              f"{type(normalizer).__name__} {str(normalizer)[:80]!r}")
+    try:
+        mean, std = (float(torch.as_tensor(normalizer[k])) for k in ("mean", "std"))
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path}: the normalizer's mean and std must be numbers "
+                              f"({error})") from error
+    if not (np.isfinite(mean) and np.isfinite(std) and std > 0):
+        raise CheckpointError(f"{path}: normalizer mean {mean} and std {std}: the std must be "
+                              f"a positive finite number and the mean finite")
     return checkpoint
+
+
+def _check_state_dict(path: Any, state: Any, required: Sequence[str]) -> None:
+    """Raise :class:`CheckpointError` for a state dict with missing, non-tensor or non-finite entries."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: the state dict is a {type(state).__name__}, not a dict")
+    missing = [k for k in required if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: the state dict lacks {missing}")
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: state entry {key!r} is a {type(value).__name__}, "
+                                  f"not a tensor")
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(f"{path}: state entry {key!r} holds NaN or infinite values")
 
 
 def load_cgcnn_checkpoint(path: str, model_class: Optional[Type] = None, radius: float = 8.0,
@@ -100,10 +146,14 @@ def load_cgcnn_checkpoint(path: str, model_class: Optional[Type] = None, radius:
                            "selection": "cgcnn", "padding": "cgcnn", "tie_tolerance": 1e-5},
         **kwargs)
     normalizer = checkpoint["normalizer"]
-    model.model.load_state_dict(
-        {**state,
-         "target_mean": torch.full((1,), float(torch.as_tensor(normalizer["mean"]))),
-         "target_std": torch.full((1,), float(torch.as_tensor(normalizer["std"])))})
+    try:
+        model.model.load_state_dict(
+            {**state,
+             "target_mean": torch.full((1,), float(torch.as_tensor(normalizer["mean"]))),
+             "target_std": torch.full((1,), float(torch.as_tensor(normalizer["std"])))})
+    except RuntimeError as error:
+        raise CheckpointError(f"{path}: the weights do not fit the architecture they "
+                              f"describe ({str(error).splitlines()[0]})") from error
     model.model.eval()
     return model
 
@@ -153,7 +203,8 @@ def pretrained_card(name: str) -> Dict[str, Any]:
 def _check_name(name: str) -> None:
     names = available_pretrained(include_members=True)
     if name not in names:
-        raise KeyError(f"no pretrained model named {name!r}; available: {', '.join(names)}")
+        raise UnknownModelError(f"no pretrained model named {name!r}; available: "
+                                f"{', '.join(names)}")
 
 
 def save_pretrained(model, path: str, featurizer_params: Dict[str, Any]) -> None:
@@ -180,9 +231,28 @@ def load_saved(file, model_class: Optional[Type] = None, **kwargs):
     """Load a file written by :func:`save_pretrained` (a path or a binary file object)."""
     if model_class is None:
         from deepchem_cgcnn.model import CGCNNModel as model_class
-    saved = torch.load(file, map_location="cpu", weights_only=True)
-    model = model_class(**saved["hyperparameters"], featurizer_params=saved["featurizer"],
-                        training_counts=saved.get("training_counts"), **kwargs)
-    model.model.load_state_dict(saved["state_dict"])
+    name = getattr(file, "name", file)
+    try:
+        saved = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(f"{name}: not a loadable model file ({type(error).__name__}: "
+                              f"{str(error).splitlines()[0][:300]})") from error
+    if not isinstance(saved, dict) or not {"hyperparameters", "featurizer", "state_dict"} <= set(saved):
+        raise CheckpointError(f"{name}: not a deepchem-cgcnn model file (needs "
+                              f"'hyperparameters', 'featurizer' and 'state_dict')")
+    for key in ("hyperparameters", "featurizer"):
+        if not isinstance(saved[key], dict):
+            raise CheckpointError(f"{name}: {key!r} is a {type(saved[key]).__name__}, not a dict")
+    _check_state_dict(name, saved["state_dict"], ("embedding.weight", "target_std"))
+    if not (saved["state_dict"]["target_std"] > 0).all():
+        raise CheckpointError(f"{name}: the target standard deviation must be positive, got "
+                              f"{saved['state_dict']['target_std'].tolist()}")
+    try:
+        model = model_class(**saved["hyperparameters"], featurizer_params=saved["featurizer"],
+                            training_counts=saved.get("training_counts"), **kwargs)
+        model.model.load_state_dict(saved["state_dict"])
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{name}: the weights do not fit the hyperparameters "
+                              f"({str(error).splitlines()[0]})") from error
     model.model.eval()
     return model

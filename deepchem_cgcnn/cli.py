@@ -96,7 +96,7 @@ def _predict(args: argparse.Namespace) -> int:
         out.write("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() + "\n")
     for index, reason in sorted(failures.items()):
         sys.stderr.write(f"{names[index]}: {reason}\n")
-    return 1 if failures and len(failures) == len(structures) else 0
+    return 1 if failures else 0
 
 
 def _general_models() -> List[str]:
@@ -140,7 +140,7 @@ def _explain(args: argparse.Namespace) -> int:
         for row in table.itertuples():
             role = f"  {roles[row.site]}" if roles else ""
             out.write(f"  site {row.site:3d}  {row.element:<3}{role}  {row.contribution:+.3f}\n")
-    return 1 if failures and len(failures) == len(structures) else 0
+    return 1 if failures else 0
 
 
 def _anion_set(text: str):
@@ -157,7 +157,20 @@ def _anion_set(text: str):
     return elements
 
 
+def _check_writable(path: Optional[str], option: str) -> None:
+    """Refuse an output path whose folder is missing or read-only, before any computation."""
+    if not path:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserError(f"{option} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"{option} {path}: the folder {folder} is not writable")
+
+
 def _screen(args: argparse.Namespace) -> int:
+    _check_writable(args.out, "--out")
+    _check_writable(args.plot, "--plot")
     from deepchem_cgcnn.checkpoints import pretrained_card
     from deepchem_cgcnn.ensemble import load_pretrained_predictor
     from deepchem_cgcnn.plots import screening_plot
@@ -328,6 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--perovskite", action="store_true",
                          help="also label each site A, B or X (5-atom ABX3 cells)")
     explain.set_defaults(run=_explain)
+    for command in (predict, explain):
+        command.epilog = ("exit status: 0 when every input was answered, 1 when any input "
+                          "failed (one line per failure on stderr; the others are still "
+                          "answered), 2 for a usage error")
 
     screen = commands.add_parser(
         "screen", help="rank cubic ABX3 perovskites from element lists by a shipped model")
@@ -387,10 +404,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class UserError(Exception):
+    """A mistake in the command line (a missing folder, a bad option value): no traceback."""
+
+
+def _user_errors() -> tuple:
+    from deepchem_cgcnn.checkpoints import CheckpointError, UnknownModelError
+    from deepchem_cgcnn.data.download import DownloadError
+    from deepchem_cgcnn.model import GraphSettingsError
+    return (UserError, CheckpointError, UnknownModelError, DownloadError, GraphSettingsError,
+            FileNotFoundError)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; user errors print one ``error:`` line and exit 2."""
     args = build_parser().parse_args(argv)
     logging.getLogger("deepchem").setLevel(logging.ERROR)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except _user_errors() as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 2
 
 
 if __name__ == "__main__":

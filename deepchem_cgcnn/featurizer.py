@@ -70,6 +70,11 @@ class CGCNNFeaturizer(dc.feat.MaterialStructureFeaturizer):
         this many Å are refused as overlapping; no real crystal comes close (the
         shortest interatomic distance in the 31,297 MP crystals of the CGCNN data set
         is 0.746 Å, an O-H bond).
+    max_neighbor_pairs: int, default 4,000,000
+        A structure whose neighbour list within ``radius`` would hold more pairs than
+        this (estimated from its atom count and density before searching) is refused:
+        it bounds the memory and time one structure can take (a dense real crystal has
+        ~400 neighbours per atom within 8 Å, so this admits ~10,000-atom cells).
     n_jobs: int, default 1
         Processes used by :meth:`featurize`; -1 for all cores.
 
@@ -100,6 +105,7 @@ class CGCNNFeaturizer(dc.feat.MaterialStructureFeaturizer):
                  padding: Optional[str] = None,
                  tie_tolerance: float = 1e-5,
                  min_distance: float = 0.5,
+                 max_neighbor_pairs: int = 4_000_000,
                  n_jobs: int = 1):
         if selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
@@ -120,6 +126,7 @@ class CGCNNFeaturizer(dc.feat.MaterialStructureFeaturizer):
         self.padding = padding
         self.tie_tolerance = float(tie_tolerance)
         self.min_distance = float(min_distance)
+        self.max_neighbor_pairs = int(max_neighbor_pairs)
         self.n_jobs = n_jobs
         self.failures: List[Tuple[int, str]] = []
 
@@ -131,7 +138,7 @@ class CGCNNFeaturizer(dc.feat.MaterialStructureFeaturizer):
         if isinstance(datapoint, Structure):
             return datapoint
         if isinstance(datapoint, dict):
-            return Structure.from_dict(datapoint)
+            return structure_from_dict(datapoint)
         if isinstance(datapoint, os.PathLike) or (isinstance(datapoint, str) and "\n" not in datapoint):
             path = os.fspath(datapoint)
             if not os.path.isfile(path):
@@ -182,6 +189,8 @@ class CGCNNFeaturizer(dc.feat.MaterialStructureFeaturizer):
         """Crystal graph of one structure; raises :class:`FeaturizationError` on bad input."""
         structure = self.to_structure(datapoint)
         atomic_numbers = self.check_structure(structure)
+        structure = wrapped_into_cell(structure)
+        check_bounds(structure, self.radius, self.min_distance, self.max_neighbor_pairs)
         check_overlaps(structure, self.min_distance)
         n_atoms = len(structure)
         centers, neighbors, _, distances = structure.get_neighbor_list(self.radius)
@@ -273,6 +282,53 @@ class CGCNNFeaturizer(dc.feat.MaterialStructureFeaturizer):
         return len(self.failures)
 
 
+TRUSTED_MODULES = ("pymatgen.core", "pymatgen.electronic_structure.core", "numpy")
+"""Modules a structure dict may name in ``@module``: pymatgen's own classes and NumPy arrays."""
+
+
+def structure_from_dict(data: Dict[str, Any], name: str = "structure dict"):
+    """A pymatgen Structure from its ``as_dict()`` form, importing nothing the dict names.
+
+    pymatgen decodes every nested ``{"@module": ..., "@class": ...}`` by importing that
+    module, so a structure file can make the reader import any installed module. Here a
+    dict naming a module outside pymatgen's core classes and NumPy (anywhere, site
+    properties included), or a top-level class other than ``Structure``/``IStructure``,
+    raises :class:`FeaturizationError` before pymatgen sees it.
+
+    Examples
+    --------
+    >>> structure_from_dict({"@module": "os", "@class": "Structure", "lattice": {}})
+    Traceback (most recent call last):
+    ...
+    deepchem_cgcnn.featurizer.FeaturizationError: structure dict: @module 'os' at the top level; only pymatgen structures (pymatgen.core, pymatgen.electronic_structure.core, numpy) are read
+    """
+    from pymatgen.core import Structure
+    if data.get("@class", "Structure") not in ("Structure", "IStructure"):
+        raise FeaturizationError(f"{name}: @class {data.get('@class')!r} is not a pymatgen "
+                                 f"Structure")
+    _check_modules(data, "the top level", name)
+    try:
+        return Structure.from_dict(data)
+    except Exception as error:
+        raise FeaturizationError(f"{name}: not a valid pymatgen structure dict "
+                                 f"({type(error).__name__}: {error})") from error
+
+
+def _check_modules(node: Any, where: str, name: str) -> None:
+    if isinstance(node, dict):
+        module = node.get("@module")
+        if module is not None and not (isinstance(module, str) and any(
+                module == m or module.startswith(m + ".") for m in TRUSTED_MODULES)):
+            raise FeaturizationError(
+                f"{name}: @module {module!r} at {where}; only pymatgen structures "
+                f"({', '.join(TRUSTED_MODULES)}) are read")
+        for key, value in node.items():
+            _check_modules(value, f"{where}/{key}" if where != "the top level" else key, name)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _check_modules(value, f"{where}[{index}]", name)
+
+
 def read_cif(text: str, name: str = "CIF string"):
     """One pymatgen Structure from CIF text, refusing what would be silently wrong.
 
@@ -334,6 +390,58 @@ def _check_declared_formula(structure, block: Dict[str, Any], name: str) -> None
         f"{name}: its atom sites give {cell.formula.replace(' ', '')} but it declares "
         f"_chemical_formula_sum {declared!r}" + (f" with Z = {z:g}" if z is not None else "")
         + "; the file is probably truncated or damaged")
+
+
+MAX_FRACTIONAL_COORDINATE = 1e6
+"""Fractional coordinates beyond this are corrupt input, not positions to wrap."""
+
+
+def wrapped_into_cell(structure):
+    """The structure with every site moved into the unit cell, if any lies far outside it.
+
+    Sites within two cells of the origin are left as they are (the neighbour search
+    handles them, and the original code's tie order depends on them); farther ones,
+    which make pymatgen's neighbour search enumerate an enormous image range, are
+    wrapped; beyond :data:`MAX_FRACTIONAL_COORDINATE` the structure is refused.
+    """
+    from pymatgen.core import Structure
+    fractional = structure.frac_coords
+    largest = np.abs(fractional).max(axis=1)
+    if largest.max() <= 2.0:
+        return structure
+    if largest.max() > MAX_FRACTIONAL_COORDINATE:
+        i = int(np.argmax(largest))
+        raise FeaturizationError(
+            f"site {i} ({structure[i].specie}) has fractional coordinates "
+            f"{np.round(fractional[i], 3).tolist()}: not a position in any sensible cell "
+            f"(a corrupted file?)")
+    return Structure(structure.lattice, structure.species, np.mod(fractional, 1.0),
+                     site_properties=structure.site_properties)
+
+
+def check_bounds(structure, radius: float, min_distance: float, max_pairs: int) -> None:
+    """Refuse, before any neighbour search, a cell that would take unbounded time or memory.
+
+    A lattice plane spacing below ``min_distance`` puts every atom on top of its own
+    periodic image; otherwise the number of neighbour pairs within ``radius`` is about
+    ``n_atoms * density * 4/3 pi radius^3``, refused above ``max_pairs``.
+    """
+    spacing = 1.0 / np.asarray(structure.lattice.reciprocal_lattice_crystallographic.abc)
+    if spacing.min() < min_distance:
+        raise FeaturizationError(
+            f"overlapping atoms: the cell's lattice planes are {spacing.min():.3g} Å apart, "
+            f"closer than min_distance={min_distance:g} Å, so each atom overlaps its own "
+            f"periodic image (a wrong cell?)")
+    n_atoms = len(structure)
+    # periodic images within the radius of each atom, including the cell's own extent
+    reach = np.prod(2 * np.ceil(radius / spacing) + 1) * n_atoms
+    expected = n_atoms * min(n_atoms / structure.volume * 4 / 3 * np.pi * radius ** 3, reach)
+    if expected > max_pairs:
+        raise FeaturizationError(
+            f"{n_atoms} atoms at {n_atoms / structure.volume:.3g} atoms/Å^3 would give about "
+            f"{expected:.3g} neighbour pairs within {radius:g} Å, more than "
+            f"max_neighbor_pairs={max_pairs:,}; refused to bound memory (split the cell, or "
+            f"raise the limit)")
 
 
 def check_overlaps(structure, min_distance: float) -> None:

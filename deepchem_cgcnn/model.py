@@ -364,6 +364,29 @@ class CGCNNModel(dc.models.TorchModel):
         _, labels, weights = super()._prepare_batch(([], labels, weights))
         return tensors, labels, weights
 
+    def restore(self, checkpoint: Optional[str] = None, model_dir: Optional[str] = None,
+                strict: Optional[bool] = True) -> None:
+        """``TorchModel.restore``, loading with ``weights_only=True`` (no code from the file).
+
+        A checkpoint that holds anything but tensors and plain data, or does not fit the
+        model, raises :class:`~deepchem_cgcnn.CheckpointError` naming the file.
+        """
+        from deepchem_cgcnn.checkpoints import CheckpointError
+        self._ensure_built()
+        if checkpoint is None:
+            checkpoints = sorted(self.get_checkpoints(model_dir))
+            if len(checkpoints) == 0:
+                raise ValueError(f"No checkpoint found in {model_dir or self.model_dir}")
+            checkpoint = checkpoints[0]
+        try:
+            data = torch.load(checkpoint, map_location=self.device, weights_only=True)
+            self.model.load_state_dict(data["model_state_dict"], strict=bool(strict))
+            self._pytorch_optimizer.load_state_dict(data["optimizer_state_dict"])
+            self._global_step = data["global_step"]
+        except Exception as error:
+            raise CheckpointError(f"{checkpoint}: cannot restore ({type(error).__name__}: "
+                                  f"{str(error).splitlines()[0][:300]})") from error
+
     def _check_settings(self, graphs: Sequence[CrystalGraph]) -> None:
         """Refuse graphs made with featurizer settings other than the model's."""
         expected = self.featurizer_params

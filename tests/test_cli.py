@@ -36,7 +36,7 @@ def test_predict_prints_a_table_for_files(tmp_path, capsys):
     path = tmp_path / "NaCl.cif"
     example_structures()["NaCl (rock salt)"].to(filename=str(path))
     (tmp_path / "broken.cif").write_text("data_x\n_cell_length_a 1\n")
-    assert main(["predict", str(path), str(tmp_path / "broken.cif")]) == 0
+    assert main(["predict", str(path), str(tmp_path / "broken.cif")]) == 1
     out, err = capsys.readouterr()
     header, nacl, broken = (re.split(r"\s{2,}", line) for line in out.strip().splitlines())
     assert header[:2] == ["structure", "formula"] and nacl[:2] == ["NaCl.cif", "NaCl"]

@@ -25,6 +25,8 @@ class _Route:
     stall_seconds: Optional[float]
     content_type: str
     fail_first: int
+    no_length: bool = False
+    drip_seconds: Optional[float] = None
     requests_seen: int = 0
 
 
@@ -70,7 +72,8 @@ class LoopbackServer:
 
     def add(self, path: str, body: bytes, *, status: int = 200, truncate_to: Optional[int] = None,
             stall_seconds: Optional[float] = None,
-            content_type: str = "application/octet-stream", fail_first: int = 0) -> str:
+            content_type: str = "application/octet-stream", fail_first: int = 0,
+            no_length: bool = False, drip_seconds: Optional[float] = None) -> str:
         """Serve ``body`` at ``path``; return its URL.
 
         Parameters
@@ -81,10 +84,15 @@ class LoopbackServer:
             Send the headers, then wait this long before the body.
         fail_first: int, default 0
             Answer HTTP 503 to the first ``fail_first`` requests, then serve normally.
+        no_length: bool, default False
+            Send no Content-Length: the body ends when the connection closes.
+        drip_seconds: float, optional
+            Send the body one byte at a time, this many seconds apart.
         """
         with self._lock:
             self._routes[_path_only(path)] = _Route(body, status, truncate_to, stall_seconds,
-                                                    content_type, fail_first)
+                                                    content_type, fail_first, no_length,
+                                                    drip_seconds)
         return self.url(path)
 
     def add_handler(self, path_prefix: str, handler: Handler) -> str:
@@ -154,23 +162,33 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._serve(route)
 
     def _serve(self, route: _Route) -> None:
-        self._send_headers(route.status, {"Content-Type": route.content_type}, len(route.body))
+        self._send_headers(route.status, {"Content-Type": route.content_type},
+                           None if route.no_length else len(route.body))
         if route.stall_seconds:
             self.server.loopback._stall(route.stall_seconds)
         sent = route.body if route.truncate_to is None else route.body[:route.truncate_to]
-        self.wfile.write(sent)
+        if route.drip_seconds:
+            for k in range(len(sent)):
+                if self.server.loopback._closing.is_set():
+                    break
+                self.wfile.write(sent[k:k + 1])
+                self.wfile.flush()
+                self.server.loopback._stall(route.drip_seconds)
+        else:
+            self.wfile.write(sent)
         self.close_connection = True
 
     def _respond(self, status: int, headers: Dict[str, str], body: bytes) -> None:
         self._send_headers(status, headers, len(body))
         self.wfile.write(body)
 
-    def _send_headers(self, status: int, headers: Dict[str, str], length: int) -> None:
+    def _send_headers(self, status: int, headers: Dict[str, str], length: Optional[int]) -> None:
         self.send_response(status)
         for name, value in headers.items():
             if name.lower() != "content-length":
                 self.send_header(name, value)
-        self.send_header("Content-Length", str(length))
+        if length is not None:
+            self.send_header("Content-Length", str(length))
         self.end_headers()
 
 

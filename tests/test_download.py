@@ -233,3 +233,45 @@ def test_check_file_reasons(tmp_path):
     assert check_file(str(path), RemoteFile("u", path.name, sha256="0" * 64)).startswith(
         f"sha256 mismatch: {sha256(BODY)}, expected 000")
     assert check_file(str(path), remote_for("u", size=len(BODY))) is None
+
+
+# ---------------------------------------------------------------- bounds
+def test_a_body_without_length_is_cut_off_at_the_files_cap(tmp_path):
+    endless = b"x" * (3 << 20)
+    with LoopbackServer() as server:
+        url = server.add("/big.bin", endless, no_length=True)
+        remote = RemoteFile(url=url, filename="big.bin", max_size=1 << 20)
+        with pytest.raises(DownloadError, match=r"more than the 1048576 bytes expected") as error:
+            fetch(remote, str(tmp_path), **FAST)
+    assert "after 1 attempt" in str(error.value)              # not retried
+    assert not (tmp_path / "big.bin").exists() and leftover_parts(tmp_path) == []
+
+
+def test_an_announced_oversize_body_is_refused_before_reading(tmp_path):
+    with LoopbackServer() as server:
+        url = server.add("/big.bin", b"y" * 5000)
+        with pytest.raises(DownloadError, match="announces 5000 bytes, more than the 100"):
+            fetch(RemoteFile(url=url, filename="big.bin", max_size=100), str(tmp_path), **FAST)
+
+
+def test_a_trickling_server_is_cut_off_by_the_overall_deadline(tmp_path):
+    with LoopbackServer() as server:
+        url = server.add("/slow.bin", b"z" * 100, drip_seconds=0.2)   # under the read timeout
+        started = time.monotonic()
+        with pytest.raises(DownloadError, match="not finished by the deadline"):
+            fetch(RemoteFile(url=url, filename="slow.bin"), str(tmp_path), timeout=5.0,
+                  backoff=0.01, deadline=1.5)
+        assert time.monotonic() - started < 5
+    assert leftover_parts(tmp_path) == []
+
+
+def test_parts_left_by_a_killed_download_are_removed(tmp_path):
+    import os
+    stale = tmp_path / "table.jsonl.gz.abc123.part"
+    stale.write_bytes(b"half")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    fresh = tmp_path / "table.jsonl.gz.def456.part"        # a download still in progress
+    fresh.write_bytes(b"half")
+    with LoopbackServer() as server:
+        fetch(remote_for(server.add("/t", BODY)), str(tmp_path), deadline=3600, **FAST)
+    assert leftover_parts(tmp_path) == [fresh.name]

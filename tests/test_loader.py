@@ -267,6 +267,50 @@ def test_truncated_deepchem_archive_is_rejected(crystals, dirs, monkeypatch):
     assert not os.path.exists(os.path.join(dirs["data_dir"], "perovskite.tar.gz"))
 
 
+def _archive_with_link(member, kind):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        info = tarfile.TarInfo(member)
+        info.type = {"symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE,
+                     "device": tarfile.CHRTYPE}[kind]
+        info.linkname = "/etc/passwd"
+        archive.addfile(info)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind, words", [("symlink", "symbolic link"),
+                                         ("hardlink", "hard link"), ("device", "device")])
+def test_an_archive_whose_member_is_not_a_regular_file_is_refused_and_dropped(
+        kind, words, dirs, no_network):
+    os.makedirs(dirs["data_dir"])
+    archive = os.path.join(dirs["data_dir"], "perovskite.tar.gz")
+    with open(archive, "wb") as handle:
+        handle.write(_archive_with_link("perovskite.json", kind))
+    with pytest.raises(DownloadError, match=f"member perovskite.json is a {words}, not a "
+                                            f"regular file"):
+        MaterialsProjectLoader("deepchem_perovskite", offline=True, **dirs).load()
+    assert not os.path.exists(archive) and os.path.exists(archive + ".corrupt")
+
+
+def test_an_archive_that_expands_far_beyond_its_dataset_is_refused(dirs, monkeypatch, no_network):
+    bomb = _tar_gz("perovskite.json", b"\0" * (8 << 20))        # 8 MiB of zeros, ~8 kB packed
+    assert len(bomb) < 50_000
+    dataset = remote.NAMED_DATASETS["deepchem_perovskite"]
+    capped = dataclasses.replace(dataset, remote=dataclasses.replace(
+        dataset.remote, validate=remote._check_archive("perovskite.json", 1 << 20)))
+    monkeypatch.setitem(remote.NAMED_DATASETS, "deepchem_perovskite", capped)
+    os.makedirs(dirs["data_dir"])
+    with open(os.path.join(dirs["data_dir"], "perovskite.tar.gz"), "wb") as handle:
+        handle.write(bomb)
+    with pytest.raises(DownloadError, match="expands to more than 1,048,576 bytes"):
+        MaterialsProjectLoader("deepchem_perovskite", offline=True, **dirs).load()
+
+
+def test_named_datasets_carry_download_and_expansion_caps():
+    for name, dataset in remote.NAMED_DATASETS.items():
+        assert dataset.remote.byte_limit <= dataset.n_entries * remote.MAX_DOWNLOAD_PER_ENTRY
+
+
 # ---------------------------------------------------------------- Matbench
 def _matbench_body(crystals, column, folder, values=None):
     """A file in Matbench's format, written by matminer's own writer."""

@@ -40,6 +40,10 @@ MISSING = "missing"
 _CHUNK_BYTES = 1 << 20
 _TRUE_WORDS = {"1", "true", "yes"}
 _UNREACHABLE_ERRNOS = {errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH}
+DEFAULT_MAX_BYTES = 4 << 30
+"""Download cap for a file whose size is not known in advance (4 GiB)."""
+DEFAULT_DEADLINE = 1800.0
+"""Seconds one :func:`fetch` may take in all, every attempt included."""
 
 
 class DownloadError(RuntimeError):
@@ -82,6 +86,10 @@ class RemoteFile:
         ``size``: called with a path, raises ``ValueError`` with a reason if the file is bad.
         During a download it is given the temporary ``.part`` file, so it must not infer the
         format from the file name (e.g. open gzip explicitly rather than by extension).
+    max_size: int, optional
+        Most bytes a download may bring when ``size`` is unknown (a server that sends more,
+        or sends a body without a length forever, is cut off there); default
+        :data:`DEFAULT_MAX_BYTES`.
     """
 
     url: str
@@ -89,6 +97,14 @@ class RemoteFile:
     sha256: Optional[str] = None
     size: Optional[int] = None
     validate: Optional[Callable[[str], None]] = None
+    max_size: Optional[int] = None
+
+    @property
+    def byte_limit(self) -> int:
+        """The most bytes a download of this file may bring."""
+        if self.size is not None:
+            return self.size
+        return self.max_size if self.max_size is not None else DEFAULT_MAX_BYTES
 
 
 class _AttemptFailed(Exception):
@@ -134,7 +150,8 @@ def check_file(path: str, remote: RemoteFile) -> Optional[str]:
 
 
 def fetch(remote: RemoteFile, data_dir: str, *, timeout: float = 30.0, retries: int = 3,
-          backoff: float = 1.0, offline: Optional[bool] = None) -> str:
+          backoff: float = 1.0, offline: Optional[bool] = None,
+          deadline: float = DEFAULT_DEADLINE) -> str:
     """Return the local path of ``remote``, downloading it into ``data_dir`` if needed.
 
     Parameters
@@ -154,6 +171,10 @@ def fetch(remote: RemoteFile, data_dir: str, *, timeout: float = 30.0, retries: 
     offline: bool, optional
         Never use the network. Default: whether ``DEEPCHEM_CGCNN_OFFLINE`` is ``1``, ``true``
         or ``yes``.
+    deadline: float, default 1800
+        Seconds the whole fetch may take, every attempt included: a server that trickles
+        bytes slower than ``timeout`` can notice is still cut off. ``.part`` files older
+        than this, left by killed downloads, are removed.
 
     Returns
     -------
@@ -175,8 +196,24 @@ def fetch(remote: RemoteFile, data_dir: str, *, timeout: float = 30.0, retries: 
         raise DownloadError(remote.url, path, f"offline ({OFFLINE_VARIABLE} is set or "
                                               f"offline=True); local file: {problem}")
     os.makedirs(data_dir, exist_ok=True)
-    _download_with_retries(remote, path, timeout, max(1, retries), backoff)
+    _remove_stale_parts(data_dir, remote.filename, older_than=deadline)
+    _download_with_retries(remote, path, timeout, max(1, retries), backoff,
+                           time.monotonic() + deadline)
     return path
+
+
+def _remove_stale_parts(data_dir: str, filename: str, older_than: float) -> None:
+    """Delete ``filename.*.part`` files that no live download can still be writing."""
+    now = time.time()
+    for name in os.listdir(data_dir):
+        if name.startswith(filename + ".") and name.endswith(".part"):
+            part = os.path.join(data_dir, name)
+            try:
+                if now - os.path.getmtime(part) > older_than:
+                    os.remove(part)
+                    logger.info("removed %s, left by an interrupted download", part)
+            except FileNotFoundError:
+                pass
 
 
 def _is_offline(offline: Optional[bool]) -> bool:
@@ -193,29 +230,31 @@ def _set_aside(path: str, problem: str) -> None:
 
 
 def _download_with_retries(remote: RemoteFile, path: str, timeout: float, attempts: int,
-                           backoff: float) -> None:
+                           backoff: float, deadline: float) -> None:
     for attempt in range(attempts):
         try:
-            _download_once(remote, path, timeout)
+            _download_once(remote, path, timeout, deadline)
             return
         except _AttemptFailed as failure:
             if failure.permanent or attempt + 1 == attempts:
                 tries = "1 attempt" if attempt == 0 else f"{attempt + 1} attempts"
                 raise DownloadError(remote.url, path,
                                     f"{failure.reason} (after {tries})") from failure
-            delay = backoff * 2 ** attempt
+            delay = min(backoff * 2 ** attempt, max(0.0, deadline - time.monotonic()))
             logger.warning("download of %s failed (attempt %d of %d): %s; retrying in %.2f s",
                            remote.url, attempt + 1, attempts, failure.reason, delay)
             time.sleep(delay)
 
 
-def _download_once(remote: RemoteFile, path: str, timeout: float) -> None:
+def _download_once(remote: RemoteFile, path: str, timeout: float, deadline: float) -> None:
     """Download into a ``.part`` file beside ``path``; move it onto ``path`` only if valid."""
+    if time.monotonic() >= deadline:
+        raise _AttemptFailed("the download deadline passed", permanent=True)
     descriptor, part = tempfile.mkstemp(dir=os.path.dirname(path) or ".",
                                         prefix=remote.filename + ".", suffix=".part")
     try:
         with os.fdopen(descriptor, "wb") as handle:
-            _transfer(remote.url, handle, timeout)
+            _transfer(remote.url, handle, timeout, remote.byte_limit, deadline)
         problem = check_file(part, remote)
         if problem is not None:
             raise _AttemptFailed(problem)
@@ -226,23 +265,37 @@ def _download_once(remote: RemoteFile, path: str, timeout: float) -> None:
         raise
 
 
-def _transfer(url: str, handle: BinaryIO, timeout: float) -> None:
+def _transfer(url: str, handle: BinaryIO, timeout: float, limit: int, deadline: float) -> None:
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            _copy_body(response, handle)
+            _copy_body(response, handle, limit, deadline)
     except _AttemptFailed:
         raise
     except (OSError, http.client.HTTPException) as error:
         raise _classify(error, timeout) from error
 
 
-def _copy_body(response: http.client.HTTPResponse, handle: BinaryIO) -> None:
+def _copy_body(response: http.client.HTTPResponse, handle: BinaryIO, limit: int,
+               deadline: float) -> None:
     announced = response.headers.get("Content-Length")
+    if announced is not None and announced.isdigit() and int(announced) > limit:
+        raise _AttemptFailed(f"the server announces {announced} bytes, more than the "
+                             f"{limit} expected of this file", permanent=True)
     received = 0
-    for block in iter(lambda: response.read(_CHUNK_BYTES), b""):
-        handle.write(block)
+    while True:
+        # read1 returns what has arrived, so a trickling server cannot hold one read forever
+        block = response.read1(_CHUNK_BYTES)
+        if not block:
+            break
         received += len(block)
+        if received > limit:
+            raise _AttemptFailed(f"more than the {limit} bytes expected of this file",
+                                 permanent=True)
+        handle.write(block)
+        if time.monotonic() > deadline:
+            raise _AttemptFailed(f"not finished by the deadline ({received} bytes so far)",
+                                 permanent=True)
     if announced is not None and announced.isdigit() and received < int(announced):
         raise _AttemptFailed(f"truncated: got {received} of {announced} bytes")
 

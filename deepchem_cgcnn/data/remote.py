@@ -66,6 +66,12 @@ class NamedDataset:
         return tuple(self.label_columns)
 
 
+MAX_DOWNLOAD_PER_ENTRY = 8 << 10
+"""Download cap per crystal of a named dataset (compressed; real files take ~1-3 kB)."""
+MAX_EXPANDED_PER_ENTRY = 32 << 10
+"""Cap per crystal on what a DeepChem archive may expand to (a structure dict takes ~5 kB)."""
+
+
 def _matbench_datasets() -> Dict[str, NamedDataset]:
     """Every structure task of Matbench, with matminer's own URL and SHA-256."""
     import matminer.datasets
@@ -83,20 +89,40 @@ def _matbench_datasets() -> Dict[str, NamedDataset]:
         named[name] = NamedDataset(
             name=name, kind="matbench",
             remote=RemoteFile(url=entry["url"], filename=os.path.basename(entry["url"]),
-                              sha256=entry["hash"]),
+                              sha256=entry["hash"],
+                              max_size=int(entry["num_entries"]) * MAX_DOWNLOAD_PER_ENTRY),
             label_columns={task: target}, units=units, n_entries=int(entry["num_entries"]))
     return named
 
 
-def _check_archive(member: str):
+def _member_kind(info: tarfile.TarInfo) -> str:
+    for kind, test in (("symbolic link", info.issym), ("hard link", info.islnk),
+                       ("device", lambda: info.isdev()), ("folder", info.isdir)):
+        if test():
+            return kind
+    return "special file"
+
+
+def _check_archive(member: str, max_expanded: int):
+    """A content check for a DeepChem archive: complete, with ``member`` as a regular file,
+    expanding to at most ``max_expanded`` bytes in all (read in chunks, never held whole)."""
     def check(path: str) -> None:
+        names, expanded = [], 0
         try:
             with tarfile.open(path, "r:gz") as archive:
-                names = []
                 for info in archive:  # reading every member checks the gzip CRC to the end
                     names.append(info.name)
-                    if info.isfile():
-                        archive.extractfile(info).read()
+                    if os.path.basename(info.name) == member and not info.isfile():
+                        raise ValueError(f"its member {info.name} is a {_member_kind(info)}, "
+                                         f"not a regular file")
+                    if not info.isfile():
+                        continue
+                    source = archive.extractfile(info)
+                    for block in iter(lambda: source.read(1 << 20), b""):
+                        expanded += len(block)
+                        if expanded > max_expanded:
+                            raise ValueError(f"it expands to more than {max_expanded:,} bytes, "
+                                             f"far beyond this dataset's size")
         except (tarfile.TarError, OSError, EOFError) as error:
             raise ValueError(f"not a complete .tar.gz archive ({error})") from error
         if not any(os.path.basename(n) == member for n in names):
@@ -111,7 +137,8 @@ def _deepchem_archive(stem: str, label: str, task: str, n_entries: int,
     return NamedDataset(
         name=f"deepchem_{stem}", kind="deepchem",
         remote=RemoteFile(url=DEEPCHEM_BUCKET + filename, filename=filename,
-                          validate=_check_archive(member)),
+                          validate=_check_archive(member, n_entries * MAX_EXPANDED_PER_ENTRY),
+                          max_size=n_entries * MAX_DOWNLOAD_PER_ENTRY),
         label_columns={task: label}, units={task: units or UNITS[task]}, n_entries=n_entries,
         member=member)
 
@@ -143,7 +170,10 @@ def _extract_member(archive_path: str, member: str, data_dir: str) -> str:
     """Extract ``member`` next to the archive, atomically, as DeepChem's loaders expect it."""
     target = os.path.join(data_dir, member)
     with tarfile.open(archive_path, "r:gz") as archive:
-        info = next(i for i in archive if os.path.basename(i.name) == member and i.isfile())
+        info = next((i for i in archive if os.path.basename(i.name) == member and i.isfile()),
+                    None)
+        if info is None:
+            raise ValueError(f"{archive_path} holds no regular file named {member}")
         handle, temporary = tempfile.mkstemp(dir=data_dir, prefix=member + ".", suffix=".part")
         try:
             with os.fdopen(handle, "wb") as out:

@@ -426,3 +426,34 @@ def test_each_loader_fetches_its_default_source_from_the_server(function, task, 
     if task == "is_metal":  # 6 metals of 12, stratified: within one of half of each split
         assert all(abs(d.w.shape[0] / 2 - int(np.round(d.y.sum()))) <= 1
                    for d in (train, valid, test))
+
+
+# ---------------------------------------------------------------- table errors
+def test_table_rows_report_their_true_problem(crystals, tmp_path, dirs):
+    structures = list(crystals.values())[:6]
+    cif = [s.to(fmt="cif") for s in structures]
+    frame = pd.DataFrame({"material_id": ["a", "", "", "d", "e", "f"], "cif": cif,
+                          "target": ["1.0", "2.0", "3.0", "abc", "1,5", ""]})
+    path = tmp_path / "table.csv"
+    frame.to_csv(path, index=False)
+    data = path.read_bytes().replace(b"# generated using pymatgen", b"# \xc5ngstr\xf6m", 1)
+    path.write_bytes(data)                                  # one Latin-1 line
+    with pytest.warns(UnicodeWarning, match=r"lines \[2\] are not UTF-8"):
+        loader = MaterialsProjectLoader(str(path), tasks=["target"], splitter=None, **dirs)
+        _, (dataset,), _ = loader.load()
+    assert sorted(dataset.ids) == ["a", "row 2 (no material_id)", "row 3 (no material_id)"]
+    dropped = dict(loader.summary.dropped["missing label"])
+    assert dropped == {"d": "target: 'abc' is not a number",
+                       "e": "target: '1,5' is not a number", "f": "no label"}
+    assert "duplicate id" not in loader.summary.dropped
+
+
+def test_json_lines_with_a_latin1_byte_still_load(crystals, tmp_path, dirs):
+    lines = _json_lines(crystals).splitlines()
+    lines[3] = lines[3].replace(b'{"structure"', b'{"note": "\xe9", "structure"', 1)
+    path = tmp_path / "table.json"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.warns(UnicodeWarning, match=r"lines \[4\]"):
+        _, (dataset,), _ = MaterialsProjectLoader(str(path), tasks=["formation_energy"],
+                                                  splitter=None, **dirs).load()
+    assert len(dataset) == 12

@@ -284,7 +284,9 @@ class MaterialsProjectLoader:
         finite = np.isfinite(y)
         missing = ~finite.any(axis=1) & np.isnan(y).all(axis=1) & ~duplicate
         non_finite = ~finite.any(axis=1) & ~missing & ~duplicate
-        summary.drop(reasons.MISSING_LABEL, [(i, "no label") for i in table.ids[missing]])
+        notes = np.asarray(table.label_notes)
+        summary.drop(reasons.MISSING_LABEL, [(i, note or "no label") for i, note in
+                                             zip(table.ids[missing], notes[missing])])
         summary.drop(reasons.NON_FINITE_LABEL,
                      [(i, f"label {row.tolist()}") for i, row in zip(table.ids[non_finite],
                                                                       y[non_finite])])

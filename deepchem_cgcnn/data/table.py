@@ -48,6 +48,9 @@ class StructureTable:
     referenced_files: dict
         Structure files the rows point to (absolute path -> SHA-256); their contents
         are part of ``sha256``, so editing a CIF changes the cache key.
+    label_notes: np.ndarray, optional
+        Per row, why a label cell gave no number (e.g. ``"band_gap: 'abc' is not a
+        number"``), ``""`` where nothing is wrong.
     """
 
     ids: np.ndarray
@@ -58,6 +61,11 @@ class StructureTable:
     source: str = ""
     unread: List[tuple] = field(default_factory=list)
     referenced_files: Dict[str, str] = field(default_factory=dict)
+    label_notes: Optional[np.ndarray] = None
+
+    def __post_init__(self) -> None:
+        if self.label_notes is None:
+            self.label_notes = np.full(len(self.ids), "", dtype=object)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -67,7 +75,8 @@ class StructureTable:
         keep = np.asarray(keep, dtype=bool)
         return StructureTable(self.ids[keep], [s for s, k in zip(self.structures, keep) if k],
                               self.y[keep], list(self.tasks), self.sha256, self.source,
-                              list(self.unread), dict(self.referenced_files))
+                              list(self.unread), dict(self.referenced_files),
+                              np.asarray(self.label_notes)[keep])
 
 
 def resolve_label_columns(columns: Sequence[str], tasks: Sequence[str],
@@ -107,17 +116,36 @@ def table_from_frame(frame: pd.DataFrame, tasks: Sequence[str], sha256: str, sou
                        f"{structure_column or list(STRUCTURE_COLUMNS)}); columns are {columns}")
     label_names = resolve_label_columns(columns, tasks, label_columns, where=source)
     id_column = id_column or _first_present(columns, (*ID_COLUMNS, "line"))
-    ids = frame[id_column] if id_column else pd.Series(frame.index)
-    y = np.column_stack([pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float64)
-                         for c in label_names]) if len(frame) else np.zeros((0, len(tasks)))
+    ids = _ids(frame, id_column)
+    notes = np.full(len(frame), "", dtype=object)
+    y = np.zeros((len(frame), len(tasks)))
+    for k, (task, column) in enumerate(zip(tasks, label_names)):
+        raw = frame[column]
+        y[:, k] = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+        unparsed = np.isnan(y[:, k]) & raw.notna().to_numpy() & \
+            (raw.astype(str).str.strip().str.lower() != "nan").to_numpy()
+        for row in np.nonzero(unparsed)[0]:
+            note = f"{task}: {str(raw.iloc[row])[:40]!r} is not a number"
+            notes[row] = f"{notes[row]}; {note}" if notes[row] else note
     structures = frame[structure_column].tolist()
     referenced = referenced_structure_files(structures)
     if referenced:
         sha256 = hashlib.sha256((sha256 + json.dumps(referenced, sort_keys=True)).encode()
                                 ).hexdigest()
-    return StructureTable(ids=ids.astype(str).to_numpy(dtype=object),
-                          structures=structures, y=y, tasks=list(tasks),
-                          sha256=sha256, source=source, referenced_files=referenced)
+    return StructureTable(ids=ids, structures=structures, y=y, tasks=list(tasks),
+                          sha256=sha256, source=source, referenced_files=referenced,
+                          label_notes=notes)
+
+
+def _ids(frame: pd.DataFrame, id_column: Optional[str]) -> np.ndarray:
+    """Row ids as strings; an empty id cell becomes ``row <n>`` (1-based), never ``'nan'``."""
+    if not id_column:
+        return pd.Series(frame.index).astype(str).to_numpy(dtype=object)
+    column = frame[id_column]
+    empty = (column.isna() | (column.astype(str).str.strip() == "")).to_numpy()
+    ids = column.astype(str).str.strip().to_numpy(dtype=object)
+    ids[empty] = [f"row {n + 1} (no {id_column})" for n in np.nonzero(empty)[0]]
+    return ids
 
 
 def referenced_structure_files(structures: Sequence[Any]) -> Dict[str, str]:
@@ -132,8 +160,33 @@ def referenced_structure_files(structures: Sequence[Any]) -> Dict[str, str]:
     return referenced
 
 
-def _open_text(path: str):
-    return gzip.open(path, "rt") if path.endswith(".gz") else open(path)
+def read_text(path: str) -> str:
+    """A text file (optionally gzipped) as UTF-8; lines that are not UTF-8 are read as Latin-1.
+
+    One stray byte (a Latin-1 'Å' in a comment) no longer fails a whole table: such lines
+    are decoded as Latin-1 and named in a warning.
+    """
+    import logging
+    import warnings
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        data = handle.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    lines, latin = [], []
+    for number, line in enumerate(data.splitlines(keepends=True), start=1):
+        try:
+            lines.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            lines.append(line.decode("latin-1"))
+            latin.append(number)
+    message = (f"{path}: lines {latin[:10]}{' ...' if len(latin) > 10 else ''} are not UTF-8; "
+               f"read as Latin-1")
+    logging.getLogger(__name__).warning(message)
+    warnings.warn(message, UnicodeWarning, stacklevel=3)
+    return "".join(lines)
 
 
 def read_json_lines(path: str) -> pd.DataFrame:
@@ -144,39 +197,40 @@ def read_json_lines(path: str) -> pd.DataFrame:
     JSON object.
     """
     rows, unread = [], []
-    with _open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                if not isinstance(row, dict):
-                    raise ValueError(f"expected a JSON object, got {type(row).__name__}")
-            except ValueError as error:
-                unread.append((f"line {number}", f"unreadable JSON: {error}"))
-                continue
-            row["line"] = number
-            rows.append(row)
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+        except ValueError as error:
+            unread.append((f"line {number}", f"unreadable JSON: {error}"))
+            continue
+        row["line"] = number
+        rows.append(row)
     frame = pd.DataFrame(rows)
     frame.attrs["unread"] = unread
     return frame
 
 
 def _is_json_lines(path: str) -> bool:
-    with _open_text(path) as handle:
-        first = handle.readline().strip()
-        second = handle.readline().strip()
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        first = handle.readline().decode("utf-8", errors="replace").strip()
+        second = handle.readline().decode("utf-8", errors="replace").strip()
     return first.startswith("{") and first.endswith("}") and (not second or second.startswith("{"))
 
 
 def read_frame(path: str) -> pd.DataFrame:
     """Read a CSV, JSON or JSON-lines file (optionally gzipped) into a DataFrame."""
+    import io
     name = path.lower()
     if ".json" in name:
         if _is_json_lines(path):
             return read_json_lines(path)
-        return pd.read_json(path, orient=None)
-    return pd.read_csv(path)
+        return pd.read_json(io.StringIO(read_text(path)), orient=None)
+    return pd.read_csv(io.StringIO(read_text(path)))
 
 
 def read_structure_table(path: str, tasks: Sequence[str], structure_column: Optional[str] = None,

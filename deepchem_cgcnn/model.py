@@ -1,7 +1,7 @@
 """CGCNN (an ``nn.Module``) and CGCNNModel (a DeepChem ``TorchModel``)."""
 import logging
 import warnings
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch

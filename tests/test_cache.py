@@ -37,7 +37,7 @@ def _labels(result):
 def test_a_damaged_or_altered_cache_is_rebuilt_and_says_so(table, tmp_path, damage):
     cache = tmp_path / "cache"
     expected = _labels(_load(table, cache))
-    for shard in _cached(cache, "shard-0-y.npy"):
+    for shard in _cached(cache, "y.npy"):
         if damage == "rewrite":       # a plausible-looking file with other labels
             np.save(shard, np.zeros_like(np.load(shard)))
         elif damage == "flip-a-bit":
@@ -49,7 +49,7 @@ def test_a_damaged_or_altered_cache_is_rebuilt_and_says_so(table, tmp_path, dama
         else:
             os.unlink(shard)
     with pytest.warns(CacheWarning, match=r"cache .*-featurized.* failed verification "
-                                          r"\(.*shard-0-y\.npy: (checksum mismatch|missing)"):
+                                          r"\(.*y\.npy: (checksum mismatch|missing)"):
         reloaded = _load(table, cache)
     assert _labels(reloaded) == expected
     for manifest in _cached(cache, MANIFEST):
@@ -88,3 +88,49 @@ def test_a_table_of_cif_paths_is_keyed_by_the_files_contents(tmp_path):
     bigger.to(filename=paths[1])
     after = graphs()["c1"]
     assert after.neighbor_distance.min() == pytest.approx(1.1 * before.neighbor_distance.min())
+
+
+# ---------------------------------------------------------------- no code from a cache
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_the_cache_holds_no_pickle_and_a_planted_one_never_runs(table, tmp_path):
+    from deepchem_cgcnn._io import write_manifest
+    cache = tmp_path / "cache"
+    expected = _labels(_load(table, cache))
+    for path in glob.glob(str(cache / "**" / "*"), recursive=True):
+        if path.endswith(".npy"):
+            np.load(path, allow_pickle=False)                 # plain numeric arrays only
+        assert not path.endswith((".pkl", ".joblib", ".gz")), path
+    marker = tmp_path / "ran"
+    for shard in _cached(cache, "y.npy"):                     # a local attacker plants code
+        np.save(shard, np.array([_Payload(str(marker))], dtype=object), allow_pickle=True)
+        write_manifest(os.path.dirname(os.path.dirname(shard)))   # and fixes the checksums
+    with pytest.warns(CacheWarning, match="cannot be read"):
+        assert _labels(_load(table, cache)) == expected
+    assert not marker.exists()
+
+
+def test_a_cache_folder_others_can_write_to_is_refused(table, tmp_path):
+    from deepchem_cgcnn.data.store import UnsafeCacheFolderError
+    shared = tmp_path / "shared-cache"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    with pytest.raises(UnsafeCacheFolderError, match=r"shared-cache is writable by others"):
+        _load(table, shared)
+
+
+def test_the_default_cache_is_per_user(monkeypatch):
+    import tempfile
+    from deepchem_cgcnn.data.loader import default_data_dir
+    monkeypatch.delenv("DEEPCHEM_DATA_DIR", raising=False)
+    folder = default_data_dir()
+    assert not folder.startswith(tempfile.gettempdir()) and "deepchem-cgcnn" in folder
+    assert folder.startswith(os.path.expanduser("~")) or "XDG_CACHE_HOME" in os.environ
+    monkeypatch.setenv("DEEPCHEM_DATA_DIR", "/data/mine")
+    assert default_data_dir() == "/data/mine"

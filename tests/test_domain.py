@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from deepchem_cgcnn import (CGCNNFeaturizer, CGCNNModel, DomainWarning, FeaturizationError,
+from deepchem_cgcnn import (CGCNNFeaturizer, CGCNNModel, DomainWarning,
                             GraphSettingsError)
 from deepchem_cgcnn._quiet import import_deepchem
 from deepchem_cgcnn.examples import example_structures

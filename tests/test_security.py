@@ -11,7 +11,6 @@ from pymatgen.core import Lattice, Structure
 from deepchem_cgcnn import CGCNNFeaturizer, CGCNNModel, CheckpointError
 from deepchem_cgcnn.checkpoints import load_saved, read_cgcnn_checkpoint
 from deepchem_cgcnn.cli import main
-from deepchem_cgcnn.examples import example_structures
 
 NACL = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
 

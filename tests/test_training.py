@@ -76,7 +76,6 @@ def test_classification_error_is_one_minus_roc_auc(datasets):
 # ---------------------------------------------------------------- crash consistency
 import json  # noqa: E402
 import os  # noqa: E402
-import shutil  # noqa: E402
 
 import torch  # noqa: E402
 

@@ -15,6 +15,7 @@ import numpy as np
 from deepchem_cgcnn._io import (atomic_write_json, file_lock, file_sha256, read_json,
                                 verify_manifest, write_manifest)
 from deepchem_cgcnn._quiet import import_deepchem
+from deepchem_cgcnn.data import store
 from deepchem_cgcnn.data import summary as reasons
 from deepchem_cgcnn.data.local import read_cif_directory, table_from_structures
 from deepchem_cgcnn.data.remote import NAMED_DATASETS, local_sha256, read_named_dataset
@@ -45,8 +46,8 @@ class LoadResult(tuple):
 
 
 def default_data_dir() -> str:
-    """DeepChem's data folder (``DEEPCHEM_DATA_DIR``, else the system temp folder)."""
-    return dc.utils.data_utils.get_data_dir()
+    """``DEEPCHEM_DATA_DIR``, else this user's cache folder (never the shared temp folder)."""
+    return store.default_cache_dir()
 
 
 def _featurizer_key(featurizer) -> Any:
@@ -84,6 +85,22 @@ def _built_in_place(folder: str) -> Iterator[str]:
         os.replace(building, folder)
     finally:
         shutil.rmtree(building, ignore_errors=True)
+
+
+def _readable_cache(folder: str, read):
+    """``read(folder)``, or ``None`` (with a warning) when the cache cannot be read safely.
+
+    Arrays are read with ``allow_pickle=False``: a planted object array fails here
+    instead of running code, and the entry is rebuilt.
+    """
+    try:
+        return read(folder)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        message = (f"cache {folder} cannot be read ({type(error).__name__}: "
+                   f"{str(error)[:200]}); rebuilding it")
+        logger.warning(message)
+        warnings.warn(message, CacheWarning, stacklevel=4)
+        return None
 
 
 def _verified(folder: str) -> bool:
@@ -140,9 +157,13 @@ class MaterialsProjectLoader:
         ``dc.molnet`` TransformerGenerators or their names (``"normalization"``),
         fitted on the training split.
     data_dir: str, optional
-        Where raw files are kept; default DeepChem's data folder.
+        Where raw files are kept; default ``DEEPCHEM_DATA_DIR``, else this user's cache
+        folder (``platformdirs.user_cache_dir("deepchem-cgcnn")``), never the shared temp
+        folder. A folder another user owns or can write to is refused.
     save_dir: str, optional
-        Where featurized datasets are cached; default DeepChem's data folder.
+        Where featurized datasets are cached (same default and checks). The cache holds
+        only numeric arrays and JSON, each folder with a checksum manifest verified on
+        every reload; builders of one entry take turns under a file lock.
     reload: bool, default True
         Reuse the cache. The cache is keyed by the source's checksum, the tasks,
         the featurizer's settings, the cleaning rules, the splitter and the
@@ -229,8 +250,10 @@ class MaterialsProjectLoader:
         if isinstance(source, tuple):
             return table_from_structures(*source, tasks=self.tasks)
         if source == MP_API:
+            store.private_folder(self.data_dir)
             return self._read_mp_api()
         if isinstance(source, str) and source in NAMED_DATASETS:
+            store.private_folder(self.data_dir)
             return read_named_dataset(source, self.data_dir, self.tasks, **self._fetch_kwargs())
         path = os.fspath(source)
         if os.path.isdir(path):
@@ -348,14 +371,18 @@ class MaterialsProjectLoader:
 
     def _featurized_dataset(self, table: StructureTable, folder: Optional[str],
                             summary: LoadSummary):
-        """All usable rows as one DiskDataset, from the cache when it holds them."""
+        """All usable rows as one dataset, from the cache when it holds them."""
         done = folder and os.path.join(folder, "featurized.json")
         if done and self.reload and os.path.exists(done) and _verified(folder):
-            with open(done) as handle:
-                saved = LoadSummary.from_dict(json.load(handle))
-            summary.dropped, summary.partially_labelled = saved.dropped, saved.partially_labelled
-            summary.from_cache = True
-            return dc.data.DiskDataset(os.path.join(folder, "data"))
+            cached = _readable_cache(folder, lambda f: (
+                LoadSummary.from_dict(read_json(done)),
+                store.load_dataset(os.path.join(f, "data"))))
+            if cached is not None:
+                saved, dataset = cached
+                summary.dropped = saved.dropped
+                summary.partially_labelled = saved.partially_labelled
+                summary.from_cache = True
+                return dataset
         kept, weights = self.clean(table, summary)
         X, failures = self.featurize(kept)
         summary.drop(reasons.FEATURIZATION_FAILED,
@@ -363,15 +390,17 @@ class MaterialsProjectLoader:
         ok = np.ones(len(kept), dtype=bool)
         ok[[i for i, _ in failures]] = False
         y = np.nan_to_num(kept.y, nan=0.0, posinf=0.0, neginf=0.0)
-        if folder is None:
-            return dc.data.DiskDataset.from_numpy(X[ok], y[ok], weights[ok], kept.ids[ok],
-                                                  tasks=kept.tasks)
+        dataset = dc.data.NumpyDataset(X[ok], y[ok], weights[ok], kept.ids[ok],
+                                       n_tasks=len(kept.tasks))
+        if folder is None or not store.can_store(dataset):
+            if folder is not None:
+                logger.info("%s: features are not plain arrays or crystal graphs; not cached "
+                            "(the cache holds no pickled objects)", self.name)
+            return dataset
         with _built_in_place(folder) as building:
-            dc.data.DiskDataset.from_numpy(X[ok], y[ok], weights[ok], kept.ids[ok],
-                                           tasks=kept.tasks, data_dir=os.path.join(building, "data"))
-            with open(os.path.join(building, "featurized.json"), "w") as handle:
-                json.dump(summary.to_dict(), handle)
-        return dc.data.DiskDataset(os.path.join(folder, "data"))
+            store.save_dataset(os.path.join(building, "data"), dataset)
+            atomic_write_json(os.path.join(building, "featurized.json"), summary.to_dict())
+        return dataset
 
     # ------------------------------------------------------------------ loading
     def load(self) -> LoadResult:
@@ -389,7 +418,9 @@ class MaterialsProjectLoader:
             split_folder = self._folders(*known)[2]
             if os.path.exists(os.path.join(split_folder, "summary.json")) and \
                     _verified(split_folder):
-                return self._from_split_cache(split_folder, known[1], started)
+                result = self._from_split_cache(split_folder, known[1], started)
+                if result is not None:
+                    return result
         table = self.read()
         source_file = self._source_file()
         if source_file and self.reload:
@@ -401,23 +432,20 @@ class MaterialsProjectLoader:
                 contextlib.nullcontext():
             if split_folder and os.path.exists(os.path.join(split_folder, "summary.json")) and \
                     _verified(split_folder):
-                return self._from_split_cache(split_folder, table.tasks, started)
+                result = self._from_split_cache(split_folder, table.tasks, started)
+                if result is not None:
+                    return result
             return self._build(table, summary, root, folder, split_folder, started)
 
     def _build(self, table: StructureTable, summary: LoadSummary, root: str,
                folder: Optional[str], split_folder: Optional[str], started: float) -> LoadResult:
         dataset = self._featurized_dataset(table, folder, summary)
-        work = tempfile.mkdtemp(dir=root, prefix=".splitting-") if split_folder else None
-        try:
-            datasets, transformers = self._split_and_transform(dataset, work, summary)
-            summary.n_loaded = sum(len(d) for d in datasets)
-            summary.seconds = time.perf_counter() - started
-            if split_folder:
-                self._save_split(split_folder, datasets, transformers, summary)
-                datasets, transformers = self._reload_split(split_folder)
-        finally:
-            if work:
-                shutil.rmtree(work, ignore_errors=True)
+        datasets, transformers = self._split_and_transform(dataset, summary)
+        summary.n_loaded = sum(len(d) for d in datasets)
+        summary.seconds = time.perf_counter() - started
+        stored = store.transformers_to_json(transformers)
+        if split_folder and stored is not None and all(store.can_store(d) for d in datasets):
+            self._save_split(split_folder, datasets, stored, summary)
         return self._finish(table.tasks, datasets, transformers, summary)
 
     def _local_sha256_and_tasks(self) -> Optional[Tuple[str, List[str]]]:
@@ -468,15 +496,19 @@ class MaterialsProjectLoader:
         root = os.path.join(self.save_dir, f"{self.name}-featurized", _digest(featurized_key))
         if not self.reload:
             return root, None, None
+        store.private_folder(self.save_dir)
         os.makedirs(root, exist_ok=True)
         atomic_write_json(os.path.join(root, "key.json"),
                           json.loads(json.dumps(featurized_key, default=str)), indent=1)
         return root, os.path.join(root, "all"), os.path.join(root, "split-" + _digest(split_key))
 
-    def _from_split_cache(self, split_folder: str, tasks, started: float) -> LoadResult:
-        datasets, transformers = self._reload_split(split_folder)
-        with open(os.path.join(split_folder, "summary.json")) as handle:
-            summary = LoadSummary.from_dict(json.load(handle))
+    def _from_split_cache(self, split_folder: str, tasks, started: float) -> Optional[LoadResult]:
+        """The cached split, or ``None`` when it cannot be read (it is then rebuilt)."""
+        cached = _readable_cache(split_folder, self._reload_split)
+        if cached is None:
+            return None
+        datasets, transformers = cached
+        summary = LoadSummary.from_dict(read_json(os.path.join(split_folder, "summary.json")))
         summary.from_cache, summary.seconds = True, time.perf_counter() - started
         return self._finish(tasks, datasets, transformers, summary)
 
@@ -487,39 +519,36 @@ class MaterialsProjectLoader:
             logger.info("%s: %d rows, e.g. %s", reason, len(rows), rows[:3])
         return LoadResult(list(tasks), tuple(datasets), transformers, summary)
 
-    def _split_and_transform(self, dataset, work: Optional[str], summary: LoadSummary):
+    def _split_and_transform(self, dataset, summary: LoadSummary):
         if self.splitter is None:
             datasets = [dataset]
             names = ["all"]
         else:
-            dirs = {n: work and os.path.join(work, n) for n in ("train", "valid", "test")}
-            datasets = list(self.splitter.train_valid_test_split(
-                dataset, train_dir=dirs["train"], valid_dir=dirs["valid"], test_dir=dirs["test"]))
+            datasets = list(self.splitter.train_valid_test_split(dataset))
             names = ["train", "valid", "test"]
             used = set().union(*(set(d.ids.tolist()) for d in datasets))
             summary.drop(reasons.OUTSIDE_SPLIT, [(i, repr(self.splitter)) for i in dataset.ids
                                                  if i not in used])
         transformers = [g.create_transformer(datasets[0]) for g in self.transformer_generators]
-        for step, transformer in enumerate(transformers):
-            datasets = [transformer.transform(d, out_dir=work and os.path.join(work, f"{n}-{step}"))
-                        for n, d in zip(names, datasets)]
+        for transformer in transformers:
+            datasets = [transformer.transform(d) for d in datasets]
         summary.split_sizes = {n: len(d) for n, d in zip(names, datasets)}
         return datasets, transformers
 
-    def _save_split(self, split_folder: str, datasets, transformers, summary: LoadSummary):
+    @staticmethod
+    def _save_split(split_folder: str, datasets, transformers: list, summary: LoadSummary):
+        names = list(summary.split_sizes)
         with _built_in_place(split_folder) as building:
-            if len(datasets) == 3:
-                dc.utils.data_utils.save_dataset_to_disk(building, *datasets, transformers)
-            else:
-                datasets[0].move(os.path.join(building, "all_dir"))
-                dc.utils.data_utils.save_transformers(building, transformers)
-            with open(os.path.join(building, "summary.json"), "w") as handle:
-                json.dump(summary.to_dict(), handle)
+            for name, dataset in zip(names, datasets):
+                store.save_dataset(os.path.join(building, name), dataset)
+            atomic_write_json(os.path.join(building, "transformers.json"), transformers)
+            atomic_write_json(os.path.join(building, "summary.json"), summary.to_dict())
 
     @staticmethod
     def _reload_split(split_folder: str):
-        if os.path.isdir(os.path.join(split_folder, "all_dir")):
-            return ([dc.data.DiskDataset(os.path.join(split_folder, "all_dir"))],
-                    dc.utils.data_utils.load_transformers(split_folder))
-        _, datasets, transformers = dc.utils.data_utils.load_dataset_from_disk(split_folder)
-        return list(datasets), transformers
+        summary = read_json(os.path.join(split_folder, "summary.json"))
+        datasets = [store.load_dataset(os.path.join(split_folder, name))
+                    for name in summary["split_sizes"]]
+        transformers = store.transformers_from_json(
+            read_json(os.path.join(split_folder, "transformers.json")))
+        return datasets, transformers

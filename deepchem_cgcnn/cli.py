@@ -10,6 +10,7 @@ Examples::
         --target formation_energy_per_atom --name mp-formation-energy
 """
 import argparse
+import csv
 import json
 import logging
 import os
@@ -18,46 +19,79 @@ import re
 import sys
 import time
 import warnings
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+
+def _input_items(args: argparse.Namespace) -> List[Tuple[str, Any]]:
+    """``(name, file path or Structure)`` of each input: the files, or the built-in examples."""
+    from deepchem_cgcnn.examples import example_structures
+    if not args.files:
+        return list(example_structures().items())
+    return [(os.path.basename(p), p) for p in args.files]
+
+
+def _read_structures(items: Sequence[Tuple[str, Any]]):
+    """The Structures of ``items`` (None where unreadable) and ``{index: reason}`` failures."""
+    from deepchem_cgcnn.featurizer import CGCNNFeaturizer
+    structures, failures = [], {}
+    for i, (_, source) in enumerate(items):
+        try:
+            structures.append(CGCNNFeaturizer.to_structure(source))
+        except Exception as error:  # one unreadable file never sinks the others
+            structures.append(None)
+            failures[i] = f"{type(error).__name__}: {error}"
+    return structures, failures
 
 
 def _read_inputs(args: argparse.Namespace):
     """Names and Structures of the inputs (files, or the built-in examples) and read failures."""
-    from deepchem_cgcnn.examples import example_structures
-    from deepchem_cgcnn.featurizer import CGCNNFeaturizer
-
-    if not args.files:
-        examples = example_structures()
-        return list(examples), list(examples.values()), {}
-    structures, failures = [], {}
-    for i, path in enumerate(args.files):
-        try:
-            structures.append(CGCNNFeaturizer.to_structure(path))
-        except Exception as error:  # one unreadable file never sinks the others
-            structures.append(None)
-            failures[i] = f"{type(error).__name__}: {error}"
-    return [os.path.basename(p) for p in args.files], structures, failures
+    items = _input_items(args)
+    structures, failures = _read_structures(items)
+    return [name for name, _ in items], structures, failures
 
 
-def _predict(args: argparse.Namespace) -> int:
+class _RowWriter:
+    """Rows to the terminal (aligned on the header) and to ``--out`` (CSV), as they come."""
+
+    def __init__(self, header: List[str], name_width: int, out: Optional[str]):
+        self.widths = [max(len(header[0]), name_width), 10,
+                       *(len(h) for h in header[2:-1]), 0]
+        self.csv_file = open(out, "w", newline="") if out else None
+        self.csv = csv.writer(self.csv_file) if self.csv_file else None
+        self._write(header)
+
+    def _write(self, row: List[str]) -> None:
+        sys.stdout.write("  ".join(str(v).ljust(w) for v, w in zip(row, self.widths)).rstrip()
+                         + "\n")
+        if self.csv:
+            self.csv.writerow(row)
+
+    def write(self, rows: List[List[str]]) -> None:
+        for row in rows:
+            self._write(row)
+        sys.stdout.flush()
+        if self.csv_file:
+            self.csv_file.flush()
+
+    def close(self) -> None:
+        if self.csv_file:
+            self.csv_file.close()
+
+
+def _predict_chunk(models, structures: List[Any], failures: Dict[int, str]):
+    """Each model's cells and each crystal's domain flags for one chunk of structures."""
     import numpy as np
 
     from deepchem_cgcnn._quiet import import_deepchem
-    from deepchem_cgcnn.checkpoints import pretrained_card
-    from deepchem_cgcnn.domain import DomainWarning
-    from deepchem_cgcnn.ensemble import CGCNNEnsemble, load_pretrained_predictor
+    from deepchem_cgcnn.ensemble import CGCNNEnsemble
     from deepchem_cgcnn.featurizer import CGCNNFeaturizer
 
     dc = import_deepchem()
-    warnings.simplefilter("ignore", DomainWarning)   # the warnings column says it per crystal
-    names, structures, failures = _read_inputs(args)
     readable = [i for i, s in enumerate(structures) if s is not None]
     flags: Dict[int, List[str]] = {i: [] for i in range(len(structures))}
-    columns: Dict[str, List[str]] = {}
+    columns: List[List[str]] = []
     graphs_by_settings: Dict[str, np.ndarray] = {}
-    for name in args.model or _general_models():
-        model = load_pretrained_predictor(name)
-        card = pretrained_card(name)
+    for model, card in models:
         is_ensemble = isinstance(model, CGCNNEnsemble)
         settings = model.featurizer_params
         key = json.dumps(settings, sort_keys=True)
@@ -84,19 +118,44 @@ def _predict(args: argparse.Namespace) -> int:
             for i, record in zip(ok, member.check_domain(dataset, with_formula=False)):
                 shown = {re.sub(r"\d+", "#", f) for f in flags[i]}   # one line per kind
                 flags[i] += [f for f in record.flags if re.sub(r"\d+", "#", f) not in shown]
-        columns[f"{card['property']} ({card['units']})"] = cells
-    formulas = [s.composition.reduced_formula if s is not None else "?" for s in structures]
-    header = ["structure", "formula", *columns, "warnings"]
-    rows = [[n, formulas[i], *(col[i] for col in columns.values()), "; ".join(flags[i]) or "-"]
-            for i, n in enumerate(names)]
-    widths = [max(len(str(r[c])) for r in [header, *rows]) for c in range(len(header))]
-    out = sys.stdout
-    out.write("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip() + "\n")
-    for row in rows:
-        out.write("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() + "\n")
-    for index, reason in sorted(failures.items()):
-        sys.stderr.write(f"{names[index]}: {reason}\n")
-    return 1 if failures else 0
+        columns.append(cells)
+    return columns, flags
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from deepchem_cgcnn.checkpoints import pretrained_card
+    from deepchem_cgcnn.domain import DomainWarning
+    from deepchem_cgcnn.ensemble import load_pretrained_predictor
+
+    _check_writable(args.out, "--out")
+    warnings.simplefilter("ignore", DomainWarning)   # the warnings column says it per crystal
+    models = [(load_pretrained_predictor(name), pretrained_card(name))
+              for name in args.model or _general_models()]
+    items = _input_items(args)
+    header = ["structure", "formula", *(f"{card['property']} ({card['units']})"
+                                        for _, card in models), "warnings"]
+    writer = _RowWriter(header, max((len(name) for name, _ in items), default=0), args.out)
+    n_failed = 0
+    progress = tqdm(total=len(items), unit="crystal", disable=not sys.stderr.isatty(),
+                    file=sys.stderr)
+    try:
+        for start in range(0, len(items), args.chunk_size):
+            chunk = items[start:start + args.chunk_size]
+            structures, failures = _read_structures(chunk)
+            columns, flags = _predict_chunk(models, structures, failures)
+            writer.write([[name, s.composition.reduced_formula if s is not None else "?",
+                           *(cells[i] for cells in columns), "; ".join(flags[i]) or "-"]
+                          for i, ((name, _), s) in enumerate(zip(chunk, structures))])
+            for index, reason in sorted(failures.items()):
+                progress.write(f"{chunk[index][0]}: {reason}", file=sys.stderr)
+            n_failed += len(failures)
+            progress.update(len(chunk))
+    finally:
+        progress.close()
+        writer.close()
+    return 1 if n_failed else 0
 
 
 def _general_models() -> List[str]:
@@ -332,6 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", action="append",
                          help="shipped model name (repeatable); default: every model for "
                               "general crystals (the perovskite models only when named)")
+    predict.add_argument("--out", help="also write the rows to this CSV file, as they finish")
+    predict.add_argument("--chunk-size", type=int, default=256,
+                         help="structures read, featurized and predicted at a time: memory "
+                              "stays bounded and rows appear as each chunk finishes")
     predict.set_defaults(run=_predict)
 
     explain = commands.add_parser(

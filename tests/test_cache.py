@@ -134,3 +134,81 @@ def test_the_default_cache_is_per_user(monkeypatch):
     assert folder.startswith(os.path.expanduser("~")) or "XDG_CACHE_HOME" in os.environ
     monkeypatch.setenv("DEEPCHEM_DATA_DIR", "/data/mine")
     assert default_data_dir() == "/data/mine"
+
+
+# ---------------------------------------------------------------- concurrency, forced
+def test_a_second_loader_waits_for_the_first_builder_and_reuses_its_cache(table, tmp_path,
+                                                                         monkeypatch):
+    """Two loaders of one dataset: the second blocks on the build lock while the first is
+    held mid-featurization, then serves the finished cache; featurization runs once."""
+    import threading
+    cache = tmp_path / "cache"
+    holding, release, calls = threading.Event(), threading.Event(), []
+    real = MaterialsProjectLoader.featurize
+
+    def held_featurize(self, table_):
+        calls.append(1)
+        holding.set()
+        assert release.wait(30)
+        return real(self, table_)
+
+    monkeypatch.setattr(MaterialsProjectLoader, "featurize", held_featurize)
+    results = {}
+    first = threading.Thread(target=lambda: results.update(first=_load(table, cache)))
+    second = threading.Thread(target=lambda: results.update(second=_load(table, cache)))
+    first.start()
+    assert holding.wait(30)                    # the first loader holds the lock, mid-build
+    second.start()
+    second.join(timeout=1.0)
+    assert second.is_alive() and "second" not in results   # blocked on the lock, not racing
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert len(calls) == 1 and results["second"].summary.from_cache
+    assert _labels(results["first"]) == _labels(results["second"])
+
+
+def test_a_cache_replaced_while_a_reader_reads_it_is_not_a_crash(table, tmp_path, monkeypatch):
+    """The reader verified the cache; another process then replaces the folder under it."""
+    import shutil
+    from deepchem_cgcnn.data import store
+    cache = tmp_path / "cache"
+    expected = _labels(_load(table, cache))
+    real, moved = store.load_dataset, []
+
+    def replaced_under_the_reader(folder):
+        if not moved:
+            parent = os.path.dirname(folder)
+            shutil.move(parent, parent + ".gone")              # the folder vanishes mid-read
+            moved.append(parent)
+        return real(folder)
+
+    monkeypatch.setattr(store, "load_dataset", replaced_under_the_reader)
+    with pytest.warns(CacheWarning, match="cannot be read"):
+        assert _labels(_load(table, cache)) == expected
+    assert moved
+
+
+def test_predict_writes_each_chunk_before_the_next_one(tmp_path, monkeypatch, capsys):
+    from deepchem_cgcnn import cli
+    files = []
+    for k, (name, structure) in enumerate(list(example_structures().items())[:5]):
+        path = tmp_path / f"c{k}.cif"
+        structure.to(filename=str(path))
+        files.append(str(path))
+    real, chunks = cli._predict_chunk, []
+
+    def killed_on_the_third_chunk(*args):
+        chunks.append(1)
+        if len(chunks) == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(cli, "_predict_chunk", killed_on_the_third_chunk)
+    out = tmp_path / "rows.csv"
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(["predict", "--model", "mp-formation-energy", "--chunk-size", "2",
+                  "--out", str(out), *files])
+    rows = out.read_text().strip().splitlines()
+    assert rows[0].startswith("structure,formula") and [r.split(",")[0] for r in rows[1:]] == \
+        ["c0.cif", "c1.cif", "c2.cif", "c3.cif"]

@@ -77,14 +77,18 @@ def _built_in_place(folder: str) -> Iterator[str]:
     place, so a reader can tell a damaged or altered cache from a good one.
     """
     building = tempfile.mkdtemp(dir=os.path.dirname(folder), prefix=".building-")
+    retired = None
     try:
         yield building
         write_manifest(building)
-        if os.path.exists(folder):
-            shutil.rmtree(folder)
+        if os.path.exists(folder):  # renamed aside, not deleted in place: no half-empty folder
+            retired = tempfile.mkdtemp(dir=os.path.dirname(folder), prefix=".retired-")
+            os.replace(folder, os.path.join(retired, "old"))
         os.replace(building, folder)
     finally:
         shutil.rmtree(building, ignore_errors=True)
+        if retired:
+            shutil.rmtree(retired, ignore_errors=True)
 
 
 def _readable_cache(folder: str, read):

@@ -144,8 +144,9 @@ class CGCNNFeaturizer(dc.feat.MaterialStructureFeaturizer):
             if not os.path.isfile(path):
                 raise FeaturizationError(f"{path!r} is neither a file nor a CIF string")
             if path.lower().endswith((".cif", ".mcif")):
-                with open(path, errors="replace") as handle:
-                    return read_cif(handle.read(), os.path.basename(path))
+                with open(path, "rb") as handle:
+                    return read_cif(_cif_text(handle.read(), os.path.basename(path)),
+                                    os.path.basename(path))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 return Structure.from_file(path)
@@ -327,6 +328,17 @@ def _check_modules(node: Any, where: str, name: str) -> None:
     elif isinstance(node, list):
         for index, value in enumerate(node):
             _check_modules(value, f"{where}[{index}]", name)
+
+
+def _cif_text(data: bytes, name: str) -> str:
+    """The text of a CIF file, refusing empty, UTF-16 and binary files by name."""
+    if not data.strip():
+        raise FeaturizationError(f"{name}: empty file")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise FeaturizationError(f"{name}: UTF-16 text; save the CIF as UTF-8 or ASCII")
+    if b"\0" in data[:4096]:
+        raise FeaturizationError(f"{name}: a binary file, not CIF text")
+    return data.decode("utf-8", errors="replace")
 
 
 def read_cif(text: str, name: str = "CIF string"):

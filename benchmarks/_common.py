@@ -3,14 +3,15 @@
 Not a benchmark itself. The scripts import it as a sibling module, so run them
 as ``.venv/bin/python benchmarks/<script>.py`` from the project root.
 """
+
 import os
 import platform
 import statistics
 import sys
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, List, Sequence, Tuple
 
 import numpy as np
 
@@ -18,8 +19,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "datasets" / "mp_cgcnn.csv.gz"
 
 
-def load_mp_structures(path: Path, n: int, seed: int = 0,
-                       target: str = "formation_energy_per_atom") -> Tuple[List[str], list, np.ndarray]:
+def load_mp_structures(
+    path: Path, n: int, seed: int = 0, target: str = "formation_energy_per_atom"
+) -> tuple[list[str], list, np.ndarray]:
     """Read ``n`` rows drawn at random (fixed ``seed``) from the MP CSV and parse their CIFs.
 
     The CSV is sorted by material id, so a seeded random draw is used rather than
@@ -33,6 +35,7 @@ def load_mp_structures(path: Path, n: int, seed: int = 0,
     """
     import pandas as pd
     from pymatgen.core import Structure
+
     path = Path(path)
     if not path.is_file():
         sys.exit(f"data file {path} not found; pass --data")
@@ -51,7 +54,7 @@ def load_mp_structures(path: Path, n: int, seed: int = 0,
     return ids, structures, np.asarray(targets, dtype=np.float64)
 
 
-def timed(fn: Callable[[], object]) -> Tuple[float, object]:
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
     """Wall-clock seconds of one call of ``fn`` and its result."""
     start = time.perf_counter()
     result = fn()
@@ -64,8 +67,7 @@ def median(values: Sequence[float]) -> float:
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A GitHub-flavoured markdown table; numbers are expected pre-formatted."""
-    lines = ["| " + " | ".join(header) + " |",
-             "| " + " | ".join("---" for _ in header) + " |"]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -73,8 +75,11 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
 def environment_line() -> str:
     """One line describing the machine and software the numbers were taken on."""
     import torch
+
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"{os.cpu_count()} CPU cores, load average at start {load}; Python "
-            f"{platform.python_version()}, torch {torch.__version__} "
-            f"({'CUDA' if torch.cuda.is_available() else 'CPU'}), "
-            f"torch threads {torch.get_num_threads()}")
+    return (
+        f"{os.cpu_count()} CPU cores, load average at start {load}; Python "
+        f"{platform.python_version()}, torch {torch.__version__} "
+        f"({'CUDA' if torch.cuda.is_available() else 'CPU'}), "
+        f"torch threads {torch.get_num_threads()}"
+    )

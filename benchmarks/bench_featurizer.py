@@ -33,6 +33,7 @@ Usage
 
 Prints markdown tables on stdout.
 """
+
 import argparse
 import importlib.resources
 import json
@@ -41,9 +42,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-from _common import (DEFAULT_DATA, environment_line, load_mp_structures, markdown_table,
-                     median, timed)
+from _common import (
+    DEFAULT_DATA,
+    environment_line,
+    load_mp_structures,
+    markdown_table,
+    median,
+    timed,
+)
 
 
 def matminer_atom_table() -> dict:
@@ -57,6 +63,7 @@ def matminer_atom_table() -> dict:
 def deepchem_featurizer(atom_table: dict):
     """DeepChem 2.8's ``CGCNNFeaturizer`` with the atom table its offline ``__init__`` could not fetch."""
     from deepchem_cgcnn._quiet import import_deepchem
+
     dc = import_deepchem()
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)  # its "Skipping ... due to network error"
@@ -69,8 +76,9 @@ def deepchem_featurizer(atom_table: dict):
     return featurizer
 
 
-def get_all_neighbors_graph(structure, atom_table: dict, radius: float = 8.0,
-                            max_num_nbr: int = 12, step: float = 0.2):
+def get_all_neighbors_graph(
+    structure, atom_table: dict, radius: float = 8.0, max_num_nbr: int = 12, step: float = 0.2
+):
     """The original CGCNN ``CIFData.__getitem__`` graph construction, minus the CIF parsing.
 
     Returns ``(atom_fea (n, 92) float32, nbr_fea (n, 12, 41) float32,
@@ -113,9 +121,15 @@ def fmt_rate(x: float) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=2000, help="MP structures drawn (ours runs on all)")
-    parser.add_argument("--peer-n", type=int, default=300,
-                        help="first this many of them for the slow peers (and ours, for the ratios)")
+    parser.add_argument(
+        "--n", type=int, default=2000, help="MP structures drawn (ours runs on all)"
+    )
+    parser.add_argument(
+        "--peer-n",
+        type=int,
+        default=300,
+        help="first this many of them for the slow peers (and ours, for the ratios)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds; medians are reported")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random draw from the CSV")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the MP CSV (read only)")
@@ -154,13 +168,14 @@ def main(argv=None) -> None:
     results = {}
     for _ in range(args.repeats):
         for name, (fn, items) in methods.items():
-            seconds, results[name] = timed(lambda: fn(items))
+            seconds, results[name] = timed(lambda fn=fn, items=items: fn(items))
             times[name].append(seconds)
     rate = {name: len(methods[name][1]) / median(times[name]) for name in methods}
 
     # ------------------------------------------------------------ checks
     def ok(graph) -> bool:
         return isinstance(graph, CrystalGraph)
+
     failed = {
         "ours cgcnn": sum(not ok(g) for g in results["ours cgcnn"]),
         "ours complete": sum(not ok(g) for g in results["ours complete"]),
@@ -183,19 +198,23 @@ def main(argv=None) -> None:
     graphs_c = [g for g in results["ours complete"] if ok(g)]
     complete_bpa = sum(g.nbytes for g in graphs_c) / sum(g.num_nodes for g in graphs_c)
     peers = [p for p in results["get_all_neighbors subset"] if p is not None]
-    expanded_bpa = sum(p[0].nbytes + p[1].nbytes + p[2].nbytes for p in peers) / \
-        sum(len(p[0]) for p in peers)
+    expanded_bpa = sum(p[0].nbytes + p[1].nbytes + p[2].nbytes for p in peers) / sum(
+        len(p[0]) for p in peers
+    )
     dc_graphs = [g for g in results["DeepChem subset"] if hasattr(g, "node_features")]
-    dc_bpa = sum(g.node_features.nbytes + g.edge_index.nbytes + g.edge_features.nbytes
-                 for g in dc_graphs) / sum(g.num_nodes for g in dc_graphs)
+    dc_bpa = sum(
+        g.node_features.nbytes + g.edge_index.nbytes + g.edge_features.nbytes for g in dc_graphs
+    ) / sum(g.num_nodes for g in dc_graphs)
 
     # ------------------------------------------------------------ report
     print("## Featurizer benchmark\n")
     print(environment_line() + "\n")
-    print(f"{n} MP structures (seed {args.seed}, {n_atoms_all:,} atoms, "
-          f"{n_atoms_all / n:.1f} atoms/structure); slow peers on the first {peer_n} "
-          f"({n_atoms_subset:,} atoms). Median of {args.repeats} interleaved rounds, "
-          f"wall clock, parsing not timed.\n")
+    print(
+        f"{n} MP structures (seed {args.seed}, {n_atoms_all:,} atoms, "
+        f"{n_atoms_all / n:.1f} atoms/structure); slow peers on the first {peer_n} "
+        f"({n_atoms_subset:,} atoms). Median of {args.repeats} interleaved rounds, "
+        f"wall clock, parsing not timed.\n"
+    )
     labels = {
         "ours cgcnn": "ours `CGCNNFeaturizer()` ('cgcnn')",
         "ours complete": "ours `CGCNNFeaturizer(selection='complete')`",
@@ -207,40 +226,95 @@ def main(argv=None) -> None:
     rows = []
     for name in methods:
         items = len(methods[name][1])
-        base = rate["ours cgcnn subset"] if items == peer_n and "subset" in name else rate["ours cgcnn"]
-        rows.append([labels[name], items, f"{median(times[name]):.2f}",
-                     fmt_rate(rate[name]), f"{rate[name] / base:.3g}×"])
-    print(markdown_table(
-        ["featurizer (single process unless noted)", "structures timed", "median s",
-         "structures/s", "vs ours 'cgcnn' on the same structures"], rows))
+        base = (
+            rate["ours cgcnn subset"]
+            if items == peer_n and "subset" in name
+            else rate["ours cgcnn"]
+        )
+        rows.append(
+            [
+                labels[name],
+                items,
+                f"{median(times[name]):.2f}",
+                fmt_rate(rate[name]),
+                f"{rate[name] / base:.3g}×",
+            ]
+        )
+    print(
+        markdown_table(
+            [
+                "featurizer (single process unless noted)",
+                "structures timed",
+                "median s",
+                "structures/s",
+                "vs ours 'cgcnn' on the same structures",
+            ],
+            rows,
+        )
+    )
     print()
-    print(markdown_table(["ratio", "value"], [
-        [f"ours / DeepChem (same {peer_n} structures)",
-         f"**{rate['ours cgcnn subset'] / rate['DeepChem subset']:.1f}×**"],
-        [f"ours / get_all_neighbors algorithm (same {peer_n} structures)",
-         f"**{rate['ours cgcnn subset'] / rate['get_all_neighbors subset']:.1f}×**"],
-        [f"ours on all {n} / DeepChem on {peer_n}",
-         f"{rate['ours cgcnn'] / rate['DeepChem subset']:.1f}×"],
-        [f"ours 'complete' / ours 'cgcnn' ({n})",
-         f"{rate['ours complete'] / rate['ours cgcnn']:.2f}×"],
-        [f"ours n_jobs=2 / n_jobs=1 ({n})",
-         f"{rate['ours cgcnn n_jobs=2'] / rate['ours cgcnn']:.2f}×"],
-    ]))
+    print(
+        markdown_table(
+            ["ratio", "value"],
+            [
+                [
+                    f"ours / DeepChem (same {peer_n} structures)",
+                    f"**{rate['ours cgcnn subset'] / rate['DeepChem subset']:.1f}×**",
+                ],
+                [
+                    f"ours / get_all_neighbors algorithm (same {peer_n} structures)",
+                    f"**{rate['ours cgcnn subset'] / rate['get_all_neighbors subset']:.1f}×**",
+                ],
+                [
+                    f"ours on all {n} / DeepChem on {peer_n}",
+                    f"{rate['ours cgcnn'] / rate['DeepChem subset']:.1f}×",
+                ],
+                [
+                    f"ours 'complete' / ours 'cgcnn' ({n})",
+                    f"{rate['ours complete'] / rate['ours cgcnn']:.2f}×",
+                ],
+                [
+                    f"ours n_jobs=2 / n_jobs=1 ({n})",
+                    f"{rate['ours cgcnn n_jobs=2'] / rate['ours cgcnn']:.2f}×",
+                ],
+            ],
+        )
+    )
     print()
-    print(markdown_table(["stored form", "bytes/atom", "vs ours 'cgcnn'"], [
-        [f"ours `CrystalGraph.nbytes`, 'cgcnn' ({n} structures)", f"**{ours_bpa:.1f}**", "1×"],
-        [f"ours `CrystalGraph.nbytes`, 'complete' ({n})", f"{complete_bpa:.1f}",
-         f"{complete_bpa / ours_bpa:.2f}×"],
-        [f"expanded, as the original keeps it: 92 + 12×41 float32, 12 int64 ({peer_n})",
-         f"{expanded_bpa:.0f}", f"{expanded_bpa / ours_bpa:.1f}×"],
-        [f"DeepChem `GraphData`: float64 nodes + int64 edge_index + float64 edges ({peer_n})",
-         f"{dc_bpa:.0f}", f"{dc_bpa / ours_bpa:.1f}×"],
-    ]))
+    print(
+        markdown_table(
+            ["stored form", "bytes/atom", "vs ours 'cgcnn'"],
+            [
+                [
+                    f"ours `CrystalGraph.nbytes`, 'cgcnn' ({n} structures)",
+                    f"**{ours_bpa:.1f}**",
+                    "1×",
+                ],
+                [
+                    f"ours `CrystalGraph.nbytes`, 'complete' ({n})",
+                    f"{complete_bpa:.1f}",
+                    f"{complete_bpa / ours_bpa:.2f}×",
+                ],
+                [
+                    f"expanded, as the original keeps it: 92 + 12×41 float32, 12 int64 ({peer_n})",
+                    f"{expanded_bpa:.0f}",
+                    f"{expanded_bpa / ours_bpa:.1f}×",
+                ],
+                [
+                    f"DeepChem `GraphData`: float64 nodes + int64 edge_index + float64 edges ({peer_n})",
+                    f"{dc_bpa:.0f}",
+                    f"{dc_bpa / ours_bpa:.1f}×",
+                ],
+            ],
+        )
+    )
     print()
     print("Failed structures: " + ", ".join(f"{k} {v}" for k, v in failed.items()) + ".\n")
-    print(f"Check, ours 'cgcnn' vs get_all_neighbors algorithm on {compared} structures: "
-          f"max |distance difference| {max_dist_diff:.2e} Å; neighbour indices identical "
-          f"(order included) in {same_index}/{compared}.")
+    print(
+        f"Check, ours 'cgcnn' vs get_all_neighbors algorithm on {compared} structures: "
+        f"max |distance difference| {max_dist_diff:.2e} Å; neighbour indices identical "
+        f"(order included) in {same_index}/{compared}."
+    )
     sys.stdout.flush()
 
 

@@ -20,6 +20,7 @@ Usage
 -----
 ``.venv/bin/python benchmarks/bench_loader.py --n-jobs 2``
 """
+
 import argparse
 import json
 import os
@@ -60,9 +61,20 @@ def tree_rss_bytes(root: int) -> int:
 
 def run_phase(phase: str, args: argparse.Namespace, work: str) -> dict:
     """Run one phase in a child process; return its report plus the tree's peak memory."""
-    command = [sys.executable, __file__, "--phase", phase, "--work", work,
-               "--data", str(args.data), "--n-jobs", str(args.n_jobs),
-               "--peer-n", str(args.peer_n)]
+    command = [
+        sys.executable,
+        __file__,
+        "--phase",
+        phase,
+        "--work",
+        work,
+        "--data",
+        str(args.data),
+        "--n-jobs",
+        str(args.n_jobs),
+        "--peer-n",
+        str(args.peer_n),
+    ]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     peak = 0
     done = threading.Event()
@@ -81,44 +93,61 @@ def run_phase(phase: str, args: argparse.Namespace, work: str) -> dict:
     if child.returncode != 0:
         sys.exit(f"phase {phase} failed (exit {child.returncode})")
     report = json.loads(output.strip().splitlines()[-1])
-    report["peak_gib"] = peak / 2 ** 30
+    report["peak_gib"] = peak / 2**30
     return report
 
 
 # ---------------------------------------------------------------- phases (child processes)
 def _ours(source: str, work: str, n_jobs: int, tasks) -> dict:
     from deepchem_cgcnn import MaterialsProjectLoader
+
     start = time.perf_counter()
-    loader = MaterialsProjectLoader(source, tasks=tasks, n_jobs=n_jobs, data_dir=work,
-                                    save_dir=work)
+    loader = MaterialsProjectLoader(
+        source, tasks=tasks, n_jobs=n_jobs, data_dir=work, save_dir=work
+    )
     _, datasets, _ = loader.load()
     seconds = time.perf_counter() - start
     summary = loader.summary
-    return {"seconds": seconds, "sizes": [len(d) for d in datasets],
-            "from_cache": summary.from_cache, "dropped": summary.counts(),
-            "n_rows": summary.n_rows}
+    return {
+        "seconds": seconds,
+        "sizes": [len(d) for d in datasets],
+        "from_cache": summary.from_cache,
+        "dropped": summary.counts(),
+        "n_rows": summary.n_rows,
+    }
 
 
 def _peer_json(args, work: str) -> str:
     """``--peer-n`` rows drawn at random (seed 0) in DeepChem's JSON-lines format (not timed)."""
     import pandas as pd
     from pymatgen.core import Structure
+
     path = os.path.join(work, "peer.json")
     if not os.path.exists(path):
         rows = pd.read_csv(args.data).sample(n=args.peer_n, random_state=0)
         with open(path, "w") as handle:
-            for material_id, cif, energy in zip(rows.material_id, rows.cif,
-                                                rows.formation_energy_per_atom):
-                handle.write(json.dumps({"material_id": material_id,
-                                         "structure": Structure.from_str(cif, fmt="cif").as_dict(),
-                                         "formation_energy": energy}) + "\n")
+            for material_id, cif, energy in zip(
+                rows.material_id, rows.cif, rows.formation_energy_per_atom
+            ):
+                handle.write(
+                    json.dumps(
+                        {
+                            "material_id": material_id,
+                            "structure": Structure.from_str(cif, fmt="cif").as_dict(),
+                            "formation_energy": energy,
+                        }
+                    )
+                    + "\n"
+                )
     return path
 
 
 def _deepchem(args, work: str, reload: bool) -> dict:
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_featurizer import deepchem_featurizer, matminer_atom_table
+
     from deepchem_cgcnn._quiet import import_deepchem
+
     dc = import_deepchem()
     folder = os.path.join(work, "deepchem-featurized")
     start = time.perf_counter()
@@ -126,11 +155,16 @@ def _deepchem(args, work: str, reload: bool) -> dict:
         _, datasets, _ = dc.utils.data_utils.load_dataset_from_disk(folder)
         return {"seconds": time.perf_counter() - start, "sizes": [len(d) for d in datasets]}
     featurizer = deepchem_featurizer(matminer_atom_table())
-    loader = dc.data.JsonLoader(tasks=["formation_energy"], feature_field="structure",
-                                label_field="formation_energy", featurizer=featurizer)
+    loader = dc.data.JsonLoader(
+        tasks=["formation_energy"],
+        feature_field="structure",
+        label_field="formation_energy",
+        featurizer=featurizer,
+    )
     dataset = loader.create_dataset(_peer_json(args, work))
     train, valid, test = dc.splits.RandomSplitter().train_valid_test_split(
-        dataset, frac_train=0.6, frac_valid=0.2, frac_test=0.2, seed=123)
+        dataset, frac_train=0.6, frac_valid=0.2, frac_test=0.2, seed=123
+    )
     dc.utils.data_utils.save_dataset_to_disk(folder, train, valid, test, [])
     return {"seconds": time.perf_counter() - start, "sizes": [len(train), len(valid), len(test)]}
 
@@ -138,6 +172,7 @@ def _deepchem(args, work: str, reload: bool) -> dict:
 def child_main(args) -> None:
     import logging
     import warnings
+
     logging.disable(logging.WARNING)
     warnings.simplefilter("ignore")
     full = os.path.join(args.work, "full")
@@ -171,35 +206,74 @@ def main(argv=None) -> None:
     work = tempfile.mkdtemp(prefix="bench-loader-")
     try:
         load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-        print(f"{os.cpu_count()} CPU cores, load average at start {load}; "
-              f"n_jobs={args.n_jobs}; data {args.data}\n")
+        print(
+            f"{os.cpu_count()} CPU cores, load average at start {load}; "
+            f"n_jobs={args.n_jobs}; data {args.data}\n"
+        )
         first = run_phase("full", args, work)
         reloads = [run_phase("full-reload", args, work) for _ in range(args.repeats)]
         assert all(r["from_cache"] for r in reloads) and not first["from_cache"]
-        rows = [["first load: read + featurize + split + cache", f"{first['n_rows']:,}",
-                 f"{first['seconds']:.1f}", f"{first['peak_gib']:.2f}"],
-                ["reload from cache (median)", f"{sum(reloads[0]['sizes']):,}",
-                 f"{median([r['seconds'] for r in reloads]):.2f}",
-                 f"{max(r['peak_gib'] for r in reloads):.2f}"]]
-        print(markdown_table(["MaterialsProjectLoader, whole table", "rows", "wall s",
-                              "peak GiB (process tree)"], rows))
+        rows = [
+            [
+                "first load: read + featurize + split + cache",
+                f"{first['n_rows']:,}",
+                f"{first['seconds']:.1f}",
+                f"{first['peak_gib']:.2f}",
+            ],
+            [
+                "reload from cache (median)",
+                f"{sum(reloads[0]['sizes']):,}",
+                f"{median([r['seconds'] for r in reloads]):.2f}",
+                f"{max(r['peak_gib'] for r in reloads):.2f}",
+            ],
+        ]
+        print(
+            markdown_table(
+                [
+                    "MaterialsProjectLoader, whole table",
+                    "rows",
+                    "wall s",
+                    "peak GiB (process tree)",
+                ],
+                rows,
+            )
+        )
         print(f"\nsplit sizes {first['sizes']}; dropped {first['dropped'] or 'none'}\n")
 
         ours = run_phase("subset", args, work)
-        ours_reload = median([run_phase("subset-reload", args, work)["seconds"]
-                              for _ in range(args.repeats)])
+        ours_reload = median(
+            [run_phase("subset-reload", args, work)["seconds"] for _ in range(args.repeats)]
+        )
         peer = run_phase("deepchem", args, work)
-        peer_reload = median([run_phase("deepchem-reload", args, work)["seconds"]
-                              for _ in range(args.repeats)])
-        rows = [["first load (s)", f"{ours['seconds']:.1f}", f"{peer['seconds']:.1f}",
-                 f"{peer['seconds'] / ours['seconds']:.1f}x"],
-                ["reload (s, median)", f"{ours_reload:.2f}", f"{peer_reload:.2f}",
-                 "— (DeepChem does not re-check the source)"],
-                ["peak GiB, first load", f"{ours['peak_gib']:.2f}", f"{peer['peak_gib']:.2f}",
-                 "—"]]
-        print(markdown_table([f"{args.peer_n:,} random rows, DeepChem JSON-lines format", "ours",
-                              "DeepChem 2.8 JsonLoader + dc.feat.CGCNNFeaturizer",
-                              "speed-up"], rows))
+        peer_reload = median(
+            [run_phase("deepchem-reload", args, work)["seconds"] for _ in range(args.repeats)]
+        )
+        rows = [
+            [
+                "first load (s)",
+                f"{ours['seconds']:.1f}",
+                f"{peer['seconds']:.1f}",
+                f"{peer['seconds'] / ours['seconds']:.1f}x",
+            ],
+            [
+                "reload (s, median)",
+                f"{ours_reload:.2f}",
+                f"{peer_reload:.2f}",
+                "— (DeepChem does not re-check the source)",
+            ],
+            ["peak GiB, first load", f"{ours['peak_gib']:.2f}", f"{peer['peak_gib']:.2f}", "—"],
+        ]
+        print(
+            markdown_table(
+                [
+                    f"{args.peer_n:,} random rows, DeepChem JSON-lines format",
+                    "ours",
+                    "DeepChem 2.8 JsonLoader + dc.feat.CGCNNFeaturizer",
+                    "speed-up",
+                ],
+                rows,
+            )
+        )
         print(f"\nsplit sizes: ours {ours['sizes']}, DeepChem {peer['sizes']}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

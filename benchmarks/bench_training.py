@@ -36,6 +36,7 @@ Usage
 
 Prints markdown tables on stdout.
 """
+
 import argparse
 import copy
 import logging
@@ -47,9 +48,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _common import (
+    DEFAULT_DATA,
+    environment_line,
+    load_mp_structures,
+    markdown_table,
+    median,
+    timed,
+)
 
-from _common import (DEFAULT_DATA, environment_line, load_mp_structures, markdown_table,
-                     median, timed)
 from deepchem_cgcnn._quiet import import_deepchem
 from deepchem_cgcnn.layers import GatedConv, sum_over_neighbors
 
@@ -63,8 +70,14 @@ class ConcatGatedConv(GatedConv):
     ``GatedConv``'s ``state_dict`` loads unchanged; only ``forward`` differs.
     """
 
-    def forward(self, atom_fea: torch.Tensor, edge_fea: torch.Tensor, edge_center: torch.Tensor,
-                edge_neighbor: torch.Tensor, uniform_degree: int = 0) -> torch.Tensor:
+    def forward(
+        self,
+        atom_fea: torch.Tensor,
+        edge_fea: torch.Tensor,
+        edge_center: torch.Tensor,
+        edge_neighbor: torch.Tensor,
+        uniform_degree: int = 0,
+    ) -> torch.Tensor:
         a = self.atom_fea_len
         n_atoms = atom_fea.shape[0]
         atom_nbr_fea = atom_fea[edge_neighbor]  # v_j, (E, A)
@@ -83,6 +96,7 @@ class ConcatGatedConv(GatedConv):
 def make_models(args, model_dirs):
     """Ours and the concatenating twin, with identical initial weights."""
     from deepchem_cgcnn import CGCNNModel
+
     kwargs = dict(hidden_node_dim=args.hidden, num_conv=args.num_conv, batch_size=args.batch_size)
     torch.manual_seed(args.seed)
     ours = CGCNNModel(model_dir=model_dirs[0], **kwargs)
@@ -109,8 +123,11 @@ def check_equivalence(ours, concat, dataset):
     train_a.square().mean().backward()
     train_b.square().mean().backward()
     grads_a = dict(net_a.named_parameters())
-    grad_diff = max(float((p.grad - grads_a[name].grad).abs().max())
-                    for name, p in net_b.named_parameters() if p.grad is not None)
+    grad_diff = max(
+        float((p.grad - grads_a[name].grad).abs().max())
+        for name, p in net_b.named_parameters()
+        if p.grad is not None
+    )
     n_edges = int(inputs["edge_center"].shape[0])
     return {
         "eval": float((eval_a - eval_b).abs().max()),
@@ -126,16 +143,24 @@ def check_equivalence(ours, concat, dataset):
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=2000, help="MP structures drawn from the CSV")
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per model (after 1 warm-up)")
-    parser.add_argument("--predict-repeats", type=int, default=5, help="timed predict passes per model")
+    parser.add_argument(
+        "--epochs", type=int, default=3, help="timed epochs per model (after 1 warm-up)"
+    )
+    parser.add_argument(
+        "--predict-repeats", type=int, default=5, help="timed predict passes per model"
+    )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--hidden", type=int, default=64, help="hidden_node_dim (A)")
     parser.add_argument("--num-conv", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0, help="seed of the draw and of the weights")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the MP CSV (read only)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads (default 1, see the module docstring); "
-                             "0 keeps torch's default of one per core")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (default 1, see the module docstring); "
+        "0 keeps torch's default of one per core",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     # DeepChem's TorchModel.fit averages losses that still require grad; harmless.
@@ -160,13 +185,13 @@ def main(argv=None) -> None:
         def epoch(model):
             return model.fit(dataset, nb_epoch=1, checkpoint_interval=0, deterministic=True)
 
-        warm = {name: timed(lambda: epoch(m))[0] for name, m in models.items()}
+        warm = {name: timed(lambda m=m: epoch(m))[0] for name, m in models.items()}
         fit_s = {name: [] for name in models}
         losses = {}
         for r in range(args.epochs):
             order = list(models) if r % 2 == 0 else list(models)[::-1]
             for name in order:
-                seconds, losses[name] = timed(lambda: epoch(models[name]))
+                seconds, losses[name] = timed(lambda name=name: epoch(models[name]))
                 fit_s[name].append(seconds)
 
         def predict_no_grad(model):
@@ -181,9 +206,9 @@ def main(argv=None) -> None:
         for r in range(args.predict_repeats):
             order = list(models) if r % 2 == 0 else list(models)[::-1]
             for name in order:
-                seconds, predictions[name] = timed(lambda: models[name].predict(dataset))
+                seconds, predictions[name] = timed(lambda name=name: models[name].predict(dataset))
                 predict_s[name].append(seconds)
-                no_grad_s[name].append(timed(lambda: predict_no_grad(models[name]))[0])
+                no_grad_s[name].append(timed(lambda name=name: predict_no_grad(models[name]))[0])
 
     fit_rate = {k: n / median(v) for k, v in fit_s.items()}
     predict_rate = {k: n / median(v) for k, v in predict_s.items()}
@@ -195,47 +220,85 @@ def main(argv=None) -> None:
 
     print("## Training benchmark\n")
     print(environment_line() + "\n")
-    print(f"{n} MP crystals (seed {args.seed}, {n_atoms:,} atoms, {n_atoms / n:.1f} atoms/crystal; "
-          f"{len(graphs) - n} failed to featurize), target formation_energy_per_atom; "
-          f"featurized once in {featurize_s:.1f} s (not timed below). "
-          f"CGCNNModel(hidden_node_dim={hidden}, num_conv={args.num_conv}, "
-          f"batch_size={args.batch_size}), DeepChem default optimizer (Adam, lr 0.001). "
-          f"Medians of {args.epochs} epochs after 1 warm-up epoch, models interleaved.\n")
-    print(f"Equivalence on the first batch ({check['n_crystals']} crystals, {check['n_atoms']:,} atoms, "
-          f"{check['n_edges']:,} edges): eval-mode outputs max |diff| {check['eval']:.2e} "
-          f"(outputs up to {check['eval_scale']:.2f}) -> "
-          f"{'PASS' if check['eval'] <= 1e-5 else 'FAIL'} (tolerance 1e-5); train-mode outputs "
-          f"{check['train']:.2e}, gradients {check['grad']:.2e}.\n")
-    labels = {"ours": "ours (`GatedConv`, no concatenation)",
-              "concat": "concatenating `ConvLayer` forward (original)"}
+    print(
+        f"{n} MP crystals (seed {args.seed}, {n_atoms:,} atoms, {n_atoms / n:.1f} atoms/crystal; "
+        f"{len(graphs) - n} failed to featurize), target formation_energy_per_atom; "
+        f"featurized once in {featurize_s:.1f} s (not timed below). "
+        f"CGCNNModel(hidden_node_dim={hidden}, num_conv={args.num_conv}, "
+        f"batch_size={args.batch_size}), DeepChem default optimizer (Adam, lr 0.001). "
+        f"Medians of {args.epochs} epochs after 1 warm-up epoch, models interleaved.\n"
+    )
+    print(
+        f"Equivalence on the first batch ({check['n_crystals']} crystals, {check['n_atoms']:,} atoms, "
+        f"{check['n_edges']:,} edges): eval-mode outputs max |diff| {check['eval']:.2e} "
+        f"(outputs up to {check['eval_scale']:.2f}) -> "
+        f"{'PASS' if check['eval'] <= 1e-5 else 'FAIL'} (tolerance 1e-5); train-mode outputs "
+        f"{check['train']:.2e}, gradients {check['grad']:.2e}.\n"
+    )
+    labels = {
+        "ours": "ours (`GatedConv`, no concatenation)",
+        "concat": "concatenating `ConvLayer` forward (original)",
+    }
     rows = []
     for name in models:
-        rows.append([labels[name],
-                     f"{median(fit_s[name]):.2f} (warm-up {warm[name]:.2f})",
-                     f"**{fit_rate[name]:,.0f}**",
-                     f"{median(predict_s[name]):.2f}",
-                     f"**{predict_rate[name]:,.0f}**",
-                     f"{no_grad_rate[name]:,.0f}",
-                     f"{losses[name]:.4f}", f"{mae[name]:.4f}"])
-    print(markdown_table(["convolution", "s/epoch (median)", "train crystals/s",
-                          "s/predict pass", "predict crystals/s",
-                          "predict under `torch.no_grad()` crystals/s",
-                          "last-epoch loss", "train MAE after (eV/atom)"], rows))
+        rows.append(
+            [
+                labels[name],
+                f"{median(fit_s[name]):.2f} (warm-up {warm[name]:.2f})",
+                f"**{fit_rate[name]:,.0f}**",
+                f"{median(predict_s[name]):.2f}",
+                f"**{predict_rate[name]:,.0f}**",
+                f"{no_grad_rate[name]:,.0f}",
+                f"{losses[name]:.4f}",
+                f"{mae[name]:.4f}",
+            ]
+        )
+    print(
+        markdown_table(
+            [
+                "convolution",
+                "s/epoch (median)",
+                "train crystals/s",
+                "s/predict pass",
+                "predict crystals/s",
+                "predict under `torch.no_grad()` crystals/s",
+                "last-epoch loss",
+                "train MAE after (eV/atom)",
+            ],
+            rows,
+        )
+    )
     print()
-    print(markdown_table(["ratio", "value"], [
-        ["training, ours / concatenating", f"**{fit_rate['ours'] / fit_rate['concat']:.2f}×**"],
-        ["inference, ours / concatenating",
-         f"**{predict_rate['ours'] / predict_rate['concat']:.2f}×**"],
-        ["inference under `torch.no_grad()`, ours / concatenating",
-         f"{no_grad_rate['ours'] / no_grad_rate['concat']:.2f}×"],
-        ["ours, predict under `torch.no_grad()` / plain `predict`",
-         f"{no_grad_rate['ours'] / predict_rate['ours']:.2f}×"],
-    ]))
+    print(
+        markdown_table(
+            ["ratio", "value"],
+            [
+                [
+                    "training, ours / concatenating",
+                    f"**{fit_rate['ours'] / fit_rate['concat']:.2f}×**",
+                ],
+                [
+                    "inference, ours / concatenating",
+                    f"**{predict_rate['ours'] / predict_rate['concat']:.2f}×**",
+                ],
+                [
+                    "inference under `torch.no_grad()`, ours / concatenating",
+                    f"{no_grad_rate['ours'] / no_grad_rate['concat']:.2f}×",
+                ],
+                [
+                    "ours, predict under `torch.no_grad()` / plain `predict`",
+                    f"{no_grad_rate['ours'] / predict_rate['ours']:.2f}×",
+                ],
+            ],
+        )
+    )
     print()
-    print(f"The concatenation the original builds is (E, 2A+B) = ({edges_per_batch:,}, "
-          f"{2 * hidden + 41}) float32 = {concat_mb:.1f} MiB per convolution for the first batch; "
-          f"all epoch times: ours {[round(t, 2) for t in fit_s['ours']]}, "
-          f"concat {[round(t, 2) for t in fit_s['concat']]} s.")
+    print(
+        f"The concatenation the original builds is (E, 2A+B) = ({edges_per_batch:,}, "
+        f"{2 * hidden + 41}) float32 = {concat_mb:.1f} MiB per convolution for the first batch; "
+        f"all epoch times: ours {[round(t, 2) for t in fit_s['ours']]}, "
+        f"concat {[round(t, 2) for t in fit_s['concat']]} s."
+    )
     sys.stdout.flush()
 
 

@@ -7,12 +7,12 @@ that ``docs/reliability.md`` quotes for the 7 Å gap, 12-neighbour and 0.5 Å ov
 
 Usage: ``.venv/bin/python benchmarks/domain_survey.py [--rows N]``
 """
+
 import argparse
 import warnings
 
 import numpy as np
 import pandas as pd
-
 from _common import DEFAULT_DATA
 
 
@@ -20,6 +20,7 @@ def survey(cifs):
     from pymatgen.core import Structure
 
     from deepchem_cgcnn.featurizer import largest_vacuum_gap
+
     rows = []
     for cif in cifs:
         with warnings.catch_warnings():
@@ -27,11 +28,15 @@ def survey(cifs):
             structure = Structure.from_str(cif, fmt="cif")
         centers, _, _, distances = structure.get_neighbor_list(8.0)
         counts = np.bincount(centers, minlength=len(structure))
-        rows.append({"gap": largest_vacuum_gap(structure)["max_gap"],
-                     "fewest_neighbours": int(counts.min()),
-                     "shortest_distance": float(distances.min()),
-                     "elemental": len(structure.composition.elements) == 1,
-                     "formula": structure.composition.reduced_formula})
+        rows.append(
+            {
+                "gap": largest_vacuum_gap(structure)["max_gap"],
+                "fewest_neighbours": int(counts.min()),
+                "shortest_distance": float(distances.min()),
+                "elemental": len(structure.composition.elements) == 1,
+                "formula": structure.composition.reduced_formula,
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -20,6 +20,7 @@ Usage
 ``OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python benchmarks/learning_curves.py``
 ``.venv/bin/python benchmarks/learning_curves.py --plot-only``   (table and figure from finished runs)
 """
+
 import argparse
 import json
 import os
@@ -44,14 +45,40 @@ def card_path(conv: str, size: int) -> Path:
     return RESULTS / f"curve-{conv}-{size}.json"
 
 
-def run_point(work: Path, conv: str, size: int, epochs: int, max_minutes: float,
-              valid_size: int = 1000) -> None:
-    command = [sys.executable, "-m", "deepchem_cgcnn.cli", "train", "--data", str(DATA),
-               "--target", "formation_energy_per_atom", "--name", f"curve-{conv}-{size}",
-               "--conv", conv, "--train-size", str(size), "--max-epochs", str(epochs),
-               "--max-minutes", str(max_minutes), "--work-dir", str(work / f"{conv}-{size}"),
-               "--cache-dir", str(PROJECT_ROOT / "work" / "cache"), "--export", str(work / "export"),
-               "--n-jobs", "1", "--compile", "--valid-size", str(valid_size)]
+def run_point(
+    work: Path, conv: str, size: int, epochs: int, max_minutes: float, valid_size: int = 1000
+) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "deepchem_cgcnn.cli",
+        "train",
+        "--data",
+        str(DATA),
+        "--target",
+        "formation_energy_per_atom",
+        "--name",
+        f"curve-{conv}-{size}",
+        "--conv",
+        conv,
+        "--train-size",
+        str(size),
+        "--max-epochs",
+        str(epochs),
+        "--max-minutes",
+        str(max_minutes),
+        "--work-dir",
+        str(work / f"{conv}-{size}"),
+        "--cache-dir",
+        str(PROJECT_ROOT / "work" / "cache"),
+        "--export",
+        str(work / "export"),
+        "--n-jobs",
+        "1",
+        "--compile",
+        "--valid-size",
+        str(valid_size),
+    ]
     with open(work / f"{conv}-{size}.log", "a") as log:
         subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -59,7 +86,11 @@ def run_point(work: Path, conv: str, size: int, epochs: int, max_minutes: float,
 
 
 def _point(card):
-    return card["metrics"]["mae"]["test"], card["wall_time_s"]["train"], card["recipe"]["epochs_run"]
+    return (
+        card["metrics"]["mae"]["test"],
+        card["wall_time_s"]["train"],
+        card["recipe"]["epochs_run"],
+    )
 
 
 def read_points():
@@ -77,17 +108,22 @@ def read_points():
                 points[conv, size] = _point(json.loads(path.read_text()))
     if ("gated", FULL_SPLIT) not in points:
         from deepchem_cgcnn import pretrained_card
+
         points["gated", FULL_SPLIT] = _point(pretrained_card("mp-formation-energy"))
     return points
 
 
 def plot(points, out: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     figure, axes = plt.subplots(figsize=(4.8, 4.0), dpi=150)
-    for conv, marker, label in (("gated", "o", "gated convolution (Eq. 5)"),
-                                ("simple", "s", "simple convolution (Eq. 4)")):
+    for conv, marker, label in (
+        ("gated", "o", "gated convolution (Eq. 5)"),
+        ("simple", "s", "simple convolution (Eq. 4)"),
+    ):
         sizes = [s for s in SIZES if (conv, s) in points]
         if sizes:
             axes.loglog(sizes, [points[conv, s][0] for s in sizes], marker=marker, label=label)
@@ -106,11 +142,19 @@ def main(argv=None) -> None:
     parser.add_argument("--work", type=Path, default=PROJECT_ROOT / "work" / "learning-curves")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--max-minutes", type=float, default=45.0, help="per point")
-    parser.add_argument("--convs", nargs="+", choices=CONVS, default=list(CONVS),
-                        help="run only these convolutions (two lanes on two cores)")
-    parser.add_argument("--run-full-gated", action="store_true",
-                        help="also run the gated full-split point (~155 min at 100 epochs) "
-                             "instead of reading the shipped mp-formation-energy card")
+    parser.add_argument(
+        "--convs",
+        nargs="+",
+        choices=CONVS,
+        default=list(CONVS),
+        help="run only these convolutions (two lanes on two cores)",
+    )
+    parser.add_argument(
+        "--run-full-gated",
+        action="store_true",
+        help="also run the gated full-split point (~155 min at 100 epochs) "
+        "instead of reading the shipped mp-formation-energy card",
+    )
     parser.add_argument("--plot-only", action="store_true")
     args = parser.parse_args(argv)
     os.makedirs(args.work / "export", exist_ok=True)
@@ -122,18 +166,33 @@ def main(argv=None) -> None:
                 if not card_path(conv, size).exists():
                     run_point(args.work, conv, size, args.epochs, args.max_minutes)
     points = read_points()
-    rows = [[f"{size:,}", *(f"{points[c, size][0]:.4f} ({points[c, size][1] / 60:.0f} min, "
-                            f"{points[c, size][2]} ep)" if (c, size) in points else "—"
-                            for c in CONVS)] for size in SIZES]
-    print(markdown_table(["training crystals", "gated test MAE (eV/atom)",
-                          "simple test MAE (eV/atom)"], rows))
+    rows = [
+        [
+            f"{size:,}",
+            *(
+                f"{points[c, size][0]:.4f} ({points[c, size][1] / 60:.0f} min, "
+                f"{points[c, size][2]} ep)"
+                if (c, size) in points
+                else "—"
+                for c in CONVS
+            ),
+        ]
+        for size in SIZES
+    ]
+    print(
+        markdown_table(
+            ["training crystals", "gated test MAE (eV/atom)", "simple test MAE (eV/atom)"], rows
+        )
+    )
     for conv in CONVS:
         fit = power_law(points, conv)
         if fit:
             slope, at_paper_size, size_for_paper_mae = fit
-            print(f"\n{conv}: test MAE ~ N^{slope:.2f} over N >= 1,000; extrapolated "
-                  f"{at_paper_size:.4f} eV/atom at the paper's {PAPER_TRAIN_SIZE:,} training "
-                  f"crystals; {PAPER_MAE} eV/atom at ~{size_for_paper_mae:,.0f}")
+            print(
+                f"\n{conv}: test MAE ~ N^{slope:.2f} over N >= 1,000; extrapolated "
+                f"{at_paper_size:.4f} eV/atom at the paper's {PAPER_TRAIN_SIZE:,} training "
+                f"crystals; {PAPER_MAE} eV/atom at ~{size_for_paper_mae:,.0f}"
+            )
     if points:
         plot(points, PROJECT_ROOT / "docs" / "learning-curves.png")
 
@@ -145,11 +204,12 @@ def power_law(points, conv: str, smallest: int = 1000):
     """Least-squares line through log MAE vs log N (N >= ``smallest``): the slope, the MAE it
     predicts at the paper's training size, and the size at which it predicts the paper's MAE."""
     import numpy as np
+
     sizes = [s for s in SIZES if s >= smallest and (conv, s) in points]
     if len(sizes) < 3:
         return None
     slope, intercept = np.polyfit(np.log(sizes), np.log([points[conv, s][0] for s in sizes]), 1)
-    at_paper_size = float(np.exp(intercept) * PAPER_TRAIN_SIZE ** slope)
+    at_paper_size = float(np.exp(intercept) * PAPER_TRAIN_SIZE**slope)
     size_for_paper_mae = float(np.exp((np.log(PAPER_MAE) - intercept) / slope))
     return float(slope), at_paper_size, size_for_paper_mae
 

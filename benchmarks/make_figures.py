@@ -15,6 +15,7 @@ Usage
 -----
 ``nice -n 10 .venv/bin/python benchmarks/make_figures.py``
 """
+
 import argparse
 import json
 import os
@@ -22,7 +23,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from _common import PROJECT_ROOT, markdown_table
 
 SHARED_DATASETS = PROJECT_ROOT.parent / "shared" / "datasets"
@@ -31,30 +31,46 @@ SHARED_DATASETS = PROJECT_ROOT.parent / "shared" / "datasets"
 def test_split(card: dict, cache_dir: str):
     from deepchem_cgcnn import CGCNNFeaturizer, MaterialsProjectLoader
     from deepchem_cgcnn.data.splitters import CGCNNRandomSplitter
+
     source = SHARED_DATASETS / card["data"].get("source", card["data"].get("file"))
     if not source.is_file():
         sys.exit(f"{source} not found: the figures need the shared MP data")
-    loader = MaterialsProjectLoader(str(source), tasks=[card["task"]],
-                                    featurizer=CGCNNFeaturizer(**card["featurizer"]),
-                                    splitter=CGCNNRandomSplitter(seed=card["split"]["seed"]),
-                                    data_dir=cache_dir, save_dir=cache_dir, n_jobs=2)
+    loader = MaterialsProjectLoader(
+        str(source),
+        tasks=[card["task"]],
+        featurizer=CGCNNFeaturizer(**card["featurizer"]),
+        splitter=CGCNNRandomSplitter(seed=card["split"]["seed"]),
+        data_dir=cache_dir,
+        save_dir=cache_dir,
+        n_jobs=2,
+    )
     _, (train, valid, test), _ = loader.load()
     sizes = [len(train), len(valid), len(test)]
     if sizes[1:] != card["split"]["sizes"][1:]:
-        sys.exit(f"{card['name']}: split sizes {sizes} differ from the card's "
-                 f"{card['split']['sizes']}")
+        sys.exit(
+            f"{card['name']}: split sizes {sizes} differ from the card's {card['split']['sizes']}"
+        )
     return test
 
 
 def parity_plot(name: str, card: dict, y: np.ndarray, prediction: np.ndarray, out: Path) -> float:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     mae = float(np.abs(prediction - y).mean())
     low, high = np.percentile(np.concatenate([y, prediction]), [0.1, 99.9])
     figure, axes = plt.subplots(figsize=(4.6, 4.2), dpi=150)
-    hexes = axes.hexbin(y, prediction, gridsize=60, extent=(low, high, low, high), mincnt=1,
-                        bins="log", cmap="viridis")
+    hexes = axes.hexbin(
+        y,
+        prediction,
+        gridsize=60,
+        extent=(low, high, low, high),
+        mincnt=1,
+        bins="log",
+        cmap="viridis",
+    )
     axes.plot([low, high], [low, high], color="black", lw=0.8)
     axes.set_xlim(low, high)
     axes.set_ylim(low, high)
@@ -70,9 +86,11 @@ def parity_plot(name: str, card: dict, y: np.ndarray, prediction: np.ndarray, ou
 
 def roc_plot(name: str, y: np.ndarray, probability: np.ndarray, out: Path) -> float:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_auc_score, roc_curve
+
     auc = float(roc_auc_score(y, probability))
     false_positive, true_positive, _ = roc_curve(y, probability)
     figure, axes = plt.subplots(figsize=(4.2, 4.0), dpi=150)
@@ -91,11 +109,15 @@ def roc_plot(name: str, y: np.ndarray, probability: np.ndarray, out: Path) -> fl
 def main(argv=None) -> None:
     from deepchem_cgcnn import available_pretrained, pretrained_card
     from deepchem_cgcnn.checkpoints import load_pretrained
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="*", help="shipped model names (default: all)")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs")
-    parser.add_argument("--cache-dir", default=str(PROJECT_ROOT / "work" / "cache"),
-                        help="featurized-data cache, shared with benchmarks/train_models.py")
+    parser.add_argument(
+        "--cache-dir",
+        default=str(PROJECT_ROOT / "work" / "cache"),
+        help="featurized-data cache, shared with benchmarks/train_models.py",
+    )
     args = parser.parse_args(argv)
     os.makedirs(args.cache_dir, exist_ok=True)
     rows = []
@@ -115,8 +137,15 @@ def main(argv=None) -> None:
         if card["task"] == "band_gap":
             # the paper's protocol scores non-metals only (gap > 0)
             gapped = y > 0
-            rows.append([f"{name}, test crystals with gap > 0", metric, f"{gapped.sum():,}",
-                         f"{np.abs(prediction[gapped, 0] - y[gapped]).mean():.4f}", "—"])
+            rows.append(
+                [
+                    f"{name}, test crystals with gap > 0",
+                    metric,
+                    f"{gapped.sum():,}",
+                    f"{np.abs(prediction[gapped, 0] - y[gapped]).mean():.4f}",
+                    "—",
+                ]
+            )
     print(markdown_table(["model", "metric", "test crystals", "this run", "card"], rows))
     print(json.dumps({"figures": str(args.out)}))
 

@@ -27,6 +27,7 @@ Usage
 -----
 ``nice -n 5 .venv/bin/python benchmarks/perovskite_study.py``
 """
+
 import argparse
 import json
 import time
@@ -35,7 +36,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from _common import PROJECT_ROOT, markdown_table
 
 DATA = PROJECT_ROOT.parent / "shared" / "datasets" / "castelli_perovskites.csv.gz"
@@ -47,6 +47,7 @@ def load_model(export: Path, name: str):
     """``work/export/<name>.pt`` if trained here, else the shipped model of that name."""
     from deepchem_cgcnn import CGCNNModel
     from deepchem_cgcnn.checkpoints import load_saved
+
     if not (export / f"{name}.pt").exists():
         return CGCNNModel.pretrained(name)
     return load_saved(export / f"{name}.pt")
@@ -55,17 +56,25 @@ def load_model(export: Path, name: str):
 def split(model, cache: str):
     from deepchem_cgcnn import CGCNNFeaturizer, MaterialsProjectLoader
     from deepchem_cgcnn.data.splitters import CGCNNRandomSplitter
-    loader = MaterialsProjectLoader(str(DATA), tasks=["heat_all"],
-                                    featurizer=CGCNNFeaturizer(**model.featurizer_params),
-                                    splitter=CGCNNRandomSplitter(seed=123), data_dir=cache,
-                                    save_dir=cache, n_jobs=2)
+
+    loader = MaterialsProjectLoader(
+        str(DATA),
+        tasks=["heat_all"],
+        featurizer=CGCNNFeaturizer(**model.featurizer_params),
+        splitter=CGCNNRandomSplitter(seed=123),
+        data_dir=cache,
+        save_dir=cache,
+        n_jobs=2,
+    )
     return loader.load()[1]
 
 
 def site_table(table: pd.DataFrame, contributions: pd.DataFrame) -> pd.DataFrame:
     """Contributions with each site's A/B/X role, read from the structures."""
     from pymatgen.core import Structure
+
     from deepchem_cgcnn.perovskite import perovskite_sites
+
     roles = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -78,25 +87,38 @@ def site_table(table: pd.DataFrame, contributions: pd.DataFrame) -> pd.DataFrame
 
 def heatmaps(sites: pd.DataFrame, out: Path) -> dict:
     from deepchem_cgcnn.plots import periodic_table_heatmap
+
     summary = {}
     for role, name in (("A", "A site (12-fold cage)"), ("B", "B site (octahedral)")):
         by_element = sites[sites.role == role].groupby("element").contribution.agg(["mean", "size"])
         periodic_table_heatmap(
-            by_element["mean"].to_dict(), f"Mean contribution of each element on the {name}, "
-            f"linear-pooling CGCNN, Castelli perovskites", str(out / f"perovskite-contributions-{role}.png"),
+            by_element["mean"].to_dict(),
+            f"Mean contribution of each element on the {name}, "
+            f"linear-pooling CGCNN, Castelli perovskites",
+            str(out / f"perovskite-contributions-{role}.png"),
             label="contribution to heat of formation (eV per cell)",
-            counts=by_element["size"].to_dict())
+            counts=by_element["size"].to_dict(),
+        )
         ranked = by_element.sort_values("mean")
-        summary[role] = {"most stabilizing": ranked.head(5)["mean"].astype(float).round(3).to_dict(),
-                         "most destabilizing": ranked.tail(5)["mean"].astype(float).round(3).to_dict()}
+        summary[role] = {
+            "most stabilizing": ranked.head(5)["mean"].astype(float).round(3).to_dict(),
+            "most destabilizing": ranked.tail(5)["mean"].astype(float).round(3).to_dict(),
+        }
     return summary
 
 
 def screening(models, train_table, test_table, out: Path) -> dict:
     from pymatgen.core import Structure
+
     from deepchem_cgcnn import CGCNNEnsemble
-    from deepchem_cgcnn.screening import (LatticeConstantModel, composition_of,
-                                          enumerate_candidates, precision_recall_at_k, screen)
+    from deepchem_cgcnn.screening import (
+        LatticeConstantModel,
+        composition_of,
+        enumerate_candidates,
+        precision_recall_at_k,
+        screen,
+    )
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         train_cells = [Structure.from_str(c, fmt="cif") for c in train_table.cif]
@@ -108,41 +130,51 @@ def screening(models, train_table, test_table, out: Path) -> dict:
     truth = {}
     for cell, heat in zip(test_cells, test_table.heat_all):
         truth[composition_of(cell)] = heat
-    candidates = enumerate_candidates(lattice.elements("A"), lattice.elements("B"),
-                                      sorted({c[2] for c in train_compositions}))
+    candidates = enumerate_candidates(
+        lattice.elements("A"), lattice.elements("B"), sorted({c[2] for c in train_compositions})
+    )
     candidates = sorted(set(candidates) | set(truth))
     start = time.perf_counter()
     ranked = screen(CGCNNEnsemble(models), candidates, lattice)
     seconds = time.perf_counter() - start
-    ranked["key"] = list(zip(ranked.A, ranked.B, [tuple(sorted(x)) for x in
-                                                   ranked.X.str.findall(r"[A-Z][a-z]?")]))
+    ranked["key"] = list(
+        zip(ranked.A, ranked.B, [tuple(sorted(x)) for x in ranked.X.str.findall(r"[A-Z][a-z]?")])
+    )
     ranked["held_out_truth"] = [truth.get(k) for k in ranked.key]
     order = [k for k in ranked.key if k in truth]
-    result = {"candidates": len(candidates), "screened": len(ranked),
-              "skipped (element unseen on that site)": len(ranked.attrs["skipped"]),
-              "held-out compositions ranked": len(order),
-              "seconds": round(seconds, 1), "candidates per second": round(len(ranked) / seconds, 1)}
+    result = {
+        "candidates": len(candidates),
+        "screened": len(ranked),
+        "skipped (element unseen on that site)": len(ranked.attrs["skipped"]),
+        "held-out compositions ranked": len(order),
+        "seconds": round(seconds, 1),
+        "candidates per second": round(len(ranked) / seconds, 1),
+    }
     for k in (10, 50, 100):
         precision, recall = precision_recall_at_k(order, truth, k)
         result[f"precision@{k}"], result[f"recall@{k}"] = round(precision, 3), round(recall, 3)
-    ranked.drop(columns=["key"]).head(500).to_csv(PROJECT_ROOT / "work" / "perovskite-screening.csv",
-                                                   index=False)
+    ranked.drop(columns=["key"]).head(500).to_csv(
+        PROJECT_ROOT / "work" / "perovskite-screening.csv", index=False
+    )
     plot_screening(ranked, out / "perovskite-screening.png")
     return result
 
 
 def plot_screening(ranked: pd.DataFrame, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     held = ranked.dropna(subset=["held_out_truth"])
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.8), dpi=150)
     axes[0].hist(ranked.prediction, bins=80, color="steelblue")
     axes[0].set_xlabel("predicted heat of formation (eV per cell)")
     axes[0].set_ylabel("candidates")
     axes[0].set_title(f"{len(ranked):,} screened cubic ABX3 candidates", fontsize=9)
-    axes[1].errorbar(held.held_out_truth, held.prediction, yerr=held.get("std"), fmt="o",
-                     ms=2, lw=0.4, alpha=0.6)
+    axes[1].errorbar(
+        held.held_out_truth, held.prediction, yerr=held.get("std"), fmt="o", ms=2, lw=0.4, alpha=0.6
+    )
     low, high = np.percentile(np.r_[held.held_out_truth, held.prediction], [0.5, 99.5])
     axes[1].plot([low, high], [low, high], color="black", lw=0.8)
     axes[1].set_xlabel("DFT heat of formation, held-out cells (eV per cell)")
@@ -155,39 +187,61 @@ def plot_screening(ranked: pd.DataFrame, path: Path) -> None:
 
 def main(argv=None) -> None:
     from deepchem_cgcnn.training import mean_absolute_error
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs")
     parser.add_argument("--cache-dir", default=str(PROJECT_ROOT / "work" / "cache"))
     parser.add_argument("--export", type=Path, default=EXPORT, help="where the models are")
-    parser.add_argument("--ship-std-scale", action="store_true",
-                        help="record the ensemble's validation-fitted σ scale in its shipped card")
+    parser.add_argument(
+        "--ship-std-scale",
+        action="store_true",
+        help="record the ensemble's validation-fitted σ scale in its shipped card",
+    )
     args = parser.parse_args(argv)
     table = pd.read_csv(DATA)
     models = {label: load_model(args.export, name) for label, name in MODELS.items()}
     train, valid, test = split(models["linear pooling"], args.cache_dir)
-    rows = [[label, f"{mean_absolute_error(model, test):.4f}",
-             json.loads((args.export / f"{MODELS[label]}.json").read_text())["wall_time_s"]["train"]]
-            for label, model in models.items()]
+    rows = [
+        [
+            label,
+            f"{mean_absolute_error(model, test):.4f}",
+            json.loads((args.export / f"{MODELS[label]}.json").read_text())["wall_time_s"]["train"],
+        ]
+        for label, model in models.items()
+    ]
     print(markdown_table(["model", "test MAE (eV/cell)", "training s"], rows))
     print(f"\nsplit {len(train)}/{len(valid)}/{len(test)}\n")
     from deepchem_cgcnn import available_pretrained
+
     shipped = set(available_pretrained(include_members=True))
     members = [models["mean pooling"]] + [
-        load_model(args.export, f"{MODELS['mean pooling']}.{k}") for k in range(1, 10)
+        load_model(args.export, f"{MODELS['mean pooling']}.{k}")
+        for k in range(1, 10)
         if (args.export / f"{MODELS['mean pooling']}.{k}.pt").exists()
-        or f"{MODELS['mean pooling']}.{k}" in shipped]
+        or f"{MODELS['mean pooling']}.{k}" in shipped
+    ]
     ensemble = ensemble_check(members if len(members) > 1 else list(models.values()), valid, test)
     print(json.dumps(ensemble["summary"], indent=1))
     if args.ship_std_scale and len(members) > 1:
-        print("recorded in", record_std_scale(MODELS["mean pooling"], ensemble["std_scale"],
-                                              len(members), len(valid)))
+        print(
+            "recorded in",
+            record_std_scale(
+                MODELS["mean pooling"], ensemble["std_scale"], len(members), len(valid)
+            ),
+        )
     linear = models["linear pooling"]
     contributions = linear.atom_contributions(_all_cells(linear, table))
     sites = site_table(table, contributions)
     print(json.dumps(heatmaps(sites, args.out), indent=1))
     by_id = table.set_index("cmr_id")
-    print(json.dumps(screening(ensemble["members"], by_id.loc[list(train.ids)],
-                               by_id.loc[list(test.ids)], args.out), indent=1))
+    print(
+        json.dumps(
+            screening(
+                ensemble["members"], by_id.loc[list(train.ids)], by_id.loc[list(test.ids)], args.out
+            ),
+            indent=1,
+        )
+    )
 
 
 def ensemble_check(members, valid, test) -> dict:
@@ -195,17 +249,19 @@ def ensemble_check(members, valid, test) -> dict:
     as the members disagree and after scaling σ by the factor fitted on the validation split."""
     from deepchem_cgcnn import CGCNNEnsemble
     from deepchem_cgcnn.ensemble import calibration
+
     ensemble = CGCNNEnsemble(members)
     y = np.asarray(test.y, dtype=float).ravel()
     mean, raw_std = ensemble.predict_uncertainty(test)
     scale = ensemble.fit_std_scale(valid)
-    summary = {"members": len(members),
-               "ensemble test MAE (eV/cell)": round(float(np.mean(np.abs(mean.ravel() - y))), 4),
-               "median raw sigma (eV/cell)": round(float(np.median(raw_std)), 4),
-               "std_scale fitted on validation": round(scale, 3),
-               "raw": {k: round(v, 3) for k, v in calibration(y, mean, raw_std).items()},
-               "scaled": {k: round(v, 3) for k, v in
-                          calibration(y, mean, scale * raw_std).items()}}
+    summary = {
+        "members": len(members),
+        "ensemble test MAE (eV/cell)": round(float(np.mean(np.abs(mean.ravel() - y))), 4),
+        "median raw sigma (eV/cell)": round(float(np.median(raw_std)), 4),
+        "std_scale fitted on validation": round(scale, 3),
+        "raw": {k: round(v, 3) for k, v in calibration(y, mean, raw_std).items()},
+        "scaled": {k: round(v, 3) for k, v in calibration(y, mean, scale * raw_std).items()},
+    }
     return {"members": members, "summary": summary, "std_scale": scale}
 
 
@@ -213,9 +269,12 @@ def record_std_scale(name: str, scale: float, n_members: int, n_valid: int) -> P
     """Write the fitted σ scale into the shipped card of ``name`` (read by CGCNNEnsemble.pretrained)."""
     path = PROJECT_ROOT / "deepchem_cgcnn" / "pretrained" / f"{name}.json"
     card = json.loads(path.read_text())
-    card["ensemble"] = {"members": n_members, "std_scale": round(scale, 4),
-                        "std_scale_fitted_on": f"validation split ({n_valid:,} cells), "
-                                               "median |error| / sigma / 0.6745"}
+    card["ensemble"] = {
+        "members": n_members,
+        "std_scale": round(scale, 4),
+        "std_scale_fitted_on": f"validation split ({n_valid:,} cells), "
+        "median |error| / sigma / 0.6745",
+    }
     path.write_text(json.dumps(card, indent=2) + "\n")
     return path
 
@@ -223,6 +282,7 @@ def record_std_scale(name: str, scale: float, n_members: int, n_valid: int) -> P
 def _all_cells(model, table: pd.DataFrame):
     from deepchem_cgcnn import CGCNNFeaturizer
     from deepchem_cgcnn._quiet import import_deepchem
+
     dc = import_deepchem()
     graphs = CGCNNFeaturizer(**model.featurizer_params).featurize(list(table.cif), n_jobs=2)
     return dc.data.NumpyDataset(graphs, ids=table.cmr_id.to_numpy())

@@ -14,6 +14,7 @@ Usage
 -----
 ``.venv/bin/python benchmarks/recipe_comparison.py``
 """
+
 import argparse
 import json
 import shutil
@@ -23,8 +24,10 @@ from _common import PROJECT_ROOT, markdown_table
 
 EXPORT = PROJECT_ROOT / "work" / "export"
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "recipes"
-RUNS = {"mp-formation-energy-paper-recipe": "paper recipe (SGD 0.01, batch 256)",
-        "mp-formation-energy-fast-45min": "our recipe (AdamW + cosine, batch 128)"}
+RUNS = {
+    "mp-formation-energy-paper-recipe": "paper recipe (SGD 0.01, batch 256)",
+    "mp-formation-energy-fast-45min": "our recipe (AdamW + cosine, batch 128)",
+}
 PAPER_MAE = 0.039
 
 
@@ -44,24 +47,40 @@ def recipe_row(label, card):
     recipe = card["recipe"]
     optimizer = recipe.get("optimizer", "?")
     rate = recipe.get("learning_rate", recipe.get("base_learning_rate"))
-    return [label, f"{optimizer}, lr {rate:g}, batch {recipe['batch_size']}",
-            f"{card['wall_time_s']['train'] / 60:.0f}", str(recipe["epochs_run"]),
-            f"{card['metrics']['mae']['valid']:.4f}", f"{card['metrics']['mae']['test']:.4f}"]
+    return [
+        label,
+        f"{optimizer}, lr {rate:g}, batch {recipe['batch_size']}",
+        f"{card['wall_time_s']['train'] / 60:.0f}",
+        str(recipe["epochs_run"]),
+        f"{card['metrics']['mae']['valid']:.4f}",
+        f"{card['metrics']['mae']['test']:.4f}",
+    ]
 
 
 def plot(cards, out: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     figure, axis = plt.subplots(figsize=(5.2, 3.8), dpi=150)
     for name, card in cards.items():
         history = card["history"]
-        axis.plot([s / 60 for s in history["seconds"]], history["valid_error"], lw=1,
-                  label=f"{RUNS[name]}: test {card['metrics']['mae']['test']:.3f}")
+        axis.plot(
+            [s / 60 for s in history["seconds"]],
+            history["valid_error"],
+            lw=1,
+            label=f"{RUNS[name]}: test {card['metrics']['mae']['test']:.3f}",
+        )
     from deepchem_cgcnn import pretrained_card
+
     shipped = pretrained_card("mp-formation-energy")
-    axis.plot([shipped["wall_time_s"]["train"] / 60], [shipped["metrics"]["mae"]["test"]], "k*",
-              label=f"shipped model, our recipe 100 min: test {shipped['metrics']['mae']['test']:.3f}")
+    axis.plot(
+        [shipped["wall_time_s"]["train"] / 60],
+        [shipped["metrics"]["mae"]["test"]],
+        "k*",
+        label=f"shipped model, our recipe 100 min: test {shipped['metrics']['mae']['test']:.3f}",
+    )
     axis.axhline(PAPER_MAE, color="tab:red", lw=0.8, ls=":", label="paper 0.039 (28k, GPU)")
     axis.set_yscale("log")
     axis.set_xlabel("training minutes (one CPU thread)")
@@ -79,14 +98,23 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     cards = read_cards()
     if not cards:
-        raise SystemExit("no recipe run has finished; run benchmarks/train_models.py --only "
-                         + " ".join(RUNS))
+        raise SystemExit(
+            "no recipe run has finished; run benchmarks/train_models.py --only " + " ".join(RUNS)
+        )
     from deepchem_cgcnn import pretrained_card
+
     rows = [recipe_row(RUNS[name], card) for name, card in cards.items()]
-    rows.append(recipe_row("shipped mp-formation-energy (our recipe)",
-                           pretrained_card("mp-formation-energy")))
-    print(markdown_table(["run", "optimizer", "training minutes", "epochs", "valid MAE",
-                          "test MAE (eV/atom)"], rows))
+    rows.append(
+        recipe_row(
+            "shipped mp-formation-energy (our recipe)", pretrained_card("mp-formation-energy")
+        )
+    )
+    print(
+        markdown_table(
+            ["run", "optimizer", "training minutes", "epochs", "valid MAE", "test MAE (eV/atom)"],
+            rows,
+        )
+    )
     plot(cards, args.out)
     print(f"\nwrote {args.out}")
 

@@ -12,6 +12,7 @@ Usage
 ``.venv/bin/python benchmarks/ship_models.py castelli-perovskites castelli-perovskites.1 \\
     --domain "ABX3 perovskites: 5-atom cubic cells (Castelli et al. 2012)"``
 """
+
 import argparse
 import json
 import shutil
@@ -25,14 +26,18 @@ PACKAGE = PROJECT_ROOT / "deepchem_cgcnn" / "pretrained"
 
 def ship(name: str, export: Path, domain: str = "") -> dict:
     from deepchem_cgcnn.training import TrainingRecord
+
     card = json.loads((export / f"{name}.json").read_text())
     record_path = export.parent / name / "record.json"
     if "history" not in card and record_path.exists():
         card["history"] = TrainingRecord(**json.loads(record_path.read_text())).history()
     if domain:
         card["domain"] = domain
-    card["command"] = (card["command"].replace(str(PROJECT_ROOT.parent / "shared"), "../shared")
-                       .replace(str(PROJECT_ROOT) + "/", ""))
+    card["command"] = (
+        card["command"]
+        .replace(str(PROJECT_ROOT.parent / "shared"), "../shared")
+        .replace(str(PROJECT_ROOT) + "/", "")
+    )
     shutil.copyfile(export / f"{name}.pt", PACKAGE / f"{name}.pt")
     if (export / f"{name}.lattice.json").exists():  # a perovskite model's lattice constants
         shutil.copyfile(export / f"{name}.lattice.json", PACKAGE / f"{name}.lattice.json")
@@ -50,8 +55,10 @@ def main(argv=None) -> None:
         card = ship(name, args.export, args.domain)
         print(f"{name}: {card['property']} ({card['units']}), test {card['metrics']}")
     size = sum(p.stat().st_size for p in PACKAGE.iterdir() if p.suffix in (".pt", ".json"))
-    print(f"deepchem_cgcnn/pretrained: {size / 2**20:.2f} MiB in "
-          f"{len(list(PACKAGE.glob('*.pt')))} models")
+    print(
+        f"deepchem_cgcnn/pretrained: {size / 2**20:.2f} MiB in "
+        f"{len(list(PACKAGE.glob('*.pt')))} models"
+    )
 
 
 if __name__ == "__main__":

@@ -10,12 +10,11 @@ Usage
 ``OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python benchmarks/train_models.py --slot 0 --slots 2``
 ``.venv/bin/python benchmarks/train_models.py --list``
 """
+
 import argparse
 import os
 import subprocess
 import sys
-from pathlib import Path
-from typing import Dict, List
 
 from _common import PROJECT_ROOT
 
@@ -26,48 +25,152 @@ WORK = PROJECT_ROOT / "work"
 EXPORT = WORK / "export"
 
 
-def _job(name: str, data: str, target: str, *extra: str, minutes: float = 100) -> List[str]:
-    return ["--data", data, "--target", target, "--name", name, "--work-dir", str(WORK),
-            "--export", str(EXPORT), "--cache-dir", str(WORK / "cache"), "--max-minutes", str(minutes), "--max-epochs", "400",
-            "--n-jobs", "1", "--compile", *extra]
+def _job(name: str, data: str, target: str, *extra: str, minutes: float = 100) -> list[str]:
+    return [
+        "--data",
+        data,
+        "--target",
+        target,
+        "--name",
+        name,
+        "--work-dir",
+        str(WORK),
+        "--export",
+        str(EXPORT),
+        "--cache-dir",
+        str(WORK / "cache"),
+        "--max-minutes",
+        str(minutes),
+        "--max-epochs",
+        "400",
+        "--n-jobs",
+        "1",
+        "--compile",
+        *extra,
+    ]
 
 
 # The shipped formation-energy model was trained with Adam + cosine (AdamW with no weight
 # decay is the same optimizer), so its ensemble members use exactly that recipe.
-JOBS: Dict[str, List[str]] = {
-    "mp-band-gap": _job("mp-band-gap", MP, "band_gap", "--property", "band gap",
-                        "--units", "eV", "--recipe", "fast", "--weight-decay", "0", minutes=50),
-    "mp-metallicity": _job("mp-metallicity", MP, "is_metal", "--mode", "classification",
-                           "--property", "metal probability", "--units", "P(metal)",
-                           minutes=45),
-    "castelli-perovskites": _job("castelli-perovskites", PEROVSKITES, "heat_all",
-                                 "--property", "heat of formation", "--units", "eV/cell",
-                                 minutes=22),
-    "castelli-perovskites-linear": _job("castelli-perovskites-linear", PEROVSKITES, "heat_all",
-                                        "--pooling", "linear-sum",
-                                        "--property", "heat of formation",
-                                        "--units", "eV/cell", minutes=22),
-    "mp-fermi-energy": _job("mp-fermi-energy", MP, "efermi", "--property", "Fermi energy",
-                            "--units", "eV", minutes=45),
+JOBS: dict[str, list[str]] = {
+    "mp-band-gap": _job(
+        "mp-band-gap",
+        MP,
+        "band_gap",
+        "--property",
+        "band gap",
+        "--units",
+        "eV",
+        "--recipe",
+        "fast",
+        "--weight-decay",
+        "0",
+        minutes=50,
+    ),
+    "mp-metallicity": _job(
+        "mp-metallicity",
+        MP,
+        "is_metal",
+        "--mode",
+        "classification",
+        "--property",
+        "metal probability",
+        "--units",
+        "P(metal)",
+        minutes=45,
+    ),
+    "castelli-perovskites": _job(
+        "castelli-perovskites",
+        PEROVSKITES,
+        "heat_all",
+        "--property",
+        "heat of formation",
+        "--units",
+        "eV/cell",
+        minutes=22,
+    ),
+    "castelli-perovskites-linear": _job(
+        "castelli-perovskites-linear",
+        PEROVSKITES,
+        "heat_all",
+        "--pooling",
+        "linear-sum",
+        "--property",
+        "heat of formation",
+        "--units",
+        "eV/cell",
+        minutes=22,
+    ),
+    "mp-fermi-energy": _job(
+        "mp-fermi-energy", MP, "efermi", "--property", "Fermi energy", "--units", "eV", minutes=45
+    ),
     "mp-formation-energy-paper-recipe": _job(
-        "mp-formation-energy-paper-recipe", MP, "formation_energy_per_atom", "--recipe", "paper",
-        "--property", "formation energy per atom", minutes=45),
+        "mp-formation-energy-paper-recipe",
+        MP,
+        "formation_energy_per_atom",
+        "--recipe",
+        "paper",
+        "--property",
+        "formation energy per atom",
+        minutes=45,
+    ),
     # Our recipe on the paper recipe's 45-minute budget: the two runs' histories give the
     # MAE-vs-training-time comparison of docs/recipes.png.
     "mp-formation-energy-fast-45min": _job(
-        "mp-formation-energy-fast-45min", MP, "formation_energy_per_atom", "--recipe", "fast",
-        "--weight-decay", "0", "--property", "formation energy per atom", minutes=45),
-    "mp-band-gap-nonmetals": _job("mp-band-gap-nonmetals", MP, "band_gap", "--query",
-                                  "band_gap > 0", "--property", "band gap (non-metals)",
-                                  "--units", "eV", minutes=40),
-    **{f"castelli-perovskites.{k}": _job(
-        f"castelli-perovskites.{k}", PEROVSKITES, "heat_all", "--init-seed", str(k),
-        "--property", "heat of formation", "--units", "eV/cell", minutes=15)
-       for k in range(1, 5)},
-    **{f"mp-formation-energy.{k}": _job(
-        f"mp-formation-energy.{k}", MP, "formation_energy_per_atom", "--init-seed", str(k),
-        "--recipe", "fast", "--weight-decay", "0", "--property", "formation energy per atom")
-       for k in range(1, 5)},
+        "mp-formation-energy-fast-45min",
+        MP,
+        "formation_energy_per_atom",
+        "--recipe",
+        "fast",
+        "--weight-decay",
+        "0",
+        "--property",
+        "formation energy per atom",
+        minutes=45,
+    ),
+    "mp-band-gap-nonmetals": _job(
+        "mp-band-gap-nonmetals",
+        MP,
+        "band_gap",
+        "--query",
+        "band_gap > 0",
+        "--property",
+        "band gap (non-metals)",
+        "--units",
+        "eV",
+        minutes=40,
+    ),
+    **{
+        f"castelli-perovskites.{k}": _job(
+            f"castelli-perovskites.{k}",
+            PEROVSKITES,
+            "heat_all",
+            "--init-seed",
+            str(k),
+            "--property",
+            "heat of formation",
+            "--units",
+            "eV/cell",
+            minutes=15,
+        )
+        for k in range(1, 5)
+    },
+    **{
+        f"mp-formation-energy.{k}": _job(
+            f"mp-formation-energy.{k}",
+            MP,
+            "formation_energy_per_atom",
+            "--init-seed",
+            str(k),
+            "--recipe",
+            "fast",
+            "--weight-decay",
+            "0",
+            "--property",
+            "formation energy per atom",
+        )
+        for k in range(1, 5)
+    },
 }
 
 

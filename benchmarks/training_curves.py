@@ -8,6 +8,7 @@ Usage
 -----
 ``.venv/bin/python benchmarks/training_curves.py``
 """
+
 import argparse
 from pathlib import Path
 
@@ -24,9 +25,12 @@ PUBLISHED = {  # task -> (figure, label); the paper's unless said otherwise
 
 def main(argv=None) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from deepchem_cgcnn import available_pretrained, pretrained_card
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "training-curves.png")
     args = parser.parse_args(argv)
@@ -34,15 +38,18 @@ def main(argv=None) -> None:
     cards = {n: c for n, c in cards.items() if c.get("history")}
     if not cards:
         raise SystemExit("no shipped card holds a training history")
-    figure, axes = plt.subplots(1, len(cards), figsize=(3.4 * len(cards), 3.2), dpi=150,
-                                squeeze=False)
+    figure, axes = plt.subplots(
+        1, len(cards), figsize=(3.4 * len(cards), 3.2), dpi=150, squeeze=False
+    )
     rows = []
     for axis, (name, card) in zip(axes[0], cards.items()):
         history = card["history"]
         minutes = [s / 60 for s in history["seconds"]]
         axis.plot(minutes, history["valid_error"], lw=1, label="validation")
         classify = card["mode"] == "classification"
-        test = 1 - card["metrics"]["roc_auc"]["test"] if classify else card["metrics"]["mae"]["test"]
+        test = (
+            1 - card["metrics"]["roc_auc"]["test"] if classify else card["metrics"]["mae"]["test"]
+        )
         axis.axhline(test, color="black", lw=0.8, ls="--", label=f"test {test:.3g}")
         if card["task"] in PUBLISHED:
             value, label = PUBLISHED[card["task"]]
@@ -52,12 +59,22 @@ def main(argv=None) -> None:
         axis.set_ylabel("1 - ROC-AUC" if classify else f"MAE ({card['units']})")
         axis.set_title(name, fontsize=9)
         axis.legend(fontsize=7)
-        rows.append([name, len(minutes), f"{minutes[-1]:.0f}", f"{min(history['valid_error']):.4g}",
-                     f"{test:.4g}"])
+        rows.append(
+            [
+                name,
+                len(minutes),
+                f"{minutes[-1]:.0f}",
+                f"{min(history['valid_error']):.4g}",
+                f"{test:.4g}",
+            ]
+        )
     figure.tight_layout()
     figure.savefig(args.out)
-    print(markdown_table(["model", "epochs", "training minutes", "best validation error",
-                          "test error"], rows))
+    print(
+        markdown_table(
+            ["model", "epochs", "training minutes", "best validation error", "test error"], rows
+        )
+    )
     print(f"\nwrote {args.out}")
 
 

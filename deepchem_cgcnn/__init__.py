@@ -2,12 +2,24 @@
 
 >>> from deepchem_cgcnn import CGCNNFeaturizer, CGCNNModel
 """
+
 from deepchem_cgcnn.checkpoints import CheckpointError, available_pretrained, pretrained_card
-from deepchem_cgcnn.data import (CGCNNRandomSplitter, CompositionGroupedSplitter, DownloadError,
-                                 LoadSummary, MaterialsProjectLoader, OriginalCGCNNSplitter,
-                                 StratifiedSplitter, load_mp_band_gap, load_mp_bulk_modulus,
-                                 load_mp_fermi_energy, load_mp_formation_energy,
-                                 load_mp_metallicity, load_mp_shear_modulus, load_perovskite)
+from deepchem_cgcnn.data import (
+    CGCNNRandomSplitter,
+    CompositionGroupedSplitter,
+    DownloadError,
+    LoadSummary,
+    MaterialsProjectLoader,
+    OriginalCGCNNSplitter,
+    StratifiedSplitter,
+    load_mp_band_gap,
+    load_mp_bulk_modulus,
+    load_mp_fermi_energy,
+    load_mp_formation_energy,
+    load_mp_metallicity,
+    load_mp_shear_modulus,
+    load_perovskite,
+)
 from deepchem_cgcnn.domain import DomainRecord, DomainWarning
 from deepchem_cgcnn.ensemble import CGCNNEnsemble, calibration, load_pretrained_predictor
 from deepchem_cgcnn.featurizer import CGCNNFeaturizer, FeaturizationError
@@ -19,13 +31,39 @@ from deepchem_cgcnn.training import RunMismatchError, TrainingDivergedError
 __version__ = "0.1.0"
 
 __all__ = [
-    "CGCNN", "CGCNNEnsemble", "CGCNNFeaturizer", "CGCNNModel", "CGCNNRandomSplitter", "CheckpointError",
-    "CompositionGroupedSplitter", "CrystalGraph", "CrystalGraphBatch", "DomainRecord",
-    "DomainWarning", "DownloadError", "GraphSettingsError", "RunMismatchError",
+    "CGCNN",
+    "CGCNNEnsemble",
+    "CGCNNFeaturizer",
+    "CGCNNModel",
+    "CGCNNRandomSplitter",
+    "CheckpointError",
+    "CompositionGroupedSplitter",
+    "CrystalGraph",
+    "CrystalGraphBatch",
+    "DomainRecord",
+    "DomainWarning",
+    "DownloadError",
+    "GraphSettingsError",
+    "RunMismatchError",
     "TrainingDivergedError",
-    "FeaturizationError", "GatedConv", "GaussianExpansion", "LoadSummary",
-    "MaterialsProjectLoader", "OriginalCGCNNSplitter", "SimpleConv", "StratifiedSplitter",
-    "available_pretrained", "batch_graphs", "calibration", "load_mp_band_gap", "load_mp_bulk_modulus",
-    "load_mp_fermi_energy", "load_mp_formation_energy", "load_mp_metallicity",
-    "load_mp_shear_modulus", "load_perovskite", "load_pretrained_predictor", "pretrained_card",
+    "FeaturizationError",
+    "GatedConv",
+    "GaussianExpansion",
+    "LoadSummary",
+    "MaterialsProjectLoader",
+    "OriginalCGCNNSplitter",
+    "SimpleConv",
+    "StratifiedSplitter",
+    "available_pretrained",
+    "batch_graphs",
+    "calibration",
+    "load_mp_band_gap",
+    "load_mp_bulk_modulus",
+    "load_mp_fermi_energy",
+    "load_mp_formation_energy",
+    "load_mp_metallicity",
+    "load_mp_shear_modulus",
+    "load_perovskite",
+    "load_pretrained_predictor",
+    "pretrained_card",
 ]

@@ -20,19 +20,21 @@ True
 >>> verify_manifest(folder)
 'a.json: checksum mismatch'
 """
+
 import contextlib
 import fcntl
 import hashlib
 import json
 import os
 import tempfile
-from typing import Any, Callable, Dict, Iterator, Optional, Union
+from collections.abc import Callable, Iterator
+from typing import Any
 
 MANIFEST = "checksums.json"
 _CHUNK_BYTES = 1 << 20
 
 
-def file_sha256(path: Union[str, os.PathLike], chunk: int = _CHUNK_BYTES) -> str:
+def file_sha256(path: str | os.PathLike, chunk: int = _CHUNK_BYTES) -> str:
     """SHA-256 (hex) of a file, streamed."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -54,8 +56,9 @@ def _fsync_folder(folder: str) -> None:
         os.close(descriptor)
 
 
-def atomic_write(path: Union[str, os.PathLike], write: Callable[[Any], None],
-                 binary: bool = True) -> None:
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[Any], None], binary: bool = True
+) -> None:
     """Write ``path`` all or nothing: ``write(handle)`` fills a temporary file that replaces it.
 
     The temporary file lives in the target's folder (so the rename is atomic), is fsynced
@@ -64,8 +67,9 @@ def atomic_write(path: Union[str, os.PathLike], write: Callable[[Any], None],
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.",
-                                             suffix=".tmp")
+    descriptor, temporary = tempfile.mkstemp(
+        dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
+    )
     try:
         with os.fdopen(descriptor, "wb" if binary else "w") as handle:
             write(handle)
@@ -79,24 +83,25 @@ def atomic_write(path: Union[str, os.PathLike], write: Callable[[Any], None],
     _fsync_folder(folder)
 
 
-def atomic_write_json(path: Union[str, os.PathLike], data: Any, **dump_kwargs) -> None:
+def atomic_write_json(path: str | os.PathLike, data: Any, **dump_kwargs) -> None:
     """Write ``data`` as JSON to ``path`` atomically."""
     atomic_write(path, lambda handle: json.dump(data, handle, **dump_kwargs), binary=False)
 
 
-def atomic_torch_save(path: Union[str, os.PathLike], data: Any) -> None:
+def atomic_torch_save(path: str | os.PathLike, data: Any) -> None:
     """``torch.save`` to ``path`` atomically."""
     import torch
+
     atomic_write(path, lambda handle: torch.save(data, handle))
 
 
-def read_json(path: Union[str, os.PathLike]) -> Any:
+def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON file."""
     with open(path) as handle:
         return json.load(handle)
 
 
-def remove_stale_temporaries(folder: Union[str, os.PathLike]) -> int:
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
     """Delete the ``.*.tmp`` files an interrupted :func:`atomic_write` left in ``folder``."""
     removed = 0
     with contextlib.suppress(FileNotFoundError):
@@ -108,7 +113,7 @@ def remove_stale_temporaries(folder: Union[str, os.PathLike]) -> int:
     return removed
 
 
-def folder_checksums(folder: Union[str, os.PathLike]) -> Dict[str, str]:
+def folder_checksums(folder: str | os.PathLike) -> dict[str, str]:
     """SHA-256 of every file under ``folder`` (paths relative to it), the manifest excluded."""
     folder = os.fspath(folder)
     sums = {}
@@ -121,12 +126,12 @@ def folder_checksums(folder: Union[str, os.PathLike]) -> Dict[str, str]:
     return dict(sorted(sums.items()))
 
 
-def write_manifest(folder: Union[str, os.PathLike]) -> None:
+def write_manifest(folder: str | os.PathLike) -> None:
     """Record the checksum of every file under ``folder`` in ``folder/checksums.json``."""
     atomic_write_json(os.path.join(folder, MANIFEST), folder_checksums(folder), indent=0)
 
 
-def verify_manifest(folder: Union[str, os.PathLike]) -> Optional[str]:
+def verify_manifest(folder: str | os.PathLike) -> str | None:
     """``None`` when every file under ``folder`` matches its manifest, else what is wrong."""
     manifest = os.path.join(folder, MANIFEST)
     if not os.path.isfile(manifest):
@@ -148,7 +153,7 @@ def verify_manifest(folder: Union[str, os.PathLike]) -> Optional[str]:
 
 
 @contextlib.contextmanager
-def file_lock(path: Union[str, os.PathLike]) -> Iterator[None]:
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive advisory lock on ``path`` (created if needed) for the block.
 
     Processes building the same cache entry take turns; the lock is released when the

@@ -1,4 +1,5 @@
 """Import DeepChem without the dozens of "Skipped loading ..." lines it prints."""
+
 import contextlib
 import io
 import logging
@@ -14,6 +15,7 @@ def import_deepchem() -> ModuleType:
     still raise.
     """
     import sys
+
     if "deepchem" in sys.modules:
         return sys.modules["deepchem"]
     sink = io.StringIO()

@@ -9,6 +9,7 @@ Examples::
     deepchem-cgcnn train --data ../shared/datasets/mp_cgcnn.csv.gz \\
         --target formation_energy_per_atom --name mp-formation-energy
 """
+
 import argparse
 import csv
 import json
@@ -19,20 +20,23 @@ import re
 import sys
 import time
 import warnings
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 
-def _input_items(args: argparse.Namespace) -> List[Tuple[str, Any]]:
+def _input_items(args: argparse.Namespace) -> list[tuple[str, Any]]:
     """``(name, file path or Structure)`` of each input: the files, or the built-in examples."""
     from deepchem_cgcnn.examples import example_structures
+
     if not args.files:
         return list(example_structures().items())
     return [(os.path.basename(p), p) for p in args.files]
 
 
-def _read_structures(items: Sequence[Tuple[str, Any]]):
+def _read_structures(items: Sequence[tuple[str, Any]]):
     """The Structures of ``items`` (None where unreadable) and ``{index: reason}`` failures."""
     from deepchem_cgcnn.featurizer import CGCNNFeaturizer
+
     structures, failures = [], {}
     for i, (_, source) in enumerate(items):
         try:
@@ -53,20 +57,20 @@ def _read_inputs(args: argparse.Namespace):
 class _RowWriter:
     """Rows to the terminal (aligned on the header) and to ``--out`` (CSV), as they come."""
 
-    def __init__(self, header: List[str], name_width: int, out: Optional[str]):
-        self.widths = [max(len(header[0]), name_width), 10,
-                       *(len(h) for h in header[2:-1]), 0]
-        self.csv_file = open(out, "w", newline="") if out else None
+    def __init__(self, header: list[str], name_width: int, out: str | None):
+        self.widths = [max(len(header[0]), name_width), 10, *(len(h) for h in header[2:-1]), 0]
+        self.csv_file = open(out, "w", newline="") if out else None  # noqa: SIM115 (held open while rows stream)
         self.csv = csv.writer(self.csv_file) if self.csv_file else None
         self._write(header)
 
-    def _write(self, row: List[str]) -> None:
-        sys.stdout.write("  ".join(str(v).ljust(w) for v, w in zip(row, self.widths)).rstrip()
-                         + "\n")
+    def _write(self, row: list[str]) -> None:
+        sys.stdout.write(
+            "  ".join(str(v).ljust(w) for v, w in zip(row, self.widths)).rstrip() + "\n"
+        )
         if self.csv:
             self.csv.writerow(row)
 
-    def write(self, rows: List[List[str]]) -> None:
+    def write(self, rows: list[list[str]]) -> None:
         for row in rows:
             self._write(row)
         sys.stdout.flush()
@@ -78,7 +82,7 @@ class _RowWriter:
             self.csv_file.close()
 
 
-def _predict_chunk(models, structures: List[Any], failures: Dict[int, str]):
+def _predict_chunk(models, structures: list[Any], failures: dict[int, str]):
     """Each model's cells and each crystal's domain flags for one chunk of structures."""
     import numpy as np
 
@@ -88,9 +92,9 @@ def _predict_chunk(models, structures: List[Any], failures: Dict[int, str]):
 
     dc = import_deepchem()
     readable = [i for i, s in enumerate(structures) if s is not None]
-    flags: Dict[int, List[str]] = {i: [] for i in range(len(structures))}
-    columns: List[List[str]] = []
-    graphs_by_settings: Dict[str, np.ndarray] = {}
+    flags: dict[int, list[str]] = {i: [] for i in range(len(structures))}
+    columns: list[list[str]] = []
+    graphs_by_settings: dict[str, np.ndarray] = {}
     for model, card in models:
         is_ensemble = isinstance(model, CGCNNEnsemble)
         settings = model.featurizer_params
@@ -104,8 +108,9 @@ def _predict_chunk(models, structures: List[Any], failures: Dict[int, str]):
         ok = [i for i, g in zip(readable, graphs) if not isinstance(g, np.ndarray)]
         cells = ["failed"] * len(structures)
         if ok:
-            dataset = dc.data.NumpyDataset(np.array(
-                [g for g in graphs if not isinstance(g, np.ndarray)], dtype=object))
+            dataset = dc.data.NumpyDataset(
+                np.array([g for g in graphs if not isinstance(g, np.ndarray)], dtype=object)
+            )
             if is_ensemble:
                 mean, std = model.predict_uncertainty(dataset)
             else:
@@ -113,10 +118,11 @@ def _predict_chunk(models, structures: List[Any], failures: Dict[int, str]):
             column = 1 if card["mode"] == "classification" else 0
             for j, i in enumerate(ok):
                 cells[i] = f"{mean[j, column]:.3f}" + (
-                    f" ± {std[j, column]:.3f}" if std is not None else "")
+                    f" ± {std[j, column]:.3f}" if std is not None else ""
+                )
             member = model.models[0] if is_ensemble else model
             for i, record in zip(ok, member.check_domain(dataset, with_formula=False)):
-                shown = {re.sub(r"\d+", "#", f) for f in flags[i]}   # one line per kind
+                shown = {re.sub(r"\d+", "#", f) for f in flags[i]}  # one line per kind
                 flags[i] += [f for f in record.flags if re.sub(r"\d+", "#", f) not in shown]
         columns.append(cells)
     return columns, flags
@@ -130,24 +136,39 @@ def _predict(args: argparse.Namespace) -> int:
     from deepchem_cgcnn.ensemble import load_pretrained_predictor
 
     _check_writable(args.out, "--out")
-    warnings.simplefilter("ignore", DomainWarning)   # the warnings column says it per crystal
-    models = [(load_pretrained_predictor(name), pretrained_card(name))
-              for name in args.model or _general_models()]
+    warnings.simplefilter("ignore", DomainWarning)  # the warnings column says it per crystal
+    models = [
+        (load_pretrained_predictor(name), pretrained_card(name))
+        for name in args.model or _general_models()
+    ]
     items = _input_items(args)
-    header = ["structure", "formula", *(f"{card['property']} ({card['units']})"
-                                        for _, card in models), "warnings"]
+    header = [
+        "structure",
+        "formula",
+        *(f"{card['property']} ({card['units']})" for _, card in models),
+        "warnings",
+    ]
     writer = _RowWriter(header, max((len(name) for name, _ in items), default=0), args.out)
     n_failed = 0
-    progress = tqdm(total=len(items), unit="crystal", disable=not sys.stderr.isatty(),
-                    file=sys.stderr)
+    progress = tqdm(
+        total=len(items), unit="crystal", disable=not sys.stderr.isatty(), file=sys.stderr
+    )
     try:
         for start in range(0, len(items), args.chunk_size):
-            chunk = items[start:start + args.chunk_size]
+            chunk = items[start : start + args.chunk_size]
             structures, failures = _read_structures(chunk)
             columns, flags = _predict_chunk(models, structures, failures)
-            writer.write([[name, s.composition.reduced_formula if s is not None else "?",
-                           *(cells[i] for cells in columns), "; ".join(flags[i]) or "-"]
-                          for i, ((name, _), s) in enumerate(zip(chunk, structures))])
+            writer.write(
+                [
+                    [
+                        name,
+                        s.composition.reduced_formula if s is not None else "?",
+                        *(cells[i] for cells in columns),
+                        "; ".join(flags[i]) or "-",
+                    ]
+                    for i, ((name, _), s) in enumerate(zip(chunk, structures))
+                ]
+            )
             for index, reason in sorted(failures.items()):
                 progress.write(f"{chunk[index][0]}: {reason}", file=sys.stderr)
             n_failed += len(failures)
@@ -158,9 +179,10 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if n_failed else 0
 
 
-def _general_models() -> List[str]:
+def _general_models() -> list[str]:
     """Shipped models for any crystal: those whose card names no narrower ``domain``."""
     from deepchem_cgcnn.checkpoints import available_pretrained, pretrained_card
+
     return [n for n in available_pretrained() if not pretrained_card(n).get("domain")]
 
 
@@ -168,18 +190,25 @@ def _explain(args: argparse.Namespace) -> int:
     from deepchem_cgcnn.checkpoints import available_pretrained, load_pretrained, pretrained_card
 
     names, structures, failures = _read_inputs(args)
-    linear = [n for n in available_pretrained()
-              if pretrained_card(n).get("model", {}).get("pooling", "").startswith("linear")]
+    linear = [
+        n
+        for n in available_pretrained()
+        if pretrained_card(n).get("model", {}).get("pooling", "").startswith("linear")
+    ]
     name = args.model or (linear[0] if linear else None)
     if name is None:
-        sys.stderr.write("no shipped model has linear pooling; train one with "
-                         "'deepchem-cgcnn train --pooling linear-mean' and pass --model\n")
+        sys.stderr.write(
+            "no shipped model has linear pooling; train one with "
+            "'deepchem-cgcnn train --pooling linear-mean' and pass --model\n"
+        )
         return 2
     model = load_pretrained(name)
     card = pretrained_card(name)
     if card.get("domain"):
-        sys.stderr.write(f"note: {name} was trained on {card['domain']}; its contributions "
-                         f"mean little for other crystals\n")
+        sys.stderr.write(
+            f"note: {name} was trained on {card['domain']}; its contributions "
+            f"mean little for other crystals\n"
+        )
     out = sys.stdout
     for index, (label, structure) in enumerate(zip(names, structures)):
         if structure is None:
@@ -194,8 +223,10 @@ def _explain(args: argparse.Namespace) -> int:
         roles = _perovskite_roles(structure) if args.perovskite else None
         how = "mean" if model.hyperparameters["pooling"] == "linear-mean" else "sum"
         total = getattr(table.contribution, how)()
-        out.write(f"{label} ({structure.composition.reduced_formula}): {card['property']} "
-                  f"{total:.3f} {card['units']} = {how} of the site contributions\n")
+        out.write(
+            f"{label} ({structure.composition.reduced_formula}): {card['property']} "
+            f"{total:.3f} {card['units']} = {how} of the site contributions\n"
+        )
         for row in table.itertuples():
             role = f"  {roles[row.site]}" if roles else ""
             out.write(f"  site {row.site:3d}  {row.element:<3}{role}  {row.contribution:+.3f}\n")
@@ -205,18 +236,20 @@ def _explain(args: argparse.Namespace) -> int:
 def _anion_set(text: str):
     """``"O3"`` -> ``('O', 'O', 'O')``, ``"NO2"`` -> ``('N', 'O', 'O')``: three X-site elements."""
     from pymatgen.core import Composition
+
     try:
         amounts = Composition(text)
     except Exception as error:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an anion formula: {error}")
+        raise argparse.ArgumentTypeError(f"{text!r} is not an anion formula: {error}") from error
     elements = tuple(sorted(e for el, n in amounts.items() for e in [str(el)] * int(round(n))))
     if len(elements) != 3 or sum(amounts.values()) != 3:
-        raise argparse.ArgumentTypeError(f"{text!r} must hold exactly three X-site atoms, like "
-                                         f"O3, NO2 or FO2")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must hold exactly three X-site atoms, like O3, NO2 or FO2"
+        )
     return elements
 
 
-def _check_writable(path: Optional[str], option: str) -> None:
+def _check_writable(path: str | None, option: str) -> None:
     """Refuse an output path whose folder is missing or read-only, before any computation."""
     if not path:
         return
@@ -238,8 +271,11 @@ def _screen(args: argparse.Namespace) -> int:
     lattice = LatticeConstantModel.pretrained(args.model)
     model = load_pretrained_predictor(args.model)
     card = pretrained_card(args.model)
-    candidates = enumerate_candidates(args.a or lattice.elements("A"), args.b or lattice.elements("B"),
-                                      args.x or lattice.anion_sets)
+    candidates = enumerate_candidates(
+        args.a or lattice.elements("A"),
+        args.b or lattice.elements("B"),
+        args.x or lattice.anion_sets,
+    )
     ranked = screen(model, candidates, lattice)
     for (a, b, x), reason in ranked.attrs["skipped"]:
         sys.stderr.write(f"skipped {a}{b}{''.join(x)}: {reason}\n")
@@ -247,14 +283,17 @@ def _screen(args: argparse.Namespace) -> int:
     if args.plot:
         screening_plot(ranked, args.plot, top=args.top, units=card["units"])
     shown = ranked.head(args.top)
-    sys.stdout.write(f"{len(ranked):,} candidates ranked by {card['property']} ({card['units']}), "
-                     f"lowest first; all in {args.out}\n")
+    sys.stdout.write(
+        f"{len(ranked):,} candidates ranked by {card['property']} ({card['units']}), "
+        f"lowest first; all in {args.out}\n"
+    )
     sys.stdout.write(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}") + "\n")
     return 0 if len(ranked) else 1
 
 
 def _perovskite_roles(structure):
     from deepchem_cgcnn.perovskite import PerovskiteSiteError, perovskite_sites
+
     try:
         return perovskite_sites(structure)
     except PerovskiteSiteError:
@@ -274,9 +313,13 @@ def _train(args: argparse.Namespace) -> int:
     from deepchem_cgcnn.featurizer import CGCNNFeaturizer, featurizer_params
     from deepchem_cgcnn.model import CGCNNModel
     from deepchem_cgcnn.recipes import RECIPES, make_optimizer
-    from deepchem_cgcnn.training import (RunMismatchError, TrainingDivergedError,
-                                         classification_error, mean_absolute_error,
-                                         train_with_validation)
+    from deepchem_cgcnn.training import (
+        RunMismatchError,
+        TrainingDivergedError,
+        classification_error,
+        mean_absolute_error,
+        train_with_validation,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     run_dir = args.run_dir or os.path.join(args.work_dir, args.name)
@@ -284,48 +327,85 @@ def _train(args: argparse.Namespace) -> int:
     started = time.time()
     featurizer = CGCNNFeaturizer(selection=args.selection)
     cache = args.cache_dir or os.path.join(args.work_dir, "cache")
-    loader = MaterialsProjectLoader(args.data, tasks=[args.target], featurizer=featurizer,
-                                    splitter=CGCNNRandomSplitter(seed=args.seed),
-                                    data_dir=cache, save_dir=cache, n_jobs=args.n_jobs,
-                                    query=args.query)
+    loader = MaterialsProjectLoader(
+        args.data,
+        tasks=[args.target],
+        featurizer=featurizer,
+        splitter=CGCNNRandomSplitter(seed=args.seed),
+        data_dir=cache,
+        save_dir=cache,
+        n_jobs=args.n_jobs,
+        query=args.query,
+    )
     _, (train, valid, test), _ = loader.load()
     summary = loader.summary
     featurize_seconds = time.time() - started
     if args.train_size and args.train_size < len(train):
-        keep = np.sort(np.random.RandomState(args.seed).permutation(len(train))[:args.train_size])
+        keep = np.sort(np.random.RandomState(args.seed).permutation(len(train))[: args.train_size])
         train = train.select(keep)
     classify = args.mode == "classification"
-    recipe = dataclasses.replace(RECIPES[args.recipe],
-                                 **{k: v for k, v in (("learning_rate", args.lr),
-                                                      ("batch_size", args.batch_size),
-                                                      ("weight_decay", args.weight_decay))
-                                    if v is not None})
+    recipe = dataclasses.replace(
+        RECIPES[args.recipe],
+        **{
+            k: v
+            for k, v in (
+                ("learning_rate", args.lr),
+                ("batch_size", args.batch_size),
+                ("weight_decay", args.weight_decay),
+            )
+            if v is not None
+        },
+    )
     init_seed = args.seed if args.init_seed is None else args.init_seed
     torch.manual_seed(init_seed)
-    hyper = dict(hidden_node_dim=args.hidden, num_conv=args.num_conv, conv=args.conv,
-                 pooling=args.pooling,
-                 predictor_hidden_feats=args.predictor_hidden, n_hidden_layers=args.n_hidden_layers,
-                 mode=args.mode)
-    model = CGCNNModel(**hyper, batch_size=recipe.batch_size, optimizer=make_optimizer(recipe),
-                       compile_convolutions=args.compile,
-                       model_dir=os.path.join(run_dir, "model"))
+    hyper = dict(
+        hidden_node_dim=args.hidden,
+        num_conv=args.num_conv,
+        conv=args.conv,
+        pooling=args.pooling,
+        predictor_hidden_feats=args.predictor_hidden,
+        n_hidden_layers=args.n_hidden_layers,
+        mode=args.mode,
+    )
+    model = CGCNNModel(
+        **hyper,
+        batch_size=recipe.batch_size,
+        optimizer=make_optimizer(recipe),
+        compile_convolutions=args.compile,
+        model_dir=os.path.join(run_dir, "model"),
+    )
     evaluate = classification_error if classify else mean_absolute_error
     selection = valid
     if args.valid_size and args.valid_size < len(valid):
-        keep = np.sort(np.random.RandomState(args.seed).permutation(len(valid))[:args.valid_size])
+        keep = np.sort(np.random.RandomState(args.seed).permutation(len(valid))[: args.valid_size])
         selection = valid.select(keep)
-    run_key = {"data": {"source": os.path.basename(os.path.normpath(args.data)),
-                        "sha256": summary.sha256},
-               "target": args.target, "query": args.query, "mode": args.mode,
-               "featurizer": featurizer_params(featurizer), "model": hyper,
-               "recipe": recipe.to_dict(), "init_seed": init_seed, "split_seed": args.seed,
-               "train_size": len(train), "valid_size": len(selection),
-               "max_epochs": args.max_epochs, "max_minutes": args.max_minutes}
+    run_key = {
+        "data": {"source": os.path.basename(os.path.normpath(args.data)), "sha256": summary.sha256},
+        "target": args.target,
+        "query": args.query,
+        "mode": args.mode,
+        "featurizer": featurizer_params(featurizer),
+        "model": hyper,
+        "recipe": recipe.to_dict(),
+        "init_seed": init_seed,
+        "split_seed": args.seed,
+        "train_size": len(train),
+        "valid_size": len(selection),
+        "max_epochs": args.max_epochs,
+        "max_minutes": args.max_minutes,
+    }
     try:
-        record = train_with_validation(model, train, selection, run_dir,
-                                       learning_rate_at=recipe.learning_rate_at,
-                                       max_epochs=args.max_epochs, max_minutes=args.max_minutes,
-                                       evaluate=evaluate, config=run_key)
+        record = train_with_validation(
+            model,
+            train,
+            selection,
+            run_dir,
+            learning_rate_at=recipe.learning_rate_at,
+            max_epochs=args.max_epochs,
+            max_minutes=args.max_minutes,
+            evaluate=evaluate,
+            config=run_key,
+        )
     except (RunMismatchError, TrainingDivergedError) as error:
         sys.stderr.write(f"error: {error}\n")
         return 2
@@ -333,8 +413,9 @@ def _train(args: argparse.Namespace) -> int:
         sys.stderr.write(f"warning: {record.stopped}\n")
     splits = (("train", train), ("valid", valid), ("test", test))
     if classify:
-        metrics = {"roc_auc": {name: 1.0 - classification_error(model, data)
-                               for name, data in splits}}
+        metrics = {
+            "roc_auc": {name: 1.0 - classification_error(model, data) for name, data in splits}
+        }
     else:
         metrics = {"mae": {name: mean_absolute_error(model, data) for name, data in splits}}
     card = {
@@ -343,31 +424,49 @@ def _train(args: argparse.Namespace) -> int:
         "units": args.units,
         "task": args.target,
         "mode": args.mode,
-        "data": {"source": os.path.basename(os.path.normpath(args.data)), "query": args.query,
-                 "sha256": summary.sha256,
-                 "n_structures": summary.n_rows, "n_loaded": summary.n_loaded,
-                 "dropped": summary.counts()},
-        "split": {"kind": "random (CGCNNRandomSplitter = DeepChem RandomSplitter's permutation)",
-                  "fractions": [0.6, 0.2, 0.2], "seed": args.seed,
-                  "sizes": [len(train), len(valid), len(test)],
-                  "model_selection": f"best validation {'ROC-AUC' if classify else 'MAE'}"
-                                     + (f" on {len(selection)} validation crystals drawn at random"
-                                        if len(selection) < len(valid) else "") + "; "
-                                     "test used only for this card"},
+        "data": {
+            "source": os.path.basename(os.path.normpath(args.data)),
+            "query": args.query,
+            "sha256": summary.sha256,
+            "n_structures": summary.n_rows,
+            "n_loaded": summary.n_loaded,
+            "dropped": summary.counts(),
+        },
+        "split": {
+            "kind": "random (CGCNNRandomSplitter = DeepChem RandomSplitter's permutation)",
+            "fractions": [0.6, 0.2, 0.2],
+            "seed": args.seed,
+            "sizes": [len(train), len(valid), len(test)],
+            "model_selection": f"best validation {'ROC-AUC' if classify else 'MAE'}"
+            + (
+                f" on {len(selection)} validation crystals drawn at random"
+                if len(selection) < len(valid)
+                else ""
+            )
+            + "; "
+            "test used only for this card",
+        },
         "featurizer": featurizer_params(featurizer),
         "model": model.hyperparameters,
-        "recipe": {**recipe.to_dict(), "init_seed": init_seed, "compiled": args.compile,
-                   "max_epochs": args.max_epochs,
-                   "max_minutes": args.max_minutes, "epochs_run": len(record.epochs),
-                   "best_epoch": record.best_epoch},
+        "recipe": {
+            **recipe.to_dict(),
+            "init_seed": init_seed,
+            "compiled": args.compile,
+            "max_epochs": args.max_epochs,
+            "max_minutes": args.max_minutes,
+            "epochs_run": len(record.epochs),
+            "best_epoch": record.best_epoch,
+        },
         "metrics": metrics,
         "training_counts": model.training_counts,
         "history": record.history(),
-        "wall_time_s": {"featurize": round(featurize_seconds, 1),
-                        "train": round(record.seconds[-1] if record.seconds else 0.0, 1),
-                        "total": round(time.time() - started, 1)},
+        "wall_time_s": {
+            "featurize": round(featurize_seconds, 1),
+            "train": round(record.seconds[-1] if record.seconds else 0.0, 1),
+            "total": round(time.time() - started, 1),
+        },
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
-                   f"{torch.get_num_threads()} torch threads, no GPU",
+        f"{torch.get_num_threads()} torch threads, no GPU",
         "command": "deepchem-cgcnn " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"),
     }
@@ -378,8 +477,10 @@ def _train(args: argparse.Namespace) -> int:
     save_pretrained(model, model_path, featurizer_params(featurizer))
     atomic_write_json(card_path, card, indent=2)
     print(json.dumps(card["metrics"]))
-    print(f"model written to {model_path}\ncard written to {card_path}\n"
-          f"run folder (checkpoints, record): {run_dir}")
+    print(
+        f"model written to {model_path}\ncard written to {card_path}\n"
+        f"run folder (checkpoints, record): {run_dir}"
+    )
     return 0
 
 
@@ -388,74 +489,114 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     predict = commands.add_parser("predict", help="predict properties of CIF/POSCAR files")
     predict.add_argument("files", nargs="*", help="CIF or POSCAR files; none: built-in examples")
-    predict.add_argument("--model", action="append",
-                         help="shipped model name (repeatable); default: every model for "
-                              "general crystals (the perovskite models only when named)")
+    predict.add_argument(
+        "--model",
+        action="append",
+        help="shipped model name (repeatable); default: every model for "
+        "general crystals (the perovskite models only when named)",
+    )
     predict.add_argument("--out", help="also write the rows to this CSV file, as they finish")
-    predict.add_argument("--chunk-size", type=int, default=256,
-                         help="structures read, featurized and predicted at a time: memory "
-                              "stays bounded and rows appear as each chunk finishes")
+    predict.add_argument(
+        "--chunk-size",
+        type=int,
+        default=256,
+        help="structures read, featurized and predicted at a time: memory "
+        "stays bounded and rows appear as each chunk finishes",
+    )
     predict.set_defaults(run=_predict)
 
     explain = commands.add_parser(
-        "explain", help="per-site contributions of a linear-pooling model")
+        "explain", help="per-site contributions of a linear-pooling model"
+    )
     explain.add_argument("files", nargs="*", help="CIF or POSCAR files; none: built-in examples")
     explain.add_argument("--model", help="shipped linear-pooling model (default: the first)")
-    explain.add_argument("--perovskite", action="store_true",
-                         help="also label each site A, B or X (5-atom ABX3 cells)")
+    explain.add_argument(
+        "--perovskite",
+        action="store_true",
+        help="also label each site A, B or X (5-atom ABX3 cells)",
+    )
     explain.set_defaults(run=_explain)
     for command in (predict, explain):
-        command.epilog = ("exit status: 0 when every input was answered, 1 when any input "
-                          "failed (one line per failure on stderr; the others are still "
-                          "answered), 2 for a usage error")
+        command.epilog = (
+            "exit status: 0 when every input was answered, 1 when any input "
+            "failed (one line per failure on stderr; the others are still "
+            "answered), 2 for a usage error"
+        )
 
     screen = commands.add_parser(
-        "screen", help="rank cubic ABX3 perovskites from element lists by a shipped model")
+        "screen", help="rank cubic ABX3 perovskites from element lists by a shipped model"
+    )
     screen.add_argument("--a", nargs="+", help="A-site elements (default: all seen in training)")
     screen.add_argument("--b", nargs="+", help="B-site elements (default: all seen in training)")
-    screen.add_argument("--x", nargs="+", type=_anion_set,
-                        help="anion sets such as O3 NO2 (default: all seen in training)")
-    screen.add_argument("--model", default="castelli-perovskites",
-                        help="shipped perovskite model (its seed members make the ensemble)")
+    screen.add_argument(
+        "--x",
+        nargs="+",
+        type=_anion_set,
+        help="anion sets such as O3 NO2 (default: all seen in training)",
+    )
+    screen.add_argument(
+        "--model",
+        default="castelli-perovskites",
+        help="shipped perovskite model (its seed members make the ensemble)",
+    )
     screen.add_argument("--out", default="screening.csv", help="CSV of every ranked candidate")
     screen.add_argument("--plot", help="PNG: distribution and the top candidates")
     screen.add_argument("--top", type=int, default=20, help="rows printed (and plotted)")
     screen.set_defaults(run=_screen)
 
     train = commands.add_parser("train", help="train a model on a table of crystals")
-    train.add_argument("--data", required=True,
-                       help="a CSV/JSON (.gz) table with a cif column, a CIF folder with "
-                            "id_prop.csv, or a named dataset (e.g. matbench_mp_gap)")
+    train.add_argument(
+        "--data",
+        required=True,
+        help="a CSV/JSON (.gz) table with a cif column, a CIF folder with "
+        "id_prop.csv, or a named dataset (e.g. matbench_mp_gap)",
+    )
     train.add_argument("--target", required=True, help="label column (or task name)")
     train.add_argument("--name", required=True, help="name of the exported model")
     train.add_argument("--property", help="human name of the target for the card")
     train.add_argument("--units", default="eV/atom")
     train.add_argument("--query", help='keep rows whose label satisfies this, e.g. "band_gap > 0"')
     train.add_argument("--mode", default="regression", choices=["regression", "classification"])
-    train.add_argument("--work-dir", default="work/train",
-                       help="holds one run folder per model name (<work-dir>/<name>: "
-                            "checkpoints and record; a rerun resumes it) and the data cache")
+    train.add_argument(
+        "--work-dir",
+        default="work/train",
+        help="holds one run folder per model name (<work-dir>/<name>: "
+        "checkpoints and record; a rerun resumes it) and the data cache",
+    )
     train.add_argument("--run-dir", help="the run folder (default: <work-dir>/<name>)")
     train.add_argument("--cache-dir", help="featurized-data cache (default: <work-dir>/cache)")
     train.add_argument("--export", default="work/export", help="folder for <name>.pt/.json")
     train.add_argument("--selection", default="complete", choices=["cgcnn", "complete"])
     train.add_argument("--seed", type=int, default=123, help="split seed")
-    train.add_argument("--valid-size", type=int,
-                       help="pick the best epoch on this many validation crystals (seeded draw) "
-                            "instead of all; the card still scores the whole split")
-    train.add_argument("--compile", action="store_true",
-                       help="torch.compile the convolutions (~1.3x faster on CPU, same weights)")
+    train.add_argument(
+        "--valid-size",
+        type=int,
+        help="pick the best epoch on this many validation crystals (seeded draw) "
+        "instead of all; the card still scores the whole split",
+    )
+    train.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the convolutions (~1.3x faster on CPU, same weights)",
+    )
     train.add_argument("--init-seed", type=int, help="weight-initialization seed (default: --seed)")
     train.add_argument("--train-size", type=int, help="train on this many of the training split")
-    train.add_argument("--recipe", default="fast", choices=["fast", "paper"],
-                       help="fast: AdamW + cosine; paper: SGD 0.01, momentum 0.9, batch 256")
+    train.add_argument(
+        "--recipe",
+        default="fast",
+        choices=["fast", "paper"],
+        help="fast: AdamW + cosine; paper: SGD 0.01, momentum 0.9, batch 256",
+    )
     train.add_argument("--lr", type=float, help="override the recipe's learning rate")
     train.add_argument("--batch-size", type=int, help="override the recipe's batch size")
     train.add_argument("--weight-decay", type=float, help="override the recipe's weight decay")
     train.add_argument("--conv", default="gated", choices=["gated", "simple"])
-    train.add_argument("--pooling", default="mean",
-                       choices=["mean", "sum", "max", "linear-mean", "linear-sum"],
-                       help="linear-*: per-atom contributions (deepchem-cgcnn explain)")
+    train.add_argument(
+        "--pooling",
+        default="mean",
+        choices=["mean", "sum", "max", "linear-mean", "linear-sum"],
+        help="linear-*: per-atom contributions (deepchem-cgcnn explain)",
+    )
     train.add_argument("--hidden", type=int, default=64)
     train.add_argument("--num-conv", type=int, default=4)
     train.add_argument("--predictor-hidden", type=int, default=128)
@@ -475,11 +616,18 @@ def _user_errors() -> tuple:
     from deepchem_cgcnn.checkpoints import CheckpointError, UnknownModelError
     from deepchem_cgcnn.data.download import DownloadError
     from deepchem_cgcnn.model import GraphSettingsError
-    return (UserError, CheckpointError, UnknownModelError, DownloadError, GraphSettingsError,
-            FileNotFoundError)
+
+    return (
+        UserError,
+        CheckpointError,
+        UnknownModelError,
+        DownloadError,
+        GraphSettingsError,
+        FileNotFoundError,
+    )
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; user errors print one ``error:`` line and exit 2."""
     args = build_parser().parse_args(argv)
     logging.getLogger("deepchem").setLevel(logging.ERROR)

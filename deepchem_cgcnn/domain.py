@@ -32,10 +32,12 @@ Examples
 1 of 1 atoms have no neighbour within 8 Å
 empty gap of 20.0 Å between atomic planes along lattice vector a (slab, layer or molecule in vacuum; flagged above 7 Å)
 """
+
 import functools
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -56,20 +58,21 @@ class DomainRecord:
 
     id: str
     formula: str = ""
-    flags: List[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
 
     @property
     def in_domain(self) -> bool:
         return not self.flags
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _symbol(z: int) -> str:
     from pymatgen.core.periodic_table import Element
+
     return Element.from_Z(int(z)).symbol
 
 
-def training_counts(graphs: Iterable[Any]) -> Dict[str, Dict[str, int]]:
+def training_counts(graphs: Iterable[Any]) -> dict[str, dict[str, int]]:
     """Per element: training crystals holding it, and elemental crystals of it.
 
     Examples
@@ -82,8 +85,8 @@ def training_counts(graphs: Iterable[Any]) -> Dict[str, Dict[str, int]]:
     >>> training_counts([g([11, 17]), g([6, 6]), g([6, 8])])
     {'elements': {'C': 2, 'Cl': 1, 'Na': 1, 'O': 1}, 'elemental_crystals': {'C': 1}}
     """
-    elements: Dict[int, int] = {}
-    elemental: Dict[int, int] = {}
+    elements: dict[int, int] = {}
+    elemental: dict[int, int] = {}
     for graph in graphs:
         if not hasattr(graph, "atomic_numbers"):
             continue
@@ -94,14 +97,18 @@ def training_counts(graphs: Iterable[Any]) -> Dict[str, Dict[str, int]]:
             z = int(present[0])
             elemental[z] = elemental.get(z, 0) + 1
 
-    def by_symbol(counts: Dict[int, int]) -> Dict[str, int]:
+    def by_symbol(counts: dict[int, int]) -> dict[str, int]:
         return dict(sorted((_symbol(z), n) for z, n in counts.items()))
 
     return {"elements": by_symbol(elements), "elemental_crystals": by_symbol(elemental)}
 
 
-def domain_flags(graph: Any, counts: Optional[Mapping[str, Mapping[str, int]]] = None,
-                 min_count: int = MIN_COUNT, max_vacuum_gap: float = MAX_VACUUM_GAP) -> List[str]:
+def domain_flags(
+    graph: Any,
+    counts: Mapping[str, Mapping[str, int]] | None = None,
+    min_count: int = MIN_COUNT,
+    max_vacuum_gap: float = MAX_VACUUM_GAP,
+) -> list[str]:
     """The reasons to distrust a model's answer for one crystal graph (empty: none).
 
     Parameters
@@ -122,51 +129,70 @@ def domain_flags(graph: Any, counts: Optional[Mapping[str, Mapping[str, int]]] =
     n_atoms = len(graph.atomic_numbers)
     radius = getattr(graph, "radius", 8.0)
     if geometry.get("n_isolated"):
-        flags.append(f"{geometry['n_isolated']} of {n_atoms} atoms have no neighbour within "
-                     f"{radius:g} Å")
+        flags.append(
+            f"{geometry['n_isolated']} of {n_atoms} atoms have no neighbour within {radius:g} Å"
+        )
     elif geometry.get("n_underfull"):
         slots = getattr(graph, "settings", {}).get("max_neighbors", 12)
-        flags.append(f"{geometry['n_underfull']} of {n_atoms} atoms have fewer than {slots} "
-                     f"neighbours within {radius:g} Å")
+        flags.append(
+            f"{geometry['n_underfull']} of {n_atoms} atoms have fewer than {slots} "
+            f"neighbours within {radius:g} Å"
+        )
     gap = geometry.get("max_gap")
     if gap is not None and gap > max_vacuum_gap:
-        flags.append(f"empty gap of {gap:.1f} Å between atomic planes along lattice vector "
-                     f"{'abc'[geometry.get('gap_axis', 0)]} (slab, layer or molecule in vacuum; "
-                     f"flagged above {max_vacuum_gap:g} Å)")
+        flags.append(
+            f"empty gap of {gap:.1f} Å between atomic planes along lattice vector "
+            f"{'abc'[geometry.get('gap_axis', 0)]} (slab, layer or molecule in vacuum; "
+            f"flagged above {max_vacuum_gap:g} Å)"
+        )
     if counts:
         present = sorted({_symbol(z) for z in np.unique(graph.atomic_numbers).tolist()})
         seen = counts.get("elements", {})
         for symbol in present:
             if seen.get(symbol, 0) < min_count:
-                flags.append(f"element {symbol} is in {seen.get(symbol, 0)} training crystals "
-                             f"(fewer than {min_count})")
+                flags.append(
+                    f"element {symbol} is in {seen.get(symbol, 0)} training crystals "
+                    f"(fewer than {min_count})"
+                )
         if len(present) == 1:
             symbol = present[0]
             n = counts.get("elemental_crystals", {}).get(symbol, 0)
             if n < min_count:
-                flags.append(f"elemental {symbol}: {n} elemental {symbol} crystals in training "
-                             f"(fewer than {min_count}); pure-element energies are poorly "
-                             f"sampled")
+                flags.append(
+                    f"elemental {symbol}: {n} elemental {symbol} crystals in training "
+                    f"(fewer than {min_count}); pure-element energies are poorly "
+                    f"sampled"
+                )
     return flags
 
 
 def formula_of(graph: Any) -> str:
     """Reduced formula of a crystal graph's atoms."""
     from pymatgen.core import Composition
+
     if not hasattr(graph, "atomic_numbers"):
         return ""
     numbers, amounts = np.unique(graph.atomic_numbers, return_counts=True)
     return Composition({_symbol(z): int(n) for z, n in zip(numbers, amounts)}).reduced_formula
 
 
-def check_graphs(graphs: Sequence[Any], ids: Sequence[Any],
-                 counts: Optional[Mapping[str, Mapping[str, int]]] = None,
-                 min_count: int = MIN_COUNT, max_vacuum_gap: float = MAX_VACUUM_GAP,
-                 with_formula: bool = True) -> List[DomainRecord]:
+def check_graphs(
+    graphs: Sequence[Any],
+    ids: Sequence[Any],
+    counts: Mapping[str, Mapping[str, int]] | None = None,
+    min_count: int = MIN_COUNT,
+    max_vacuum_gap: float = MAX_VACUUM_GAP,
+    with_formula: bool = True,
+) -> list[DomainRecord]:
     """One :class:`DomainRecord` per graph."""
-    return [DomainRecord(str(i), formula_of(g) if with_formula else "",
-                         domain_flags(g, counts, min_count, max_vacuum_gap))
-            for g, i in zip(graphs, ids)]
+    return [
+        DomainRecord(
+            str(i),
+            formula_of(g) if with_formula else "",
+            domain_flags(g, counts, min_count, max_vacuum_gap),
+        )
+        for g, i in zip(graphs, ids)
+    ]
 
 
 def warn_outside_domain(records: Sequence[DomainRecord], stacklevel: int = 3) -> None:
@@ -176,7 +202,10 @@ def warn_outside_domain(records: Sequence[DomainRecord], stacklevel: int = 3) ->
         return
     shown = "; ".join(f"{r.id}: {', '.join(r.flags)}" for r in flagged[:5])
     more = f"; and {len(flagged) - 5} more" if len(flagged) > 5 else ""
-    warnings.warn(f"{len(flagged)} of {len(records)} crystals are outside the model's training "
-                  f"domain, their predictions are less reliable than its test error says "
-                  f"({shown}{more}); see model.check_domain()", DomainWarning,
-                  stacklevel=stacklevel)
+    warnings.warn(
+        f"{len(flagged)} of {len(records)} crystals are outside the model's training "
+        f"domain, their predictions are less reliable than its test error says "
+        f"({shown}{more}); see model.check_domain()",
+        DomainWarning,
+        stacklevel=stacklevel,
+    )

@@ -5,6 +5,7 @@ The table is the one published with the original CGCNN code
 ``matminer/utils/data_files/cgcnn_atom_feature.json``, which is read here, so
 nothing is ever downloaded.
 """
+
 import json
 from functools import lru_cache
 from importlib import resources

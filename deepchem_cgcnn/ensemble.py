@@ -1,5 +1,7 @@
 """Ensembles of CGCNN models: a mean and a standard deviation per prediction, and a calibration check."""
-from typing import Dict, Sequence, Tuple, Union
+
+from collections.abc import Sequence
+from typing import Union
 
 import numpy as np
 
@@ -60,7 +62,7 @@ class CGCNNEnsemble:
         self.std_scale = float(std_scale)
 
     @property
-    def featurizer_params(self) -> Dict:
+    def featurizer_params(self) -> dict:
         """The featurizer settings of the members (those of the first; shipped members agree)."""
         return self.models[0].featurizer_params
 
@@ -72,6 +74,7 @@ class CGCNNEnsemble:
         import warnings
 
         from deepchem_cgcnn.domain import DomainWarning
+
         predictions = [np.asarray(self.models[0].predict(dataset))]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DomainWarning)
@@ -82,7 +85,7 @@ class CGCNNEnsemble:
         """The members' mean prediction (mean probability for classifiers)."""
         return self.member_predictions(dataset).mean(axis=0)
 
-    def predict_uncertainty(self, dataset) -> Tuple[np.ndarray, np.ndarray]:
+    def predict_uncertainty(self, dataset) -> tuple[np.ndarray, np.ndarray]:
         """``(mean, std)`` over the members, each shaped like one member's prediction.
 
         ``std`` is the members' sample standard deviation times ``std_scale``.
@@ -110,8 +113,10 @@ class CGCNNEnsemble:
         2.097
         """
         if self.mode != "regression":
-            raise ValueError("fit_std_scale is for regression ensembles; "
-                             f"this one's members are {self.mode} models")
+            raise ValueError(
+                "fit_std_scale is for regression ensembles; "
+                f"this one's members are {self.mode} models"
+            )
         predictions = self.member_predictions(dataset)
         mean, std = predictions.mean(axis=0), predictions.std(axis=0, ddof=1)
         y = np.asarray(dataset.y, dtype=np.float64).reshape(mean.shape)
@@ -129,6 +134,7 @@ class CGCNNEnsemble:
         Its ``std_scale`` is the one recorded in the card of ``name`` (1 if none).
         """
         from deepchem_cgcnn.checkpoints import ensemble_members, load_pretrained, pretrained_card
+
         scale = pretrained_card(name).get("ensemble", {}).get("std_scale", 1.0)
         return cls([load_pretrained(member) for member in ensemble_members(name)], std_scale=scale)
 
@@ -144,13 +150,15 @@ def load_pretrained_predictor(name: str) -> Union["CGCNNEnsemble", object]:
     'CGCNNModel'
     """
     from deepchem_cgcnn.checkpoints import ensemble_members, load_pretrained
+
     if len(ensemble_members(name)) > 1:
         return CGCNNEnsemble.pretrained(name)
     return load_pretrained(name)
 
 
-def calibration(y: np.ndarray, mean: np.ndarray, std: np.ndarray,
-                levels: Sequence[int] = (1, 2, 3)) -> Dict[str, float]:
+def calibration(
+    y: np.ndarray, mean: np.ndarray, std: np.ndarray, levels: Sequence[int] = (1, 2, 3)
+) -> dict[str, float]:
     """How often the true value lies within k standard deviations of the mean.
 
     For a well-calibrated Gaussian uncertainty the fractions are 0.683, 0.954 and
@@ -171,12 +179,13 @@ def calibration(y: np.ndarray, mean: np.ndarray, std: np.ndarray,
     (0.68, 0.683)
     """
     from scipy.special import erf
+
     y, mean, std = (np.asarray(a, dtype=np.float64).ravel() for a in (y, mean, std))
     usable = np.isfinite(y) & np.isfinite(mean) & np.isfinite(std) & (std > 0)
     if not usable.any():
         raise ValueError("no entry has a finite value, mean and a positive standard deviation")
     z = np.abs(y[usable] - mean[usable]) / std[usable]
-    result: Dict[str, float] = {"n": int(usable.sum())}
+    result: dict[str, float] = {"n": int(usable.sum())}
     for k in levels:
         result[f"within_{k}_sigma"] = float((z <= k).mean())
         result[f"gaussian_{k}_sigma"] = float(erf(k / np.sqrt(2)))

@@ -1,8 +1,10 @@
 """CGCNNFeaturizer: pymatgen Structure (or CIF) -> compact crystal graph."""
+
 import logging
 import os
 import warnings
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -97,16 +99,18 @@ class CGCNNFeaturizer(dc.feat.MaterialStructureFeaturizer):
     (0, [(1, "FeaturizationError: 'missing.cif' is neither a file nor a CIF string")])
     """
 
-    def __init__(self,
-                 radius: float = 8.0,
-                 max_neighbors: int = 12,
-                 step: float = 0.2,
-                 selection: str = "cgcnn",
-                 padding: Optional[str] = None,
-                 tie_tolerance: float = 1e-5,
-                 min_distance: float = 0.5,
-                 max_neighbor_pairs: int = 4_000_000,
-                 n_jobs: int = 1):
+    def __init__(
+        self,
+        radius: float = 8.0,
+        max_neighbors: int = 12,
+        step: float = 0.2,
+        selection: str = "cgcnn",
+        padding: str | None = None,
+        tie_tolerance: float = 1e-5,
+        min_distance: float = 0.5,
+        max_neighbor_pairs: int = 4_000_000,
+        n_jobs: int = 1,
+    ):
         if selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
         if padding is None:
@@ -114,11 +118,15 @@ class CGCNNFeaturizer(dc.feat.MaterialStructureFeaturizer):
         if padding not in PADDINGS:
             raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
         if selection == "complete" and padding != "mask":
-            raise ValueError("selection='complete' keeps a varying number of neighbours "
-                             "per atom, so it needs padding='mask'")
+            raise ValueError(
+                "selection='complete' keeps a varying number of neighbours "
+                "per atom, so it needs padding='mask'"
+            )
         if not radius > 0 or not step > 0 or int(max_neighbors) < 1:
-            raise ValueError(f"need radius > 0, step > 0 and max_neighbors >= 1; got "
-                             f"radius={radius}, step={step}, max_neighbors={max_neighbors}")
+            raise ValueError(
+                f"need radius > 0, step > 0 and max_neighbors >= 1; got "
+                f"radius={radius}, step={step}, max_neighbors={max_neighbors}"
+            )
         self.radius = float(radius)
         self.max_neighbors = int(max_neighbors)
         self.step = float(step)
@@ -128,25 +136,29 @@ class CGCNNFeaturizer(dc.feat.MaterialStructureFeaturizer):
         self.min_distance = float(min_distance)
         self.max_neighbor_pairs = int(max_neighbor_pairs)
         self.n_jobs = n_jobs
-        self.failures: List[Tuple[int, str]] = []
+        self.failures: list[tuple[int, str]] = []
 
     # ------------------------------------------------------------------ inputs
     @staticmethod
     def to_structure(datapoint: Any):
         """Turn a Structure, a Structure dict, a CIF/POSCAR path or a CIF string into a Structure."""
         from pymatgen.core import Structure
+
         if isinstance(datapoint, Structure):
             return datapoint
         if isinstance(datapoint, dict):
             return structure_from_dict(datapoint)
-        if isinstance(datapoint, os.PathLike) or (isinstance(datapoint, str) and "\n" not in datapoint):
+        if isinstance(datapoint, os.PathLike) or (
+            isinstance(datapoint, str) and "\n" not in datapoint
+        ):
             path = os.fspath(datapoint)
             if not os.path.isfile(path):
                 raise FeaturizationError(f"{path!r} is neither a file nor a CIF string")
             if path.lower().endswith((".cif", ".mcif")):
                 with open(path, "rb") as handle:
-                    return read_cif(_cif_text(handle.read(), os.path.basename(path)),
-                                    os.path.basename(path))
+                    return read_cif(
+                        _cif_text(handle.read(), os.path.basename(path)), os.path.basename(path)
+                    )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 return Structure.from_file(path)
@@ -163,7 +175,8 @@ class CGCNNFeaturizer(dc.feat.MaterialStructureFeaturizer):
             bad = [i for i, site in enumerate(structure) if not site.is_ordered]
             raise FeaturizationError(
                 f"disordered structure: sites {bad[:10]} have partial occupancy "
-                f"({structure[bad[0]].species}); CGCNN needs one element per site")
+                f"({structure[bad[0]].species}); CGCNN needs one element per site"
+            )
         matrix = structure.lattice.matrix
         if not np.all(np.isfinite(matrix)):
             raise FeaturizationError("non-finite lattice vectors")
@@ -175,14 +188,16 @@ class CGCNNFeaturizer(dc.feat.MaterialStructureFeaturizer):
         if not volume > 1e-6 * max(lengths.prod(), 1e-30):
             raise FeaturizationError(
                 f"degenerate lattice (volume {volume:.3g} Å^3, lattice vectors "
-                f"{np.round(lengths, 4).tolist()} Å are coplanar or zero)")
+                f"{np.round(lengths, 4).tolist()} Å are coplanar or zero)"
+            )
         atomic_numbers = np.array([getattr(site.specie, "Z", 0) for site in structure])
         known = has_embedding(atomic_numbers)
         if not known.all():
             i = int(np.argmin(known))
             raise FeaturizationError(
                 f"element {structure[i].specie} at site {i} has no CGCNN embedding "
-                f"(the table covers Z = 1..100)")
+                f"(the table covers Z = 1..100)"
+            )
         return atomic_numbers
 
     # ------------------------------------------------------------------ graph
@@ -207,7 +222,9 @@ class CGCNNFeaturizer(dc.feat.MaterialStructureFeaturizer):
             last_kept = np.full(n_atoms, np.inf)
             last_kept[has_full_shell] = distances[starts[has_full_shell] + self.max_neighbors - 1]
             keep |= distances <= last_kept[centers] + self.tie_tolerance
-        n_slots = max(self.max_neighbors, int(np.bincount(centers[keep], minlength=n_atoms).max(initial=0)))
+        n_slots = max(
+            self.max_neighbors, int(np.bincount(centers[keep], minlength=n_atoms).max(initial=0))
+        )
         if self.padding == "cgcnn":
             index = np.zeros((n_atoms, n_slots), dtype=np.int64)
             distance = np.full((n_atoms, n_slots), self.radius + 1.0)
@@ -216,23 +233,34 @@ class CGCNNFeaturizer(dc.feat.MaterialStructureFeaturizer):
             distance = np.full((n_atoms, n_slots), np.inf)
         index[centers[keep], rank[keep]] = neighbors[keep]
         distance[centers[keep], rank[keep]] = distances[keep]
-        geometry = {"n_isolated": int((counts == 0).sum()),
-                    "n_underfull": int((counts < self.max_neighbors).sum()),
-                    **largest_vacuum_gap(structure)}
-        return CrystalGraph(atomic_numbers, index, distance, self.radius, self.step,
-                            settings=featurizer_params(self), geometry=geometry)
+        geometry = {
+            "n_isolated": int((counts == 0).sum()),
+            "n_underfull": int((counts < self.max_neighbors).sum()),
+            **largest_vacuum_gap(structure),
+        }
+        return CrystalGraph(
+            atomic_numbers,
+            index,
+            distance,
+            self.radius,
+            self.step,
+            settings=featurizer_params(self),
+            geometry=geometry,
+        )
 
-    def _featurize_or_reason(self, datapoint: Any) -> Union[CrystalGraph, str]:
+    def _featurize_or_reason(self, datapoint: Any) -> CrystalGraph | str:
         try:
             return self._featurize(datapoint)
         except Exception as error:  # one bad structure must never sink the batch
             return f"{type(error).__name__}: {error}"
 
-    def featurize(self,
-                  datapoints: Union[Any, Iterable[Any]],
-                  log_every_n: int = 1000,
-                  n_jobs: Optional[int] = None,
-                  **kwargs) -> np.ndarray:
+    def featurize(
+        self,
+        datapoints: Any | Iterable[Any],
+        log_every_n: int = 1000,
+        n_jobs: int | None = None,
+        **kwargs,
+    ) -> np.ndarray:
         """Featurize structures; failures become empty arrays, as in DeepChem.
 
         Parameters
@@ -252,14 +280,17 @@ class CGCNNFeaturizer(dc.feat.MaterialStructureFeaturizer):
             for those, and each is logged as a warning.
         """
         from pymatgen.core import Structure
+
         if isinstance(datapoints, (Structure, dict, str, os.PathLike)):
             datapoints = [datapoints]
         datapoints = list(datapoints)
         n_jobs = self.n_jobs if n_jobs is None else n_jobs
         if n_jobs != 1 and len(datapoints) > 1:
             from joblib import Parallel, delayed
+
             results = Parallel(n_jobs=n_jobs, batch_size=64)(
-                delayed(self._featurize_or_reason)(point) for point in datapoints)
+                delayed(self._featurize_or_reason)(point) for point in datapoints
+            )
         else:
             results = []
             for i, point in enumerate(datapoints):
@@ -287,7 +318,7 @@ TRUSTED_MODULES = ("pymatgen.core", "pymatgen.electronic_structure.core", "numpy
 """Modules a structure dict may name in ``@module``: pymatgen's own classes and NumPy arrays."""
 
 
-def structure_from_dict(data: Dict[str, Any], name: str = "structure dict"):
+def structure_from_dict(data: dict[str, Any], name: str = "structure dict"):
     """A pymatgen Structure from its ``as_dict()`` form, importing nothing the dict names.
 
     pymatgen decodes every nested ``{"@module": ..., "@class": ...}`` by importing that
@@ -304,25 +335,31 @@ def structure_from_dict(data: Dict[str, Any], name: str = "structure dict"):
     deepchem_cgcnn.featurizer.FeaturizationError: structure dict: @module 'os' at the top level; only pymatgen structures (pymatgen.core, pymatgen.electronic_structure.core, numpy) are read
     """
     from pymatgen.core import Structure
+
     if data.get("@class", "Structure") not in ("Structure", "IStructure"):
-        raise FeaturizationError(f"{name}: @class {data.get('@class')!r} is not a pymatgen "
-                                 f"Structure")
+        raise FeaturizationError(
+            f"{name}: @class {data.get('@class')!r} is not a pymatgen Structure"
+        )
     _check_modules(data, "the top level", name)
     try:
         return Structure.from_dict(data)
     except Exception as error:
-        raise FeaturizationError(f"{name}: not a valid pymatgen structure dict "
-                                 f"({type(error).__name__}: {error})") from error
+        raise FeaturizationError(
+            f"{name}: not a valid pymatgen structure dict ({type(error).__name__}: {error})"
+        ) from error
 
 
 def _check_modules(node: Any, where: str, name: str) -> None:
     if isinstance(node, dict):
         module = node.get("@module")
-        if module is not None and not (isinstance(module, str) and any(
-                module == m or module.startswith(m + ".") for m in TRUSTED_MODULES)):
+        if module is not None and not (
+            isinstance(module, str)
+            and any(module == m or module.startswith(m + ".") for m in TRUSTED_MODULES)
+        ):
             raise FeaturizationError(
                 f"{name}: @module {module!r} at {where}; only pymatgen structures "
-                f"({', '.join(TRUSTED_MODULES)}) are read")
+                f"({', '.join(TRUSTED_MODULES)}) are read"
+            )
         for key, value in node.items():
             _check_modules(value, f"{where}/{key}" if where != "the top level" else key, name)
     elif isinstance(node, list):
@@ -353,6 +390,7 @@ def read_cif(text: str, name: str = "CIF string"):
     """
     from pymatgen.core import Structure
     from pymatgen.io.cif import CifParser
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -360,22 +398,29 @@ def read_cif(text: str, name: str = "CIF string"):
             blocks = parser.as_dict()
             structures = parser.parse_structures(primitive=False)
         except Exception as error:
-            raise FeaturizationError(f"{name}: not a readable CIF ({type(error).__name__}: "
-                                     f"{error}); the file may be truncated or not a CIF") from error
-    with_atoms = [b for b, data in blocks.items()
-                  if "_atom_site_fract_x" in data or "_atom_site_Cartn_x" in data]
+            raise FeaturizationError(
+                f"{name}: not a readable CIF ({type(error).__name__}: "
+                f"{error}); the file may be truncated or not a CIF"
+            ) from error
+    with_atoms = [
+        b
+        for b, data in blocks.items()
+        if "_atom_site_fract_x" in data or "_atom_site_Cartn_x" in data
+    ]
     if len(with_atoms) > 1:
         raise FeaturizationError(
             f"{name}: holds {len(with_atoms)} structures (data blocks "
-            f"{', '.join('data_' + b for b in with_atoms[:5])}); give one structure per file")
+            f"{', '.join('data_' + b for b in with_atoms[:5])}); give one structure per file"
+        )
     structure = structures[0]
     block = blocks[with_atoms[0]] if with_atoms else next(iter(blocks.values()))
     _check_declared_formula(structure, block, name)
     return Structure.from_sites(structure, properties=structure.properties)
 
 
-def _check_declared_formula(structure, block: Dict[str, Any], name: str) -> None:
+def _check_declared_formula(structure, block: dict[str, Any], name: str) -> None:
     from pymatgen.core import Composition
+
     declared = block.get("_chemical_formula_sum")
     if not isinstance(declared, str) or not structure.is_ordered:
         return
@@ -390,18 +435,23 @@ def _check_declared_formula(structure, block: Dict[str, Any], name: str) -> None
         ratios = {round(cell[e] / formula[e], 4) for e in formula.elements}
     z_text = str(block.get("_cell_formula_units_Z", "")).split("(")[0]
     try:
-        z: Optional[float] = float(z_text)
+        z: float | None = float(z_text)
     except ValueError:
         z = None
     if ratios is not None and len(ratios) == 1:
         ratio = ratios.pop()
-        if ratio == 1 or (z is not None and abs(ratio - z) < 1e-3) or \
-                (z is None and ratio >= 1 and abs(ratio - round(ratio)) < 1e-3):
+        if (
+            ratio == 1
+            or (z is not None and abs(ratio - z) < 1e-3)
+            or (z is None and ratio >= 1 and abs(ratio - round(ratio)) < 1e-3)
+        ):
             return
     raise FeaturizationError(
         f"{name}: its atom sites give {cell.formula.replace(' ', '')} but it declares "
-        f"_chemical_formula_sum {declared!r}" + (f" with Z = {z:g}" if z is not None else "")
-        + "; the file is probably truncated or damaged")
+        f"_chemical_formula_sum {declared!r}"
+        + (f" with Z = {z:g}" if z is not None else "")
+        + "; the file is probably truncated or damaged"
+    )
 
 
 MAX_FRACTIONAL_COORDINATE = 1e6
@@ -417,6 +467,7 @@ def wrapped_into_cell(structure):
     wrapped; beyond :data:`MAX_FRACTIONAL_COORDINATE` the structure is refused.
     """
     from pymatgen.core import Structure
+
     fractional = structure.frac_coords
     largest = np.abs(fractional).max(axis=1)
     if largest.max() <= 2.0:
@@ -426,9 +477,14 @@ def wrapped_into_cell(structure):
         raise FeaturizationError(
             f"site {i} ({structure[i].specie}) has fractional coordinates "
             f"{np.round(fractional[i], 3).tolist()}: not a position in any sensible cell "
-            f"(a corrupted file?)")
-    return Structure(structure.lattice, structure.species, np.mod(fractional, 1.0),
-                     site_properties=structure.site_properties)
+            f"(a corrupted file?)"
+        )
+    return Structure(
+        structure.lattice,
+        structure.species,
+        np.mod(fractional, 1.0),
+        site_properties=structure.site_properties,
+    )
 
 
 def check_bounds(structure, radius: float, min_distance: float, max_pairs: int) -> None:
@@ -443,17 +499,19 @@ def check_bounds(structure, radius: float, min_distance: float, max_pairs: int) 
         raise FeaturizationError(
             f"overlapping atoms: the cell's lattice planes are {spacing.min():.3g} Å apart, "
             f"closer than min_distance={min_distance:g} Å, so each atom overlaps its own "
-            f"periodic image (a wrong cell?)")
+            f"periodic image (a wrong cell?)"
+        )
     n_atoms = len(structure)
     # periodic images within the radius of each atom, including the cell's own extent
     reach = np.prod(2 * np.ceil(radius / spacing) + 1) * n_atoms
-    expected = n_atoms * min(n_atoms / structure.volume * 4 / 3 * np.pi * radius ** 3, reach)
+    expected = n_atoms * min(n_atoms / structure.volume * 4 / 3 * np.pi * radius**3, reach)
     if expected > max_pairs:
         raise FeaturizationError(
             f"{n_atoms} atoms at {n_atoms / structure.volume:.3g} atoms/Å^3 would give about "
             f"{expected:.3g} neighbour pairs within {radius:g} Å, more than "
             f"max_neighbor_pairs={max_pairs:,}; refused to bound memory (split the cell, or "
-            f"raise the limit)")
+            f"raise the limit)"
+        )
 
 
 def check_overlaps(structure, min_distance: float) -> None:
@@ -466,19 +524,24 @@ def check_overlaps(structure, min_distance: float) -> None:
     if not min_distance > 0:
         return
     centers, neighbors, images, distances = structure.get_neighbor_list(
-        min_distance, exclude_self=False)
+        min_distance, exclude_self=False
+    )
     real = (centers != neighbors) | np.any(images != 0, axis=1)
     if real.any():
         k = int(np.argmin(np.where(real, distances, np.inf)))
         i, j = int(centers[k]), int(neighbors[k])
-        what = (f"atom {i} ({structure[i].specie}) and its own periodic image" if i == j else
-                f"atoms {i} ({structure[i].specie}) and {j} ({structure[j].specie})")
+        what = (
+            f"atom {i} ({structure[i].specie}) and its own periodic image"
+            if i == j
+            else f"atoms {i} ({structure[i].specie}) and {j} ({structure[j].specie})"
+        )
         raise FeaturizationError(
             f"overlapping atoms: {what} are {distances[k]:.4g} Å apart, closer than "
-            f"min_distance={min_distance:g} Å (a duplicated site or a wrong cell)")
+            f"min_distance={min_distance:g} Å (a duplicated site or a wrong cell)"
+        )
 
 
-def largest_vacuum_gap(structure) -> Dict[str, Any]:
+def largest_vacuum_gap(structure) -> dict[str, Any]:
     """The thickest atom-free slab parallel to a pair of lattice vectors, in Å.
 
     For each lattice vector ``a_k``, the atoms' fractional coordinates along it are
@@ -509,8 +572,13 @@ def largest_vacuum_gap(structure) -> Dict[str, Any]:
     return {"max_gap": round(gaps[axis], 3), "gap_axis": axis}
 
 
-def featurizer_params(featurizer: CGCNNFeaturizer) -> Dict[str, Any]:
+def featurizer_params(featurizer: CGCNNFeaturizer) -> dict[str, Any]:
     """The settings that determine a featurizer's output graphs (what a model was trained on)."""
-    return {"radius": featurizer.radius, "max_neighbors": featurizer.max_neighbors,
-            "step": featurizer.step, "selection": featurizer.selection,
-            "padding": featurizer.padding, "tie_tolerance": featurizer.tie_tolerance}
+    return {
+        "radius": featurizer.radius,
+        "max_neighbors": featurizer.max_neighbors,
+        "step": featurizer.step,
+        "selection": featurizer.selection,
+        "padding": featurizer.padding,
+        "tie_tolerance": featurizer.tie_tolerance,
+    }

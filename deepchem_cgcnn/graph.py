@@ -1,6 +1,8 @@
 """The compact crystal-graph record and how many of them batch into one graph."""
+
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -80,17 +82,19 @@ class CrystalGraph(GraphData):
     """
 
     node_pos_features = None
-    settings: Dict[str, Any] = {}
-    geometry: Dict[str, Any] = {}
+    settings: dict[str, Any] = {}
+    geometry: dict[str, Any] = {}
 
-    def __init__(self,
-                 atomic_numbers: np.ndarray,
-                 neighbor_index: np.ndarray,
-                 neighbor_distance: np.ndarray,
-                 radius: float,
-                 step: float,
-                 settings: Optional[Dict[str, Any]] = None,
-                 geometry: Optional[Dict[str, Any]] = None):
+    def __init__(
+        self,
+        atomic_numbers: np.ndarray,
+        neighbor_index: np.ndarray,
+        neighbor_distance: np.ndarray,
+        radius: float,
+        step: float,
+        settings: dict[str, Any] | None = None,
+        geometry: dict[str, Any] | None = None,
+    ):
         n_atoms = len(atomic_numbers)
         index_dtype = np.uint16 if n_atoms <= np.iinfo(np.uint16).max else np.int32
         self.atomic_numbers = np.asarray(atomic_numbers, dtype=np.uint8)
@@ -98,15 +102,17 @@ class CrystalGraph(GraphData):
         self.neighbor_distance = np.asarray(neighbor_distance, dtype=np.float64)
         self.radius = float(radius)
         self.step = float(step)
-        self.settings = dict(settings) if settings else {"radius": self.radius,
-                                                         "step": self.step}
+        self.settings = dict(settings) if settings else {"radius": self.radius, "step": self.step}
         self.geometry = dict(geometry or {})
         self.kwargs = {}
-        if self.neighbor_index.shape != self.neighbor_distance.shape or \
-                self.neighbor_index.shape[0] != n_atoms:
+        if (
+            self.neighbor_index.shape != self.neighbor_distance.shape
+            or self.neighbor_index.shape[0] != n_atoms
+        ):
             raise ValueError(
                 f"neighbor_index {self.neighbor_index.shape} and neighbor_distance "
-                f"{self.neighbor_distance.shape} must both be (n_atoms={n_atoms}, n_slots)")
+                f"{self.neighbor_distance.shape} must both be (n_atoms={n_atoms}, n_slots)"
+            )
 
     @property
     def mask(self) -> np.ndarray:
@@ -153,8 +159,9 @@ class CrystalGraph(GraphData):
     @property
     def nbytes(self) -> int:
         """Bytes of array data this record stores."""
-        return self.atomic_numbers.nbytes + self.neighbor_index.nbytes + \
-            self.neighbor_distance.nbytes
+        return (
+            self.atomic_numbers.nbytes + self.neighbor_index.nbytes + self.neighbor_distance.nbytes
+        )
 
 
 @dataclass
@@ -205,7 +212,7 @@ def batch_graphs(graphs: Sequence[CrystalGraph]) -> CrystalGraphBatch:
     n_atoms = np.array([g.num_nodes for g in graphs], dtype=np.int64)
     atom_offset = np.cumsum(n_atoms) - n_atoms
     centers, neighbors, distances = [], [], []
-    degree: Optional[int] = graphs[0].neighbor_index.shape[1]
+    degree: int | None = graphs[0].neighbor_index.shape[1]
     for graph, offset in zip(graphs, atom_offset):
         mask = graph.mask
         center, slot = np.nonzero(mask)

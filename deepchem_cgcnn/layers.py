@@ -3,7 +3,6 @@
 All layers work on flat edge lists (``edge_center``, ``edge_neighbor``) so a
 batch of crystals is one disconnected graph and no per-crystal Python loop runs.
 """
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -12,8 +11,9 @@ from torch import nn
 from deepchem_cgcnn.graph import gaussian_centers
 
 
-def sum_over_neighbors(messages: torch.Tensor, edge_center: torch.Tensor, n_atoms: int,
-                       uniform_degree: int = 0) -> torch.Tensor:
+def sum_over_neighbors(
+    messages: torch.Tensor, edge_center: torch.Tensor, n_atoms: int, uniform_degree: int = 0
+) -> torch.Tensor:
     """Sum ``(E, F)`` edge messages onto their centre atoms: ``(n_atoms, F)``.
 
     Edges are grouped by centre; when every atom has ``uniform_degree`` edges the
@@ -74,13 +74,19 @@ class GatedConv(nn.Module):
         self.bn1 = nn.BatchNorm1d(2 * atom_fea_len)
         self.bn2 = nn.BatchNorm1d(atom_fea_len)
 
-    def forward(self, atom_fea: torch.Tensor, edge_fea: torch.Tensor, edge_center: torch.Tensor,
-                edge_neighbor: torch.Tensor, uniform_degree: int = 0) -> torch.Tensor:
+    def forward(
+        self,
+        atom_fea: torch.Tensor,
+        edge_fea: torch.Tensor,
+        edge_center: torch.Tensor,
+        edge_neighbor: torch.Tensor,
+        uniform_degree: int = 0,
+    ) -> torch.Tensor:
         a = self.atom_fea_len
         weight = self.fc_full.weight
-        per_atom = atom_fea @ torch.cat([weight[:, :a], weight[:, a:2 * a]]).t()
-        as_center, as_neighbor = per_atom[:, :2 * a], per_atom[:, 2 * a:]
-        gated = torch.addmm(self.fc_full.bias, edge_fea, weight[:, 2 * a:].t())
+        per_atom = atom_fea @ torch.cat([weight[:, :a], weight[:, a : 2 * a]]).t()
+        as_center, as_neighbor = per_atom[:, : 2 * a], per_atom[:, 2 * a :]
+        gated = torch.addmm(self.fc_full.bias, edge_fea, weight[:, 2 * a :].t())
         gated = gated + as_center[edge_center] + as_neighbor[edge_neighbor]
         gated = self.bn1(gated)
         nbr_filter, nbr_core = gated.chunk(2, dim=1)
@@ -106,19 +112,27 @@ class SimpleConv(nn.Module):
         self.fc_neighbors = nn.Linear(atom_fea_len + nbr_fea_len, atom_fea_len, bias=False)
         self.fc_self = nn.Linear(atom_fea_len, atom_fea_len)
 
-    def forward(self, atom_fea: torch.Tensor, edge_fea: torch.Tensor, edge_center: torch.Tensor,
-                edge_neighbor: torch.Tensor, uniform_degree: int = 0,
-                edge_fea_sum: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(
+        self,
+        atom_fea: torch.Tensor,
+        edge_fea: torch.Tensor,
+        edge_center: torch.Tensor,
+        edge_neighbor: torch.Tensor,
+        uniform_degree: int = 0,
+        edge_fea_sum: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         n_atoms = atom_fea.shape[0]
         nbr_sum = sum_over_neighbors(atom_fea[edge_neighbor], edge_center, n_atoms, uniform_degree)
         if edge_fea_sum is None:
             edge_fea_sum = sum_over_neighbors(edge_fea, edge_center, n_atoms, uniform_degree)
-        return F.softplus(self.fc_neighbors(torch.cat([nbr_sum, edge_fea_sum], dim=1))
-                          + self.fc_self(atom_fea))
+        return F.softplus(
+            self.fc_neighbors(torch.cat([nbr_sum, edge_fea_sum], dim=1)) + self.fc_self(atom_fea)
+        )
 
 
-def pool_atoms(atom_fea: torch.Tensor, crystal_index: torch.Tensor, n_crystals: int,
-               how: str = "mean") -> torch.Tensor:
+def pool_atoms(
+    atom_fea: torch.Tensor, crystal_index: torch.Tensor, n_crystals: int, how: str = "mean"
+) -> torch.Tensor:
     """Pool ``(N, F)`` atom vectors into ``(n_crystals, F)`` by ``'mean'``, ``'sum'`` or ``'max'``."""
     index = crystal_index[:, None].expand_as(atom_fea)
     out = atom_fea.new_zeros((n_crystals, atom_fea.shape[1]))

@@ -1,7 +1,9 @@
 """CGCNN (an ``nn.Module``) and CGCNNModel (a DeepChem ``TorchModel``)."""
+
 import logging
 import warnings
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -81,22 +83,24 @@ class CGCNN(nn.Module):
     torch.Size([1, 1])
     """
 
-    def __init__(self,
-                 in_node_dim: int = 92,
-                 hidden_node_dim: int = 64,
-                 in_edge_dim: int = 41,
-                 num_conv: int = 3,
-                 predictor_hidden_feats: int = 128,
-                 n_tasks: int = 1,
-                 mode: str = "regression",
-                 n_classes: int = 2,
-                 conv: str = "gated",
-                 n_hidden_layers: int = 1,
-                 dropout: Optional[float] = None,
-                 pooling: str = "mean",
-                 radius: float = 8.0,
-                 step: float = 0.2,
-                 nonnegative: bool = False):
+    def __init__(
+        self,
+        in_node_dim: int = 92,
+        hidden_node_dim: int = 64,
+        in_edge_dim: int = 41,
+        num_conv: int = 3,
+        predictor_hidden_feats: int = 128,
+        n_tasks: int = 1,
+        mode: str = "regression",
+        n_classes: int = 2,
+        conv: str = "gated",
+        n_hidden_layers: int = 1,
+        dropout: float | None = None,
+        pooling: str = "mean",
+        radius: float = 8.0,
+        step: float = 0.2,
+        nonnegative: bool = False,
+    ):
         super().__init__()
         if mode not in ("regression", "classification"):
             raise ValueError(f"mode must be 'regression' or 'classification', got {mode!r}")
@@ -108,14 +112,17 @@ class CGCNN(nn.Module):
             raise ValueError(f"pooling={pooling!r} (atom contributions) is for regression only")
         table = element_embedding_table()
         if in_node_dim != table.shape[1]:
-            raise ValueError(f"in_node_dim={in_node_dim}, but the CGCNN element embedding "
-                             f"has {table.shape[1]} features per atom")
+            raise ValueError(
+                f"in_node_dim={in_node_dim}, but the CGCNN element embedding "
+                f"has {table.shape[1]} features per atom"
+            )
         n_gaussians = len(gaussian_centers(radius, step))
         if in_edge_dim != n_gaussians:
             raise ValueError(
                 f"in_edge_dim={in_edge_dim}, but a featurizer with radius={radius} and "
                 f"step={step} gives {n_gaussians} Gaussian edge features; pass the "
-                f"featurizer's radius and step, or in_edge_dim={n_gaussians}")
+                f"featurizer's radius and step, or in_edge_dim={n_gaussians}"
+            )
         if nonnegative and mode != "regression":
             raise ValueError("nonnegative=True is for regression outputs")
         self.n_tasks = n_tasks
@@ -123,18 +130,24 @@ class CGCNN(nn.Module):
         self.mode = mode
         self.n_classes = n_classes
         self.pooling = pooling
-        self.register_buffer("element_table", torch.from_numpy(np.nan_to_num(table)).float(),
-                             persistent=False)
+        self.register_buffer(
+            "element_table", torch.from_numpy(np.nan_to_num(table)).float(), persistent=False
+        )
         self.expand = GaussianExpansion(radius, step)
         self.embedding = nn.Linear(in_node_dim, hidden_node_dim)
         self.convs = nn.ModuleList(
-            [CONVOLUTIONS[conv](hidden_node_dim, in_edge_dim) for _ in range(num_conv)])
+            [CONVOLUTIONS[conv](hidden_node_dim, in_edge_dim) for _ in range(num_conv)]
+        )
         if pooling.startswith("linear"):
             self.atom_out = nn.Linear(hidden_node_dim, n_tasks)
         else:
             self.conv_to_fc = nn.Linear(hidden_node_dim, predictor_hidden_feats)
-            self.fcs = nn.ModuleList([nn.Linear(predictor_hidden_feats, predictor_hidden_feats)
-                                      for _ in range(n_hidden_layers - 1)])
+            self.fcs = nn.ModuleList(
+                [
+                    nn.Linear(predictor_hidden_feats, predictor_hidden_feats)
+                    for _ in range(n_hidden_layers - 1)
+                ]
+            )
             if dropout is None:
                 dropout = 0.5 if mode == "classification" else 0.0
             self.dropout = nn.Dropout(dropout)
@@ -148,7 +161,7 @@ class CGCNN(nn.Module):
             return prediction.clamp_min(0.0)
         return prediction
 
-    def atom_vectors(self, batch: Dict[str, Any]) -> torch.Tensor:
+    def atom_vectors(self, batch: dict[str, Any]) -> torch.Tensor:
         """``(N, A)`` atom vectors after the last convolution."""
         atom_fea = self.embedding(self.element_table[batch["atomic_numbers"]])
         edge_fea = self.expand(batch["edge_distance"])
@@ -158,7 +171,7 @@ class CGCNN(nn.Module):
             atom_fea = conv(atom_fea, edge_fea, center, neighbor, degree)
         return atom_fea
 
-    def atom_contributions(self, batch: Dict[str, Any]) -> torch.Tensor:
+    def atom_contributions(self, batch: dict[str, Any]) -> torch.Tensor:
         """``(N, n_tasks)`` per-atom contributions in target units, linear pooling only.
 
         With ``'linear-mean'`` each crystal's prediction is the mean of its atoms'
@@ -167,16 +180,18 @@ class CGCNN(nn.Module):
         sum-pooled ones ``c * std + mean / n_atoms``).
         """
         if not self.pooling.startswith("linear"):
-            raise ValueError(f"atom contributions need pooling='linear-mean' or 'linear-sum'; "
-                             f"this model pools with {self.pooling!r}, so its prediction is not "
-                             f"a sum of per-atom terms")
+            raise ValueError(
+                f"atom contributions need pooling='linear-mean' or 'linear-sum'; "
+                f"this model pools with {self.pooling!r}, so its prediction is not "
+                f"a sum of per-atom terms"
+            )
         scaled = self.atom_out(self.atom_vectors(batch)) * self.target_std
         if self.pooling == "linear-mean":
             return scaled + self.target_mean
         counts = torch.bincount(batch["crystal_index"], minlength=batch["n_crystals"])
         return scaled + self.target_mean / counts[batch["crystal_index"]][:, None].to(scaled.dtype)
 
-    def forward(self, batch: Dict[str, Any]) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Regression: ``(n, n_tasks)`` in target units. Classification: (probabilities, logits),
         each ``(n, n_classes)`` for one task, else ``(n, n_tasks, n_classes)``."""
         atom_fea = self.atom_vectors(batch)
@@ -185,7 +200,9 @@ class CGCNN(nn.Module):
             how = self.pooling.split("-")[1]
             pooled = pool_atoms(contributions, batch["crystal_index"], batch["n_crystals"], how)
             return self._bounded(pooled * self.target_std + self.target_mean)
-        crystal_fea = pool_atoms(atom_fea, batch["crystal_index"], batch["n_crystals"], self.pooling)
+        crystal_fea = pool_atoms(
+            atom_fea, batch["crystal_index"], batch["n_crystals"], self.pooling
+        )
         hidden = F.softplus(self.conv_to_fc(F.softplus(crystal_fea)))
         hidden = self.dropout(hidden)
         for fc in self.fcs:
@@ -209,8 +226,11 @@ def _warn_missing_labels(dataset) -> None:
     if missing.any():
         rows = np.nonzero(missing.any(axis=1))[0]
         ids = np.asarray(dataset.ids)[rows[:5]].tolist()
-        warnings.warn(f"{int(missing.sum())} labels of {len(rows)} crystals are NaN or infinite "
-                      f"(e.g. {ids}); they are treated as missing (weight 0)", stacklevel=3)
+        warnings.warn(
+            f"{int(missing.sum())} labels of {len(rows)} crystals are NaN or infinite "
+            f"(e.g. {ids}); they are treated as missing (weight 0)",
+            stacklevel=3,
+        )
 
 
 class GraphSettingsError(ValueError):
@@ -272,35 +292,50 @@ class CGCNNModel(dc.models.TorchModel):
     (4, 1)
     """
 
-    def __init__(self,
-                 in_node_dim: int = 92,
-                 hidden_node_dim: int = 64,
-                 in_edge_dim: int = 41,
-                 num_conv: int = 3,
-                 predictor_hidden_feats: int = 128,
-                 n_tasks: int = 1,
-                 mode: str = "regression",
-                 n_classes: int = 2,
-                 conv: str = "gated",
-                 n_hidden_layers: int = 1,
-                 dropout: Optional[float] = None,
-                 pooling: str = "mean",
-                 radius: float = 8.0,
-                 step: float = 0.2,
-                 nonnegative: bool = False,
-                 normalize_targets: bool = True,
-                 compile_convolutions: bool = False,
-                 featurizer_params: Optional[Dict[str, Any]] = None,
-                 training_counts: Optional[Dict[str, Dict[str, int]]] = None,
-                 **kwargs):
+    def __init__(
+        self,
+        in_node_dim: int = 92,
+        hidden_node_dim: int = 64,
+        in_edge_dim: int = 41,
+        num_conv: int = 3,
+        predictor_hidden_feats: int = 128,
+        n_tasks: int = 1,
+        mode: str = "regression",
+        n_classes: int = 2,
+        conv: str = "gated",
+        n_hidden_layers: int = 1,
+        dropout: float | None = None,
+        pooling: str = "mean",
+        radius: float = 8.0,
+        step: float = 0.2,
+        nonnegative: bool = False,
+        normalize_targets: bool = True,
+        compile_convolutions: bool = False,
+        featurizer_params: dict[str, Any] | None = None,
+        training_counts: dict[str, dict[str, int]] | None = None,
+        **kwargs,
+    ):
         self.hyperparameters = dict(
-            in_node_dim=in_node_dim, hidden_node_dim=hidden_node_dim, in_edge_dim=in_edge_dim,
-            num_conv=num_conv, predictor_hidden_feats=predictor_hidden_feats, n_tasks=n_tasks,
-            mode=mode, n_classes=n_classes, conv=conv, n_hidden_layers=n_hidden_layers,
-            dropout=dropout, pooling=pooling, radius=radius, step=step, nonnegative=nonnegative)
-        self.featurizer_params: Optional[Dict[str, Any]] = \
+            in_node_dim=in_node_dim,
+            hidden_node_dim=hidden_node_dim,
+            in_edge_dim=in_edge_dim,
+            num_conv=num_conv,
+            predictor_hidden_feats=predictor_hidden_feats,
+            n_tasks=n_tasks,
+            mode=mode,
+            n_classes=n_classes,
+            conv=conv,
+            n_hidden_layers=n_hidden_layers,
+            dropout=dropout,
+            pooling=pooling,
+            radius=radius,
+            step=step,
+            nonnegative=nonnegative,
+        )
+        self.featurizer_params: dict[str, Any] | None = (
             dict(featurizer_params) if featurizer_params else None
-        self.training_counts: Optional[Dict[str, Dict[str, int]]] = training_counts
+        )
+        self.training_counts: dict[str, dict[str, int]] | None = training_counts
         model = CGCNN(**self.hyperparameters)
         if compile_convolutions:
             for conv in model.convs:
@@ -313,8 +348,9 @@ class CGCNNModel(dc.models.TorchModel):
         super().__init__(model, loss=loss, output_types=output_types, **kwargs)
 
     # ------------------------------------------------------------------ losses
-    def _normalized_mse(self, outputs: List[torch.Tensor], labels: List[torch.Tensor],
-                        weights: List[torch.Tensor]) -> torch.Tensor:
+    def _normalized_mse(
+        self, outputs: list[torch.Tensor], labels: list[torch.Tensor], weights: list[torch.Tensor]
+    ) -> torch.Tensor:
         """Mean squared error on normalized targets, weighted as DeepChem weights losses."""
         prediction, target = outputs[0], labels[0].reshape(outputs[0].shape)
         weight = weights[0].reshape(prediction.shape[0], -1).expand_as(prediction)
@@ -325,8 +361,9 @@ class CGCNNModel(dc.models.TorchModel):
         error = ((prediction - target) / self.model.target_std) ** 2
         return torch.where(labelled, error * weight, torch.zeros_like(error)).mean()
 
-    def _cross_entropy(self, outputs: List[torch.Tensor], labels: List[torch.Tensor],
-                       weights: List[torch.Tensor]) -> torch.Tensor:
+    def _cross_entropy(
+        self, outputs: list[torch.Tensor], labels: list[torch.Tensor], weights: list[torch.Tensor]
+    ) -> torch.Tensor:
         """Cross entropy (the original's log-softmax + NLL), weighted per sample and task."""
         logits = outputs[0]
         n_tasks = self.model.n_tasks
@@ -339,7 +376,7 @@ class CGCNNModel(dc.models.TorchModel):
         return torch.where(labelled, losses * weight, torch.zeros_like(losses)).mean()
 
     # ------------------------------------------------------------------ data
-    def _prepare_batch(self, batch: Tuple[Any, Any, Any]):
+    def _prepare_batch(self, batch: tuple[Any, Any, Any]):
         """Collate a batch of :class:`CrystalGraph` into one graph of tensors."""
         inputs, labels, weights = batch
         graphs = inputs[0]
@@ -348,7 +385,8 @@ class CGCNNModel(dc.models.TorchModel):
                 raise TypeError(
                     f"batch item {i} is a {type(graph).__name__}, not a CrystalGraph; "
                     "featurize with deepchem_cgcnn.CGCNNFeaturizer and drop failed "
-                    "structures (empty arrays) first")
+                    "structures (empty arrays) first"
+                )
         self._check_settings(graphs)
         joined = batch_graphs(graphs)
         device = self.device
@@ -364,14 +402,19 @@ class CGCNNModel(dc.models.TorchModel):
         _, labels, weights = super()._prepare_batch(([], labels, weights))
         return tensors, labels, weights
 
-    def restore(self, checkpoint: Optional[str] = None, model_dir: Optional[str] = None,
-                strict: Optional[bool] = True) -> None:
+    def restore(
+        self,
+        checkpoint: str | None = None,
+        model_dir: str | None = None,
+        strict: bool | None = True,
+    ) -> None:
         """``TorchModel.restore``, loading with ``weights_only=True`` (no code from the file).
 
         A checkpoint that holds anything but tensors and plain data, or does not fit the
         model, raises :class:`~deepchem_cgcnn.CheckpointError` naming the file.
         """
         from deepchem_cgcnn.checkpoints import CheckpointError
+
         self._ensure_built()
         if checkpoint is None:
             checkpoints = sorted(self.get_checkpoints(model_dir))
@@ -384,15 +427,17 @@ class CGCNNModel(dc.models.TorchModel):
             self._pytorch_optimizer.load_state_dict(data["optimizer_state_dict"])
             self._global_step = data["global_step"]
         except Exception as error:
-            raise CheckpointError(f"{checkpoint}: cannot restore ({type(error).__name__}: "
-                                  f"{str(error).splitlines()[0][:300]})") from error
+            raise CheckpointError(
+                f"{checkpoint}: cannot restore ({type(error).__name__}: "
+                f"{str(error).splitlines()[0][:300]})"
+            ) from error
 
     def _check_settings(self, graphs: Sequence[CrystalGraph]) -> None:
         """Refuse graphs made with featurizer settings other than the model's."""
         expected = self.featurizer_params
         if not expected:
             return
-        checked: List[Dict[str, Any]] = []
+        checked: list[dict[str, Any]] = []
         for graph in graphs:
             settings = graph.settings
             if any(settings is c or settings == c for c in checked):
@@ -403,24 +448,43 @@ class CGCNNModel(dc.models.TorchModel):
                     f"these crystal graphs were made with featurizer settings "
                     f"{ {k: settings[k] for k in differ} }, but the model was trained on graphs "
                     f"made with { {k: expected[k] for k in differ} }; featurize with "
-                    f"CGCNNFeaturizer(**model.featurizer_params)")
+                    f"CGCNNFeaturizer(**model.featurizer_params)"
+                )
             checked.append(settings)
 
-    def default_generator(self, dataset, epochs: int = 1, mode: str = "fit",
-                          deterministic: bool = True, pad_batches: bool = False):
+    def default_generator(
+        self,
+        dataset,
+        epochs: int = 1,
+        mode: str = "fit",
+        deterministic: bool = True,
+        pad_batches: bool = False,
+    ):
         """Batches of ``([graphs], [y], [w])``; never padded (CGCNN needs no fixed batch size)."""
-        return super().default_generator(dataset, epochs=epochs, mode=mode,
-                                         deterministic=deterministic, pad_batches=False)
+        return super().default_generator(
+            dataset, epochs=epochs, mode=mode, deterministic=deterministic, pad_batches=False
+        )
 
-    def predict(self, dataset, transformers=[], output_types=None):
+    def predict(
+        self,
+        dataset: Any,
+        transformers: Sequence[Any] = (),
+        output_types: list[str] | None = None,
+    ) -> Any:
         """``TorchModel.predict``, with a :class:`~deepchem_cgcnn.domain.DomainWarning` naming
         the crystals outside the training domain (see :meth:`check_domain`)."""
         from deepchem_cgcnn.domain import warn_outside_domain
-        warn_outside_domain(self.check_domain(dataset, with_formula=False))
-        return super().predict(dataset, transformers, output_types)
 
-    def check_domain(self, inputs: Any, min_count: Optional[int] = None,
-                     max_vacuum_gap: Optional[float] = None, with_formula: bool = True):
+        warn_outside_domain(self.check_domain(dataset, with_formula=False))
+        return super().predict(dataset, list(transformers), output_types)
+
+    def check_domain(
+        self,
+        inputs: Any,
+        min_count: int | None = None,
+        max_vacuum_gap: float | None = None,
+        with_formula: bool = True,
+    ):
         """One :class:`~deepchem_cgcnn.domain.DomainRecord` per crystal: id, formula, flags.
 
         Parameters
@@ -444,11 +508,16 @@ class CGCNNModel(dc.models.TorchModel):
         Cu False ['empty gap of 23.2 Å between atomic planes along lattice vector c (slab, ...)']
         """
         from deepchem_cgcnn import domain
+
         graphs, ids = self._graphs_and_ids(inputs)
         return domain.check_graphs(
-            graphs, ids, self.training_counts,
+            graphs,
+            ids,
+            self.training_counts,
             domain.MIN_COUNT if min_count is None else min_count,
-            domain.MAX_VACUUM_GAP if max_vacuum_gap is None else max_vacuum_gap, with_formula)
+            domain.MAX_VACUUM_GAP if max_vacuum_gap is None else max_vacuum_gap,
+            with_formula,
+        )
 
     def _predict(self, *args, **kwargs):
         """DeepChem's prediction loop, without building autograd graphs (faster, less memory)."""
@@ -456,16 +525,18 @@ class CGCNNModel(dc.models.TorchModel):
             return super()._predict(*args, **kwargs)
 
     # ------------------------------------------------------------------ training
-    def fit_normalizer(self, y: np.ndarray, w: Optional[np.ndarray] = None) -> None:
+    def fit_normalizer(self, y: np.ndarray, w: np.ndarray | None = None) -> None:
         """Set the target mean and standard deviation from labels ``y`` (weight-0 and NaN entries skipped)."""
         y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
         usable = np.isfinite(y)
         if w is not None:
             usable &= np.broadcast_to(np.asarray(w).reshape(len(y), -1), y.shape) != 0
-        mean = np.array([y[usable[:, t], t].mean() if usable[:, t].any() else 0.0
-                         for t in range(y.shape[1])])
-        std = np.array([y[usable[:, t], t].std() if usable[:, t].sum() > 1 else 1.0
-                        for t in range(y.shape[1])])
+        mean = np.array(
+            [y[usable[:, t], t].mean() if usable[:, t].any() else 0.0 for t in range(y.shape[1])]
+        )
+        std = np.array(
+            [y[usable[:, t], t].std() if usable[:, t].sum() > 1 else 1.0 for t in range(y.shape[1])]
+        )
         std[~(std > 0)] = 1.0
         self.model.target_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.model.target_std.copy_(torch.as_tensor(std, dtype=torch.float32))
@@ -474,12 +545,16 @@ class CGCNNModel(dc.models.TorchModel):
         """``TorchModel.fit``; the first call (normalizer still the identity) also fits the normalizer."""
         _warn_missing_labels(dataset)
         if self.featurizer_params is None or self.training_counts is None:
-            graphs = [g for g in np.asarray(dataset.X, dtype=object).ravel()
-                      if isinstance(g, CrystalGraph)]
+            graphs = [
+                g
+                for g in np.asarray(dataset.X, dtype=object).ravel()
+                if isinstance(g, CrystalGraph)
+            ]
             if self.featurizer_params is None and graphs:
                 self.featurizer_params = dict(graphs[0].settings)
             if self.training_counts is None:
                 from deepchem_cgcnn.domain import training_counts
+
                 self.training_counts = training_counts(graphs)
         untouched = bool((self.model.target_std == 1).all() and (self.model.target_mean == 0).all())
         if self.normalize_targets and untouched:
@@ -513,16 +588,16 @@ class CGCNNModel(dc.models.TorchModel):
         self.model.eval()
         frames = []
         for start in range(0, len(graphs), batch_size):
-            chunk = list(graphs[start:start + batch_size])
+            chunk = list(graphs[start : start + batch_size])
             tensors, _, _ = self._prepare_batch(([np.array(chunk, dtype=object)], [], []))
             with torch.no_grad():
                 values = self.model.atom_contributions(tensors).cpu().numpy()
-            crystal = np.repeat(np.arange(start, start + len(chunk)),
-                                [g.num_nodes for g in chunk])
+            crystal = np.repeat(np.arange(start, start + len(chunk)), [g.num_nodes for g in chunk])
             sites = np.concatenate([np.arange(g.num_nodes) for g in chunk])
             numbers = np.concatenate([g.atomic_numbers for g in chunk]).astype(int)
-            frame = pd.DataFrame({"crystal": np.asarray(ids, dtype=object)[crystal],
-                                  "site": sites, "Z": numbers})
+            frame = pd.DataFrame(
+                {"crystal": np.asarray(ids, dtype=object)[crystal], "site": sites, "Z": numbers}
+            )
             frame.insert(2, "element", [Element.from_Z(z).symbol for z in numbers])
             if values.shape[1] == 1:
                 frame["contribution"] = values[:, 0]
@@ -532,13 +607,16 @@ class CGCNNModel(dc.models.TorchModel):
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
 
-    def _graphs_and_ids(self, inputs: Any) -> Tuple[np.ndarray, np.ndarray]:
+    def _graphs_and_ids(self, inputs: Any) -> tuple[np.ndarray, np.ndarray]:
         """Crystal graphs and ids of a dataset, or of structures featurized here."""
         if isinstance(inputs, dc.data.Dataset):
             return np.asarray(inputs.X, dtype=object), np.asarray(inputs.ids, dtype=object)
         from deepchem_cgcnn.featurizer import CGCNNFeaturizer
+
         settings = self.featurizer_params or {
-            "radius": self.hyperparameters["radius"], "step": self.hyperparameters["step"]}
+            "radius": self.hyperparameters["radius"],
+            "step": self.hyperparameters["step"],
+        }
         featurizer = CGCNNFeaturizer(**settings)
         graphs = featurizer.featurize(inputs)
         if featurizer.failures:
@@ -551,10 +629,12 @@ class CGCNNModel(dc.models.TorchModel):
     def from_cgcnn_checkpoint(cls, path: str, **kwargs) -> "CGCNNModel":
         """Load an original CGCNN ``.pth.tar`` checkpoint; see :func:`deepchem_cgcnn.checkpoints.load_cgcnn_checkpoint`."""
         from deepchem_cgcnn.checkpoints import load_cgcnn_checkpoint
+
         return load_cgcnn_checkpoint(path, model_class=cls, **kwargs)
 
     @classmethod
     def pretrained(cls, name: str, **kwargs) -> "CGCNNModel":
         """A model shipped with the package, by name (see :func:`deepchem_cgcnn.checkpoints.available_pretrained`)."""
         from deepchem_cgcnn.checkpoints import load_pretrained
+
         return load_pretrained(name, model_class=cls, **kwargs)

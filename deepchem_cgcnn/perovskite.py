@@ -1,5 +1,4 @@
 """ABX3 perovskites: which site is A, B or X, read from the structure itself."""
-from typing import List
 
 import numpy as np
 
@@ -8,11 +7,15 @@ class PerovskiteSiteError(ValueError):
     """The structure's coordination does not look like an ABX3 perovskite."""
 
 
-IDEAL_POSITIONS = np.array([[0.0, 0.0, 0.0],    # A: cube corner, 12-fold cage
-                            [0.5, 0.5, 0.5],    # B: body centre, octahedron of X
-                            [0.5, 0.0, 0.5],    # X: face centres, bridging two B
-                            [0.5, 0.5, 0.0],
-                            [0.0, 0.5, 0.5]])
+IDEAL_POSITIONS = np.array(
+    [
+        [0.0, 0.0, 0.0],  # A: cube corner, 12-fold cage
+        [0.5, 0.5, 0.5],  # B: body centre, octahedron of X
+        [0.5, 0.0, 0.5],  # X: face centres, bridging two B
+        [0.5, 0.5, 0.0],
+        [0.0, 0.5, 0.5],
+    ]
+)
 
 
 def _displacement(frac: np.ndarray, ideal: np.ndarray) -> float:
@@ -22,10 +25,10 @@ def _displacement(frac: np.ndarray, ideal: np.ndarray) -> float:
     shift = np.arctan2(np.sin(angle).mean(axis=0), np.cos(angle).mean(axis=0)) / (2 * np.pi)
     residual = difference - shift
     residual -= np.round(residual)
-    return float(np.sqrt((residual ** 2).sum(axis=1).mean()))
+    return float(np.sqrt((residual**2).sum(axis=1).mean()))
 
 
-def perovskite_sites(structure, max_displacement: float = 0.35) -> List[str]:
+def perovskite_sites(structure, max_displacement: float = 0.35) -> list[str]:
     """Label each site of a 5-atom ABX3 perovskite ``"A"``, ``"B"`` or ``"X"``.
 
     Anion chemistry picks the X sites: the three most electronegative sites (O, N,
@@ -58,6 +61,7 @@ def perovskite_sites(structure, max_displacement: float = 0.35) -> List[str]:
     ['X', 'B', 'X', 'A', 'X']
     """
     from itertools import permutations
+
     formula = structure.composition.reduced_formula
     if len(structure) != 5:
         raise PerovskiteSiteError(f"{formula}: {len(structure)} sites; expected a 5-atom ABX3 cell")
@@ -67,8 +71,12 @@ def perovskite_sites(structure, max_displacement: float = 0.35) -> List[str]:
     frac = structure.frac_coords
     displacement, a_site, b_site = min(
         (_displacement(frac[[a, b, *x]], IDEAL_POSITIONS), a, b)
-        for a, b in (cations, cations[::-1]) for x in permutations(anions))
+        for a, b in (cations, cations[::-1])
+        for x in permutations(anions)
+    )
     if displacement > max_displacement:
-        raise PerovskiteSiteError(f"{formula}: no A/B assignment within {max_displacement} of "
-                                  f"the ideal cubic perovskite (best {displacement:.3f})")
+        raise PerovskiteSiteError(
+            f"{formula}: no A/B assignment within {max_displacement} of "
+            f"the ideal cubic perovskite (best {displacement:.3f})"
+        )
     return ["A" if i == a_site else "B" if i == b_site else "X" for i in range(5)]

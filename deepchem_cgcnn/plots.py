@@ -1,8 +1,9 @@
 """Figures: periodic-table heatmaps of per-element values (needs matplotlib, the ``plots`` extra)."""
-from typing import Mapping, Optional, Tuple
+
+from collections.abc import Mapping
 
 
-def periodic_table_position(symbol: str) -> Tuple[int, int]:
+def periodic_table_position(symbol: str) -> tuple[int, int]:
     """``(row, column)`` of an element in the usual 18-column layout; f-block rows 8 and 9.
 
     Examples
@@ -11,6 +12,7 @@ def periodic_table_position(symbol: str) -> Tuple[int, int]:
     ((3, 7), (8, 2), (9, 5))
     """
     from pymatgen.core.periodic_table import Element
+
     element = Element(symbol)
     if element.is_lanthanoid or element.is_actinoid:
         first = 57 if element.is_lanthanoid else 89
@@ -18,9 +20,14 @@ def periodic_table_position(symbol: str) -> Tuple[int, int]:
     return element.row - 1, element.group - 1
 
 
-def periodic_table_heatmap(values: Mapping[str, float], title: str, path: str,
-                           label: str = "", counts: Optional[Mapping[str, int]] = None,
-                           cmap: str = "coolwarm") -> None:
+def periodic_table_heatmap(
+    values: Mapping[str, float],
+    title: str,
+    path: str,
+    label: str = "",
+    counts: Mapping[str, int] | None = None,
+    cmap: str = "coolwarm",
+) -> None:
     """Draw ``values`` (element symbol -> number) on a periodic table and save it to ``path``.
 
     Elements without a value are drawn blank; ``counts`` (how many data behind each value)
@@ -28,6 +35,7 @@ def periodic_table_heatmap(values: Mapping[str, float], title: str, path: str,
     about zero (equal colours for equal magnitudes), so a small negative value stays pale.
     """
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.colors import Normalize
@@ -50,16 +58,32 @@ def periodic_table_heatmap(values: Mapping[str, float], title: str, path: str,
         row, column = periodic_table_position(symbol)
         value = values.get(symbol)
         face = colours(norm(value)) if value is not None else (0.96, 0.96, 0.96)
-        axes.add_patch(plt.Rectangle((column, -row), 0.94, 0.94, facecolor=face,
-                                     edgecolor="grey", lw=0.4))
-        axes.text(column + 0.47, -row + 0.62, symbol, ha="center", va="center", fontsize=8,
-                  color="black" if value is not None else "grey")
+        axes.add_patch(
+            plt.Rectangle((column, -row), 0.94, 0.94, facecolor=face, edgecolor="grey", lw=0.4)
+        )
+        axes.text(
+            column + 0.47,
+            -row + 0.62,
+            symbol,
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="black" if value is not None else "grey",
+        )
         if value is not None:
-            axes.text(column + 0.47, -row + 0.3, f"{value:.2f}", ha="center", va="center",
-                      fontsize=5.5)
+            axes.text(
+                column + 0.47, -row + 0.3, f"{value:.2f}", ha="center", va="center", fontsize=5.5
+            )
             if counts is not None and symbol in counts:
-                axes.text(column + 0.47, -row + 0.1, f"n={counts[symbol]}", ha="center",
-                          va="center", fontsize=4.5, color="dimgrey")
+                axes.text(
+                    column + 0.47,
+                    -row + 0.1,
+                    f"n={counts[symbol]}",
+                    ha="center",
+                    va="center",
+                    fontsize=4.5,
+                    color="dimgrey",
+                )
     axes.set_xlim(-0.2, 18.2)
     axes.set_ylim(-9.2, 1.1)
     axes.set_aspect("equal")
@@ -76,6 +100,7 @@ def screening_plot(ranked, path: str, top: int = 20, units: str = "") -> None:
     """The distribution of predicted values of screened candidates, and the ``top`` ranked first
     (with the ensemble's σ as error bars when the table has a ``std`` column)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -86,11 +111,21 @@ def screening_plot(ranked, path: str, top: int = 20, units: str = "") -> None:
     axes[0].set_ylabel("candidates")
     axes[0].set_title(f"{len(ranked):,} screened candidates", fontsize=9)
     positions = range(len(best))[::-1]
-    axes[1].barh(list(positions), best.prediction, xerr=best.get("std"), color="seagreen",
-                 error_kw={"lw": 0.8})
-    axes[1].set_yticks(list(positions), [f"{f} ({x})" if "X" in best else f
-                                         for f, x in zip(best.formula, best.get("X", best.formula))],
-                       fontsize=7)
+    axes[1].barh(
+        list(positions),
+        best.prediction,
+        xerr=best.get("std"),
+        color="seagreen",
+        error_kw={"lw": 0.8},
+    )
+    axes[1].set_yticks(
+        list(positions),
+        [
+            f"{f} ({x})" if "X" in best else f
+            for f, x in zip(best.formula, best.get("X", best.formula))
+        ],
+        fontsize=7,
+    )
     axes[1].set_xlabel(f"prediction {units} (± σ)".strip())
     axes[1].set_title(f"the {len(best)} ranked first", fontsize=9)
     figure.tight_layout()

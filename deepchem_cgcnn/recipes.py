@@ -5,9 +5,9 @@ schedule; :func:`make_optimizer` turns it into a ``dc.models.optimizers.Optimize
 ``CGCNNModel(optimizer=...)`` and :meth:`Recipe.learning_rate` gives the rate for a point
 of the training budget (used by :func:`deepchem_cgcnn.training.train_with_validation`).
 """
+
 import math
 from dataclasses import asdict, dataclass
-from typing import Dict
 
 from deepchem_cgcnn._quiet import import_deepchem
 
@@ -27,16 +27,19 @@ class SGD(dc.models.optimizers.Optimizer):
     0.9
     """
 
-    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.9,
-                 weight_decay: float = 0.0):
+    def __init__(
+        self, learning_rate: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0
+    ):
         super().__init__(learning_rate)
         self.momentum = momentum
         self.weight_decay = weight_decay
 
     def _create_pytorch_optimizer(self, params):
         import torch
-        return torch.optim.SGD(params, lr=self.learning_rate, momentum=self.momentum,
-                               weight_decay=self.weight_decay)
+
+        return torch.optim.SGD(
+            params, lr=self.learning_rate, momentum=self.momentum, weight_decay=self.weight_decay
+        )
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ class Recipe:
             return cosine_learning_rate(self.learning_rate, fraction)
         raise ValueError(f"unknown schedule {self.schedule!r}; use 'constant' or 'cosine'")
 
-    def to_dict(self) -> Dict:
+    def to_dict(self) -> dict:
         return asdict(self)
 
 
@@ -94,12 +97,25 @@ def cosine_learning_rate(base: float, fraction: float, floor: float = 0.01) -> f
     return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * fraction)))
 
 
-PAPER = Recipe("paper", optimizer="sgd", learning_rate=0.01, schedule="constant",
-               batch_size=256, weight_decay=0.0, momentum=0.9)
+PAPER = Recipe(
+    "paper",
+    optimizer="sgd",
+    learning_rate=0.01,
+    schedule="constant",
+    batch_size=256,
+    weight_decay=0.0,
+    momentum=0.9,
+)
 """The original code's defaults (SGD, momentum 0.9, lr 0.01, batch 256), as the paper trained."""
 
-FAST = Recipe("fast", optimizer="adamw", learning_rate=2e-3, schedule="cosine",
-              batch_size=128, weight_decay=1e-4)
+FAST = Recipe(
+    "fast",
+    optimizer="adamw",
+    learning_rate=2e-3,
+    schedule="cosine",
+    batch_size=128,
+    weight_decay=1e-4,
+)
 """Ours for accuracy per CPU-hour: AdamW with a cosine decay over the time budget."""
 
 RECIPES = {recipe.name: recipe for recipe in (PAPER, FAST)}
@@ -114,11 +130,11 @@ def make_optimizer(recipe: Recipe) -> "dc.models.optimizers.Optimizer":
     ('SGD', 'AdamW')
     """
     if recipe.optimizer == "sgd":
-        return SGD(recipe.learning_rate, momentum=recipe.momentum,
-                   weight_decay=recipe.weight_decay)
+        return SGD(recipe.learning_rate, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     if recipe.optimizer == "adamw":
-        return dc.models.optimizers.AdamW(learning_rate=recipe.learning_rate,
-                                          weight_decay=recipe.weight_decay)
+        return dc.models.optimizers.AdamW(
+            learning_rate=recipe.learning_rate, weight_decay=recipe.weight_decay
+        )
     if recipe.optimizer == "adam":
         return dc.models.optimizers.Adam(learning_rate=recipe.learning_rate)
     raise ValueError(f"unknown optimizer {recipe.optimizer!r}; use 'sgd', 'adam' or 'adamw'")

@@ -6,8 +6,9 @@ model fitted on known perovskites: ``a = a_A[A] + a_B[B] + mean(a_X[X1], a_X[X2]
 mixed-anion cells interpolate). It is fitted by least squares on real cells and its error on
 held-out cells is measured in the tests.
 """
+
 import itertools
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -24,10 +25,14 @@ def cubic_perovskite(a: str, b: str, x: Sequence[str], lattice_constant: float):
     ('SrTiO3', 3.905)
     """
     from pymatgen.core import Lattice, Structure
+
     if len(x) != 3:
         raise ValueError(f"three X-site elements needed, got {list(x)}")
-    return Structure(Lattice.cubic(lattice_constant), [a, b, *x],
-                     [[0.0, 0.0, 0.0], [0.5, 0.5, 0.5], *X_POSITIONS])
+    return Structure(
+        Lattice.cubic(lattice_constant),
+        [a, b, *x],
+        [[0.0, 0.0, 0.0], [0.5, 0.5, 0.5], *X_POSITIONS],
+    )
 
 
 class LatticeConstantModel:
@@ -43,29 +48,40 @@ class LatticeConstantModel:
 
     def __init__(self, ridge: float = 1e-6):
         self.ridge = ridge
-        self.columns: Dict[Tuple[str, str], int] = {}
-        self.coefficients: Optional[np.ndarray] = None
-        self.anion_sets: List[Tuple[str, ...]] = []
+        self.columns: dict[tuple[str, str], int] = {}
+        self.coefficients: np.ndarray | None = None
+        self.anion_sets: list[tuple[str, ...]] = []
 
     def _row(self, a: str, b: str, x: Sequence[str]) -> np.ndarray:
         row = np.zeros(len(self.columns))
-        missing = [(site, e) for site, e in (("A", a), ("B", b), *(("X", e) for e in x))
-                   if (site, e) not in self.columns]
+        missing = [
+            (site, e)
+            for site, e in (("A", a), ("B", b), *(("X", e) for e in x))
+            if (site, e) not in self.columns
+        ]
         if missing:
-            raise KeyError(f"no lattice-constant term for {missing} (element, site) pairs: "
-                           f"fit on perovskites that contain them")
+            raise KeyError(
+                f"no lattice-constant term for {missing} (element, site) pairs: "
+                f"fit on perovskites that contain them"
+            )
         row[self.columns["A", a]] += 1.0
         row[self.columns["B", b]] += 1.0
         for element in x:
             row[self.columns["X", element]] += 1.0 / len(x)
         return row
 
-    def fit(self, compositions: Iterable[Tuple[str, str, Sequence[str]]],
-            lattice_constants: Sequence[float]) -> "LatticeConstantModel":
+    def fit(
+        self,
+        compositions: Iterable[tuple[str, str, Sequence[str]]],
+        lattice_constants: Sequence[float],
+    ) -> "LatticeConstantModel":
         """Least squares on ``(A, B, (X1, X2, X3))`` compositions and their lattice constants."""
         compositions = list(compositions)
-        pairs = sorted({("A", a) for a, _, _ in compositions} | {("B", b) for _, b, _ in compositions}
-                       | {("X", e) for _, _, x in compositions for e in x})
+        pairs = sorted(
+            {("A", a) for a, _, _ in compositions}
+            | {("B", b) for _, b, _ in compositions}
+            | {("X", e) for _, _, x in compositions for e in x}
+        )
         self.columns = {pair: i for i, pair in enumerate(pairs)}
         design = np.array([self._row(a, b, x) for a, b, x in compositions])
         target = np.asarray(lattice_constants, dtype=np.float64)
@@ -80,7 +96,7 @@ class LatticeConstantModel:
             raise RuntimeError("fit the model first")
         return float(self._row(a, b, x) @ self.coefficients)
 
-    def elements(self, site: str) -> List[str]:
+    def elements(self, site: str) -> list[str]:
         """Elements seen on ``site`` (``"A"``, ``"B"`` or ``"X"``) in the fitted data."""
         return sorted(e for s, e in self.columns if s == site)
 
@@ -88,9 +104,14 @@ class LatticeConstantModel:
         """The fitted terms as plain JSON data (``from_dict`` reads them back exactly)."""
         if self.coefficients is None:
             raise RuntimeError("fit the model first")
-        return {"ridge": self.ridge, "anion_sets": [list(x) for x in self.anion_sets],
-                "terms": [[site, element, float(self.coefficients[i])]
-                          for (site, element), i in self.columns.items()]}
+        return {
+            "ridge": self.ridge,
+            "anion_sets": [list(x) for x in self.anion_sets],
+            "terms": [
+                [site, element, float(self.coefficients[i])]
+                for (site, element), i in self.columns.items()
+            ],
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> "LatticeConstantModel":
@@ -108,23 +129,27 @@ class LatticeConstantModel:
         from importlib import resources
 
         from deepchem_cgcnn.checkpoints import PRETRAINED_PACKAGE
+
         path = resources.files(PRETRAINED_PACKAGE) / f"{name}.lattice.json"
         if not path.is_file():
             raise FileNotFoundError(f"no lattice-constant model is shipped for {name!r}")
         return cls.from_dict(json.loads(path.read_text()))
 
 
-def composition_of(structure) -> Tuple[str, str, Tuple[str, ...]]:
+def composition_of(structure) -> tuple[str, str, tuple[str, ...]]:
     """``(A, B, (X1, X2, X3))`` of a 5-atom perovskite, from its geometry (X sorted)."""
     from deepchem_cgcnn.perovskite import perovskite_sites
+
     roles = perovskite_sites(structure)
-    element = {role: [str(structure[i].specie) for i, r in enumerate(roles) if r == role]
-               for role in "ABX"}
+    element = {
+        role: [str(structure[i].specie) for i, r in enumerate(roles) if r == role] for role in "ABX"
+    }
     return element["A"][0], element["B"][0], tuple(sorted(element["X"]))
 
 
-def enumerate_candidates(a_elements: Sequence[str], b_elements: Sequence[str],
-                         x_sets: Sequence[Sequence[str]]) -> List[Tuple[str, str, Tuple[str, ...]]]:
+def enumerate_candidates(
+    a_elements: Sequence[str], b_elements: Sequence[str], x_sets: Sequence[Sequence[str]]
+) -> list[tuple[str, str, tuple[str, ...]]]:
     """Every ``(A, B, X3)`` with A != B from the given element lists and anion triples.
 
     Examples
@@ -132,12 +157,19 @@ def enumerate_candidates(a_elements: Sequence[str], b_elements: Sequence[str],
     >>> enumerate_candidates(["Sr", "Ba"], ["Ti"], [("O", "O", "O"), ("N", "O", "O")])[:2]
     [('Sr', 'Ti', ('O', 'O', 'O')), ('Sr', 'Ti', ('N', 'O', 'O'))]
     """
-    return [(a, b, tuple(sorted(x))) for a, b, x in itertools.product(a_elements, b_elements, x_sets)
-            if a != b]
+    return [
+        (a, b, tuple(sorted(x)))
+        for a, b, x in itertools.product(a_elements, b_elements, x_sets)
+        if a != b
+    ]
 
 
-def screen(model, candidates: Sequence[Tuple[str, str, Sequence[str]]],
-           lattice: LatticeConstantModel, batch_size: int = 4096):
+def screen(
+    model,
+    candidates: Sequence[tuple[str, str, Sequence[str]]],
+    lattice: LatticeConstantModel,
+    batch_size: int = 4096,
+):
     """Build, featurize and predict every candidate; rank by predicted value (lowest first).
 
     Parameters
@@ -159,9 +191,13 @@ def screen(model, candidates: Sequence[Tuple[str, str, Sequence[str]]],
 
     from deepchem_cgcnn._quiet import import_deepchem
     from deepchem_cgcnn.featurizer import CGCNNFeaturizer
+
     dc = import_deepchem()
-    settings = getattr(model, "featurizer_params", None) or getattr(
-        getattr(model, "models", [None])[0], "featurizer_params", None) or {}
+    settings = (
+        getattr(model, "featurizer_params", None)
+        or getattr(getattr(model, "models", [None])[0], "featurizer_params", None)
+        or {}
+    )
     featurizer = CGCNNFeaturizer(**settings)
     rows, structures, skipped = [], [], []
     for a, b, x in candidates:
@@ -171,12 +207,19 @@ def screen(model, candidates: Sequence[Tuple[str, str, Sequence[str]]],
             skipped.append(((a, b, tuple(x)), str(error)))
             continue
         structure = cubic_perovskite(a, b, x, constant)
-        rows.append({"A": a, "B": b, "X": "".join(x), "lattice_constant": constant,
-                     "formula": structure.composition.reduced_formula})
+        rows.append(
+            {
+                "A": a,
+                "B": b,
+                "X": "".join(x),
+                "lattice_constant": constant,
+                "formula": structure.composition.reduced_formula,
+            }
+        )
         structures.append(structure)
     predictions, spreads = [], []
     for start in range(0, len(structures), batch_size):
-        graphs = featurizer.featurize(structures[start:start + batch_size])
+        graphs = featurizer.featurize(structures[start : start + batch_size])
         dataset = dc.data.NumpyDataset(graphs)
         if hasattr(model, "predict_uncertainty") and hasattr(model, "models"):
             mean, std = model.predict_uncertainty(dataset)
@@ -193,8 +236,9 @@ def screen(model, candidates: Sequence[Tuple[str, str, Sequence[str]]],
     return table
 
 
-def precision_recall_at_k(predicted_order: Sequence, true_values: Dict, k: int,
-                          top: Optional[int] = None) -> Tuple[float, float]:
+def precision_recall_at_k(
+    predicted_order: Sequence, true_values: dict, k: int, top: int | None = None
+) -> tuple[float, float]:
     """Precision and recall at ``k`` of a ranking against the truly lowest ``top`` values.
 
     ``predicted_order``: keys ranked by predicted value (best first), restricted to keys

@@ -1,12 +1,14 @@
 """A resumable, time-budgeted training loop with the best validation checkpoint kept."""
+
 import json
 import logging
 import math
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +18,7 @@ logger = logging.getLogger(__name__)
 def _predict_quietly(model, dataset) -> np.ndarray:
     """Predictions for scoring: the domain warning is for users' predictions, not metrics."""
     from deepchem_cgcnn.domain import DomainWarning
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DomainWarning)
         return np.asarray(model.predict(dataset))
@@ -24,6 +27,7 @@ def _predict_quietly(model, dataset) -> np.ndarray:
 def classification_error(model, dataset) -> float:
     """1 - ROC-AUC of a binary classifier on a dataset (lower is better, like an MAE)."""
     from sklearn.metrics import roc_auc_score
+
     probability = _predict_quietly(model, dataset)[:, 1]
     labels = np.asarray(dataset.y, dtype=np.float64).reshape(len(dataset), -1)[:, 0]
     labelled = np.isfinite(labels)
@@ -54,22 +58,24 @@ class TrainingRecord:
     (e.g. a non-finite loss).
     """
 
-    epochs: List[int] = field(default_factory=list)
-    seconds: List[float] = field(default_factory=list)
-    train_loss: List[float] = field(default_factory=list)
-    valid_mae: List[float] = field(default_factory=list)
-    learning_rate: List[float] = field(default_factory=list)
+    epochs: list[int] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    valid_mae: list[float] = field(default_factory=list)
+    learning_rate: list[float] = field(default_factory=list)
     best_epoch: int = -1
     best_valid_mae: float = math.inf
     config: dict = field(default_factory=dict)
     stopped: str = ""
 
-    def history(self) -> Dict[str, list]:
+    def history(self) -> dict[str, list]:
         """The validation error after each epoch against cumulative training seconds, rounded
         for a model card (classification: the error is 1 - ROC-AUC)."""
-        return {"seconds": [round(s, 1) for s in self.seconds],
-                "valid_error": [round(v, 5) for v in self.valid_mae],
-                "learning_rate": [float(f"{lr:.4g}") for lr in self.learning_rate]}
+        return {
+            "seconds": [round(s, 1) for s in self.seconds],
+            "valid_error": [round(v, 5) for v in self.valid_mae],
+            "learning_rate": [float(f"{lr:.4g}") for lr in self.learning_rate],
+        }
 
 
 LAST_STATE = "last.pt"
@@ -77,7 +83,7 @@ BEST_STATE = "best.pt"
 RECORD = "record.json"
 
 
-def differing_fields(old: Any, new: Any, prefix: str = "") -> List[str]:
+def differing_fields(old: Any, new: Any, prefix: str = "") -> list[str]:
     """Dotted names of the fields where two nested dicts differ.
 
     Examples
@@ -97,11 +103,13 @@ def differing_fields(old: Any, new: Any, prefix: str = "") -> List[str]:
 def _check_same_run(path: str, saved: dict, config: dict) -> None:
     if saved != config:
         fields = differing_fields(saved, config)
-        detail = "; ".join(f"{f}: {_lookup(saved, f)!r} there, {_lookup(config, f)!r} now"
-                           for f in fields[:6])
+        detail = "; ".join(
+            f"{f}: {_lookup(saved, f)!r} there, {_lookup(config, f)!r} now" for f in fields[:6]
+        )
         raise RunMismatchError(
             f"{os.path.dirname(path)} holds a run with other settings ({detail}); resume it "
-            f"with the same settings, use another folder, or delete it to start over")
+            f"with the same settings, use another folder, or delete it to start over"
+        )
 
 
 def _lookup(config: dict, dotted: str) -> Any:
@@ -111,25 +119,36 @@ def _lookup(config: dict, dotted: str) -> Any:
     return value
 
 
-def _load_state(path: str) -> Optional[dict]:
+def _load_state(path: str) -> dict | None:
     import torch
+
     if not os.path.isfile(path):
         return None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # atomic writes make this a damaged disk, not a crash
-        raise RuntimeError(f"{path} cannot be read ({type(error).__name__}: {error}); it was "
-                           f"written atomically, so the file was damaged after writing: "
-                           f"delete the run folder to start over") from error
+        raise RuntimeError(
+            f"{path} cannot be read ({type(error).__name__}: {error}); it was "
+            f"written atomically, so the file was damaged after writing: "
+            f"delete the run folder to start over"
+        ) from error
 
 
 def _save_state(model, path: str, record: TrainingRecord, epoch: int, valid_error: float) -> None:
     from deepchem_cgcnn._io import atomic_torch_save
-    atomic_torch_save(path, {"model_state_dict": model.model.state_dict(),
-                             "optimizer_state_dict": model._pytorch_optimizer.state_dict(),
-                             "global_step": model._global_step,
-                             "epoch": epoch, "valid_error": valid_error,
-                             "config": record.config, "record": asdict(record)})
+
+    atomic_torch_save(
+        path,
+        {
+            "model_state_dict": model.model.state_dict(),
+            "optimizer_state_dict": model._pytorch_optimizer.state_dict(),
+            "global_step": model._global_step,
+            "epoch": epoch,
+            "valid_error": valid_error,
+            "config": record.config,
+            "record": asdict(record),
+        },
+    )
 
 
 def _restore_state(model, state: dict, with_optimizer: bool = True) -> None:
@@ -139,11 +158,17 @@ def _restore_state(model, state: dict, with_optimizer: bool = True) -> None:
         model._global_step = state["global_step"]
 
 
-def train_with_validation(model, train, valid, out_dir: str,
-                          learning_rate_at: Callable[[float], float],
-                          max_epochs: int, max_minutes: float,
-                          evaluate: Callable = mean_absolute_error,
-                          config: Optional[dict] = None) -> TrainingRecord:
+def train_with_validation(
+    model,
+    train,
+    valid,
+    out_dir: str,
+    learning_rate_at: Callable[[float], float],
+    max_epochs: int,
+    max_minutes: float,
+    evaluate: Callable = mean_absolute_error,
+    config: dict | None = None,
+) -> TrainingRecord:
     """Train epoch by epoch, keep the best validation checkpoint, resume after a stop.
 
     ``learning_rate_at(fraction)`` sets the learning rate of each epoch from the
@@ -173,8 +198,10 @@ def train_with_validation(model, train, valid, out_dir: str,
     os.makedirs(out_dir, exist_ok=True)
     remove_stale_temporaries(out_dir)
     if os.path.isdir(os.path.join(out_dir, "last")) or os.path.isdir(os.path.join(out_dir, "best")):
-        raise RunMismatchError(f"{out_dir} holds a run written by an older version of this "
-                               f"package (last/, best/ folders); delete it to start over")
+        raise RunMismatchError(
+            f"{out_dir} holds a run written by an older version of this "
+            f"package (last/, best/ folders); delete it to start over"
+        )
     model._ensure_built()
     config = json.loads(json.dumps(config or {}, default=str))
     last_path, best_path = os.path.join(out_dir, LAST_STATE), os.path.join(out_dir, BEST_STATE)
@@ -206,10 +233,12 @@ def train_with_validation(model, train, valid, out_dir: str,
         elapsed = used + time.perf_counter() - start
         mae = evaluate(model, valid) if math.isfinite(loss) else math.nan
         if not (math.isfinite(loss) and math.isfinite(mae)):
-            record.stopped = (f"stopped at epoch {epoch}: non-finite "
-                              f"{'training loss' if not math.isfinite(loss) else 'validation error'}"
-                              f" (loss {loss}, validation {mae}); kept the best finite epoch "
-                              f"{record.best_epoch}")
+            record.stopped = (
+                f"stopped at epoch {epoch}: non-finite "
+                f"{'training loss' if not math.isfinite(loss) else 'validation error'}"
+                f" (loss {loss}, validation {mae}); kept the best finite epoch "
+                f"{record.best_epoch}"
+            )
             logger.error("%s: %s", out_dir, record.stopped)
             break
         used = elapsed
@@ -223,16 +252,21 @@ def train_with_validation(model, train, valid, out_dir: str,
             _save_state(model, best_path, record, epoch, mae)
         _save_state(model, last_path, record, epoch, mae)
         atomic_write_json(os.path.join(out_dir, RECORD), asdict(record))
-        logger.info("epoch %d  lr %.2e  loss %.4f  valid %.4f  (%.0f s)", epoch, lr, loss, mae, used)
+        logger.info(
+            "epoch %d  lr %.2e  loss %.4f  valid %.4f  (%.0f s)", epoch, lr, loss, mae, used
+        )
         epoch += 1
     best = _load_state(best_path)
     if best is None:
         if record.stopped:
-            raise TrainingDivergedError(f"{out_dir}: {record.stopped.split(';')[0]}, before any "
-                                        f"epoch with a finite validation error; lower the "
-                                        f"learning rate or check the labels")
-        raise TrainingDivergedError(f"{out_dir}: no epoch was trained (max_epochs={max_epochs}, "
-                                    f"max_minutes={max_minutes})")
+            raise TrainingDivergedError(
+                f"{out_dir}: {record.stopped.split(';')[0]}, before any "
+                f"epoch with a finite validation error; lower the "
+                f"learning rate or check the labels"
+            )
+        raise TrainingDivergedError(
+            f"{out_dir}: no epoch was trained (max_epochs={max_epochs}, max_minutes={max_minutes})"
+        )
     _restore_state(model, best, with_optimizer=False)
     if record.stopped:
         atomic_write_json(os.path.join(out_dir, RECORD), asdict(record))

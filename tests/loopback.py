@@ -7,26 +7,27 @@
 ...     no_proxy.open(url, timeout=5).read()
 b'hello'
 """
+
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
-Handler = Callable[[str, Dict[str, str]], Tuple[int, Dict[str, str], bytes]]
+Handler = Callable[[str, dict[str, str]], tuple[int, dict[str, str], bytes]]
 
 
 @dataclass
 class _Route:
     body: bytes
     status: int
-    truncate_to: Optional[int]
-    stall_seconds: Optional[float]
+    truncate_to: int | None
+    stall_seconds: float | None
     content_type: str
     fail_first: int
     no_length: bool = False
-    drip_seconds: Optional[float] = None
+    drip_seconds: float | None = None
     requests_seen: int = 0
 
 
@@ -38,15 +39,16 @@ class LoopbackServer:
     """
 
     def __init__(self):
-        self.requests: List[str] = []
-        self._routes: Dict[str, _Route] = {}
-        self._handlers: List[Tuple[str, Handler]] = []
+        self.requests: list[str] = []
+        self._routes: dict[str, _Route] = {}
+        self._handlers: list[tuple[str, Handler]] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._server = _QuietServer(("127.0.0.1", 0), _RequestHandler)
         self._server.loopback = self
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def __enter__(self) -> "LoopbackServer":
         self._thread.start()
@@ -70,10 +72,19 @@ class LoopbackServer:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
 
-    def add(self, path: str, body: bytes, *, status: int = 200, truncate_to: Optional[int] = None,
-            stall_seconds: Optional[float] = None,
-            content_type: str = "application/octet-stream", fail_first: int = 0,
-            no_length: bool = False, drip_seconds: Optional[float] = None) -> str:
+    def add(
+        self,
+        path: str,
+        body: bytes,
+        *,
+        status: int = 200,
+        truncate_to: int | None = None,
+        stall_seconds: float | None = None,
+        content_type: str = "application/octet-stream",
+        fail_first: int = 0,
+        no_length: bool = False,
+        drip_seconds: float | None = None,
+    ) -> str:
         """Serve ``body`` at ``path``; return its URL.
 
         Parameters
@@ -90,9 +101,16 @@ class LoopbackServer:
             Send the body one byte at a time, this many seconds apart.
         """
         with self._lock:
-            self._routes[_path_only(path)] = _Route(body, status, truncate_to, stall_seconds,
-                                                    content_type, fail_first, no_length,
-                                                    drip_seconds)
+            self._routes[_path_only(path)] = _Route(
+                body,
+                status,
+                truncate_to,
+                stall_seconds,
+                content_type,
+                fail_first,
+                no_length,
+                drip_seconds,
+            )
         return self.url(path)
 
     def add_handler(self, path_prefix: str, handler: Handler) -> str:
@@ -109,14 +127,14 @@ class LoopbackServer:
         with self._lock:
             self.requests.append(path)
 
-    def _handler_for(self, path: str) -> Optional[Handler]:
+    def _handler_for(self, path: str) -> Handler | None:
         with self._lock:
             for prefix, handler in self._handlers:
                 if path.startswith(prefix):
                     return handler
         return None
 
-    def _route_for(self, path: str) -> Tuple[Optional[_Route], bool]:
+    def _route_for(self, path: str) -> tuple[_Route | None, bool]:
         """The route of ``path`` and whether this request is one of its scripted 503s."""
         with self._lock:
             route = self._routes.get(_path_only(path))
@@ -162,27 +180,30 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._serve(route)
 
     def _serve(self, route: _Route) -> None:
-        self._send_headers(route.status, {"Content-Type": route.content_type},
-                           None if route.no_length else len(route.body))
+        self._send_headers(
+            route.status,
+            {"Content-Type": route.content_type},
+            None if route.no_length else len(route.body),
+        )
         if route.stall_seconds:
             self.server.loopback._stall(route.stall_seconds)
-        sent = route.body if route.truncate_to is None else route.body[:route.truncate_to]
+        sent = route.body if route.truncate_to is None else route.body[: route.truncate_to]
         if route.drip_seconds:
             for k in range(len(sent)):
                 if self.server.loopback._closing.is_set():
                     break
-                self.wfile.write(sent[k:k + 1])
+                self.wfile.write(sent[k : k + 1])
                 self.wfile.flush()
                 self.server.loopback._stall(route.drip_seconds)
         else:
             self.wfile.write(sent)
         self.close_connection = True
 
-    def _respond(self, status: int, headers: Dict[str, str], body: bytes) -> None:
+    def _respond(self, status: int, headers: dict[str, str], body: bytes) -> None:
         self._send_headers(status, headers, len(body))
         self.wfile.write(body)
 
-    def _send_headers(self, status: int, headers: Dict[str, str], length: Optional[int]) -> None:
+    def _send_headers(self, status: int, headers: dict[str, str], length: int | None) -> None:
         self.send_response(status)
         for name, value in headers.items():
             if name.lower() != "content-length":

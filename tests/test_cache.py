@@ -1,4 +1,5 @@
 """The featurized-data cache is verified on every reload: altered or damaged files are rebuilt."""
+
 import glob
 import os
 
@@ -18,8 +19,9 @@ def table(mp_rows, tmp_path):
 
 
 def _load(table, cache):
-    return MaterialsProjectLoader(table, tasks=["formation_energy"], save_dir=str(cache),
-                                  data_dir=str(cache)).load()
+    return MaterialsProjectLoader(
+        table, tasks=["formation_energy"], save_dir=str(cache), data_dir=str(cache)
+    ).load()
 
 
 def _cached(cache, pattern):
@@ -38,18 +40,23 @@ def test_a_damaged_or_altered_cache_is_rebuilt_and_says_so(table, tmp_path, dama
     cache = tmp_path / "cache"
     expected = _labels(_load(table, cache))
     for shard in _cached(cache, "y.npy"):
-        if damage == "rewrite":       # a plausible-looking file with other labels
+        if damage == "rewrite":  # a plausible-looking file with other labels
             np.save(shard, np.zeros_like(np.load(shard)))
         elif damage == "flip-a-bit":
-            data = bytearray(open(shard, "rb").read())
-            data[-1] ^= 1
-            open(shard, "wb").write(bytes(data))
+            with open(shard, "r+b") as handle:
+                handle.seek(-1, os.SEEK_END)
+                last = handle.read(1)[0]
+                handle.seek(-1, os.SEEK_END)
+                handle.write(bytes([last ^ 1]))
         elif damage == "truncate":
             os.truncate(shard, os.path.getsize(shard) // 2)
         else:
             os.unlink(shard)
-    with pytest.warns(CacheWarning, match=r"cache .*-featurized.* failed verification "
-                                          r"\(.*y\.npy: (checksum mismatch|missing)"):
+    with pytest.warns(
+        CacheWarning,
+        match=r"cache .*-featurized.* failed verification "
+        r"\(.*y\.npy: (checksum mismatch|missing)",
+    ):
         reloaded = _load(table, cache)
     assert _labels(reloaded) == expected
     for manifest in _cached(cache, MANIFEST):
@@ -77,14 +84,15 @@ def test_a_table_of_cif_paths_is_keyed_by_the_files_contents(tmp_path):
     cache = tmp_path / "cache"
 
     def graphs():
-        _, (dataset,), _ = MaterialsProjectLoader(str(csv), tasks=["target"], splitter=None,
-                                                  save_dir=str(cache), data_dir=str(cache)).load()
+        _, (dataset,), _ = MaterialsProjectLoader(
+            str(csv), tasks=["target"], splitter=None, save_dir=str(cache), data_dir=str(cache)
+        ).load()
         return {i: g for i, g in zip(dataset.ids, dataset.X)}
 
     before = graphs()["c1"]
     assert graphs()["c1"].neighbor_distance.min() == pytest.approx(before.neighbor_distance.min())
     bigger = crystals["Cu (fcc)"].copy()
-    bigger.scale_lattice(bigger.volume * 1.331)          # the same file name, 10 % longer bonds
+    bigger.scale_lattice(bigger.volume * 1.331)  # the same file name, 10 % longer bonds
     bigger.to(filename=paths[1])
     after = graphs()["c1"]
     assert after.neighbor_distance.min() == pytest.approx(1.1 * before.neighbor_distance.min())
@@ -101,16 +109,17 @@ class _Payload:
 
 def test_the_cache_holds_no_pickle_and_a_planted_one_never_runs(table, tmp_path):
     from deepchem_cgcnn._io import write_manifest
+
     cache = tmp_path / "cache"
     expected = _labels(_load(table, cache))
     for path in glob.glob(str(cache / "**" / "*"), recursive=True):
         if path.endswith(".npy"):
-            np.load(path, allow_pickle=False)                 # plain numeric arrays only
+            np.load(path, allow_pickle=False)  # plain numeric arrays only
         assert not path.endswith((".pkl", ".joblib", ".gz")), path
     marker = tmp_path / "ran"
-    for shard in _cached(cache, "y.npy"):                     # a local attacker plants code
+    for shard in _cached(cache, "y.npy"):  # a local attacker plants code
         np.save(shard, np.array([_Payload(str(marker))], dtype=object), allow_pickle=True)
-        write_manifest(os.path.dirname(os.path.dirname(shard)))   # and fixes the checksums
+        write_manifest(os.path.dirname(os.path.dirname(shard)))  # and fixes the checksums
     with pytest.warns(CacheWarning, match="cannot be read"):
         assert _labels(_load(table, cache)) == expected
     assert not marker.exists()
@@ -118,6 +127,7 @@ def test_the_cache_holds_no_pickle_and_a_planted_one_never_runs(table, tmp_path)
 
 def test_a_cache_folder_others_can_write_to_is_refused(table, tmp_path):
     from deepchem_cgcnn.data.store import UnsafeCacheFolderError
+
     shared = tmp_path / "shared-cache"
     shared.mkdir()
     os.chmod(shared, 0o777)
@@ -127,7 +137,9 @@ def test_a_cache_folder_others_can_write_to_is_refused(table, tmp_path):
 
 def test_the_default_cache_is_per_user(monkeypatch):
     import tempfile
+
     from deepchem_cgcnn.data.loader import default_data_dir
+
     monkeypatch.delenv("DEEPCHEM_DATA_DIR", raising=False)
     folder = default_data_dir()
     assert not folder.startswith(tempfile.gettempdir()) and "deepchem-cgcnn" in folder
@@ -137,11 +149,13 @@ def test_the_default_cache_is_per_user(monkeypatch):
 
 
 # ---------------------------------------------------------------- concurrency, forced
-def test_a_second_loader_waits_for_the_first_builder_and_reuses_its_cache(table, tmp_path,
-                                                                         monkeypatch):
+def test_a_second_loader_waits_for_the_first_builder_and_reuses_its_cache(
+    table, tmp_path, monkeypatch
+):
     """Two loaders of one dataset: the second blocks on the build lock while the first is
     held mid-featurization, then serves the finished cache; featurization runs once."""
     import threading
+
     cache = tmp_path / "cache"
     holding, release, calls = threading.Event(), threading.Event(), []
     real = MaterialsProjectLoader.featurize
@@ -157,10 +171,10 @@ def test_a_second_loader_waits_for_the_first_builder_and_reuses_its_cache(table,
     first = threading.Thread(target=lambda: results.update(first=_load(table, cache)))
     second = threading.Thread(target=lambda: results.update(second=_load(table, cache)))
     first.start()
-    assert holding.wait(30)                    # the first loader holds the lock, mid-build
+    assert holding.wait(30)  # the first loader holds the lock, mid-build
     second.start()
     second.join(timeout=1.0)
-    assert second.is_alive() and "second" not in results   # blocked on the lock, not racing
+    assert second.is_alive() and "second" not in results  # blocked on the lock, not racing
     release.set()
     first.join(30)
     second.join(30)
@@ -171,7 +185,9 @@ def test_a_second_loader_waits_for_the_first_builder_and_reuses_its_cache(table,
 def test_a_cache_replaced_while_a_reader_reads_it_is_not_a_crash(table, tmp_path, monkeypatch):
     """The reader verified the cache; another process then replaces the folder under it."""
     import shutil
+
     from deepchem_cgcnn.data import store
+
     cache = tmp_path / "cache"
     expected = _labels(_load(table, cache))
     real, moved = store.load_dataset, []
@@ -179,7 +195,7 @@ def test_a_cache_replaced_while_a_reader_reads_it_is_not_a_crash(table, tmp_path
     def replaced_under_the_reader(folder):
         if not moved:
             parent = os.path.dirname(folder)
-            shutil.move(parent, parent + ".gone")              # the folder vanishes mid-read
+            shutil.move(parent, parent + ".gone")  # the folder vanishes mid-read
             moved.append(parent)
         return real(folder)
 
@@ -191,8 +207,9 @@ def test_a_cache_replaced_while_a_reader_reads_it_is_not_a_crash(table, tmp_path
 
 def test_predict_writes_each_chunk_before_the_next_one(tmp_path, monkeypatch, capsys):
     from deepchem_cgcnn import cli
+
     files = []
-    for k, (name, structure) in enumerate(list(example_structures().items())[:5]):
+    for k, structure in enumerate(list(example_structures().values())[:5]):
         path = tmp_path / f"c{k}.cif"
         structure.to(filename=str(path))
         files.append(str(path))
@@ -207,8 +224,22 @@ def test_predict_writes_each_chunk_before_the_next_one(tmp_path, monkeypatch, ca
     monkeypatch.setattr(cli, "_predict_chunk", killed_on_the_third_chunk)
     out = tmp_path / "rows.csv"
     with pytest.raises(KeyboardInterrupt):
-        cli.main(["predict", "--model", "mp-formation-energy", "--chunk-size", "2",
-                  "--out", str(out), *files])
+        cli.main(
+            [
+                "predict",
+                "--model",
+                "mp-formation-energy",
+                "--chunk-size",
+                "2",
+                "--out",
+                str(out),
+                *files,
+            ]
+        )
     rows = out.read_text().strip().splitlines()
-    assert rows[0].startswith("structure,formula") and [r.split(",")[0] for r in rows[1:]] == \
-        ["c0.cif", "c1.cif", "c2.cif", "c3.cif"]
+    assert rows[0].startswith("structure,formula") and [r.split(",")[0] for r in rows[1:]] == [
+        "c0.cif",
+        "c1.cif",
+        "c2.cif",
+        "c3.cif",
+    ]

@@ -1,4 +1,5 @@
 """deepchem-cgcnn predict, and the shipped model."""
+
 import json
 import re
 import subprocess
@@ -49,8 +50,12 @@ def test_predict_prints_a_table_for_files(tmp_path, capsys):
 
 
 def test_command_line_entry_point_is_quiet():
-    result = subprocess.run([sys.executable, "-m", "deepchem_cgcnn.cli", "predict"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "deepchem_cgcnn.cli", "predict"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "Skipped loading" not in result.stdout + result.stderr
     assert len(result.stdout.strip().splitlines()) == 1 + len(example_structures())
@@ -61,8 +66,18 @@ def test_every_shipped_model_has_a_card_and_loads_offline(no_network):
     """Each shipped model: a full card, weights that load by name, and test metrics on record."""
     for name in available_pretrained(include_members=True):
         card = pretrained_card(name)
-        for key in ("property", "units", "task", "mode", "data", "split", "recipe", "metrics",
-                    "wall_time_s", "command"):
+        for key in (
+            "property",
+            "units",
+            "task",
+            "mode",
+            "data",
+            "split",
+            "recipe",
+            "metrics",
+            "wall_time_s",
+            "command",
+        ):
             assert key in card, (name, key)
         assert card["split"]["seed"] == 123 and card["split"]["fractions"] == [0.6, 0.2, 0.2]
         metric = "roc_auc" if card["mode"] == "classification" else "mae"
@@ -86,39 +101,90 @@ def test_predict_prints_one_column_per_general_shipped_model(capsys):
 def test_train_command_exports_a_card_that_its_model_reproduces(mp_rows, tmp_path):
     """``deepchem-cgcnn train`` end to end on 100 real crystals: split, card, history, weights."""
     import json
+
     from deepchem_cgcnn import MaterialsProjectLoader
     from deepchem_cgcnn.checkpoints import load_saved
-    from deepchem_cgcnn.training import mean_absolute_error
     from deepchem_cgcnn.data.splitters import CGCNNRandomSplitter
+    from deepchem_cgcnn.training import mean_absolute_error
+
     table = tmp_path / "mp100.csv"
     mp_rows.head(100).to_csv(table, index=False)
     export = tmp_path / "export"
-    assert main(["train", "--data", str(table), "--target", "band_gap", "--name", "tiny",
-                 "--work-dir", str(tmp_path / "run"), "--export", str(export), "--num-conv", "1",
-                 "--max-epochs", "3", "--valid-size", "10", "--units", "eV"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(table),
+                "--target",
+                "band_gap",
+                "--name",
+                "tiny",
+                "--work-dir",
+                str(tmp_path / "run"),
+                "--export",
+                str(export),
+                "--num-conv",
+                "1",
+                "--max-epochs",
+                "3",
+                "--valid-size",
+                "10",
+                "--units",
+                "eV",
+            ]
+        )
+        == 0
+    )
     card = json.loads((export / "tiny.json").read_text())
-    assert card["split"]["sizes"] == [60, 20, 20] and "on 10 validation" in card["split"]["model_selection"]
+    assert (
+        card["split"]["sizes"] == [60, 20, 20]
+        and "on 10 validation" in card["split"]["model_selection"]
+    )
     assert len(card["history"]["seconds"]) == card["recipe"]["epochs_run"] == 3
     model = load_saved(export / "tiny.pt")
     featurizer = CGCNNFeaturizer(**card["featurizer"])
-    _, (_, _, test), _ = MaterialsProjectLoader(str(table), tasks=["band_gap"],
-                                                featurizer=featurizer,
-                                                splitter=CGCNNRandomSplitter(seed=123),
-                                                reload=False).load()
-    assert mean_absolute_error(model, test) == pytest.approx(card["metrics"]["mae"]["test"], rel=1e-5)
+    _, (_, _, test), _ = MaterialsProjectLoader(
+        str(table),
+        tasks=["band_gap"],
+        featurizer=featurizer,
+        splitter=CGCNNRandomSplitter(seed=123),
+        reload=False,
+    ).load()
+    assert mean_absolute_error(model, test) == pytest.approx(
+        card["metrics"]["mae"]["test"], rel=1e-5
+    )
 
 
 @pytest.mark.torch
 def test_train_gives_each_model_its_own_run_and_refuses_a_mismatched_resume(
-        mp_rows, tmp_path, capsys, caplog):
+    mp_rows, tmp_path, capsys, caplog
+):
     """A second model trained with the default --work-dir never resumes the first one's run."""
     import logging
+
     import torch
+
     table = tmp_path / "mp60.csv"
     mp_rows.head(60).to_csv(table, index=False)
     work, export = tmp_path / "work", tmp_path / "export"
-    common = ["train", "--data", str(table), "--work-dir", str(work), "--export", str(export),
-              "--num-conv", "1", "--max-epochs", "1", "--valid-size", "5", "--n-jobs", "1"]
+    common = [
+        "train",
+        "--data",
+        str(table),
+        "--work-dir",
+        str(work),
+        "--export",
+        str(export),
+        "--num-conv",
+        "1",
+        "--max-epochs",
+        "1",
+        "--valid-size",
+        "5",
+        "--n-jobs",
+        "1",
+    ]
     assert main([*common, "--target", "formation_energy_per_atom", "--name", "fe"]) == 0
     assert f"model written to {export / 'fe.pt'}" in capsys.readouterr().out
     with caplog.at_level(logging.INFO):
@@ -131,8 +197,10 @@ def test_train_gives_each_model_its_own_run_and_refuses_a_mismatched_resume(
     capsys.readouterr()
     assert main([*common, "--target", "band_gap", "--name", "fe", "--units", "eV"]) == 2
     err = capsys.readouterr().err
-    assert str(work / "fe") in err and \
-        "target: 'formation_energy_per_atom' there, 'band_gap' now" in err
+    assert (
+        str(work / "fe") in err
+        and "target: 'formation_energy_per_atom' there, 'band_gap' now" in err
+    )
 
     caplog.clear()
     with caplog.at_level(logging.INFO):
@@ -143,15 +211,19 @@ def test_train_gives_each_model_its_own_run_and_refuses_a_mismatched_resume(
 @pytest.mark.torch
 def test_shipped_band_gap_is_never_negative():
     from pymatgen.core import Lattice, Structure
+
     card = pretrained_card("mp-band-gap")
     assert card["output_constraint"].startswith("non-negative")
     model = CGCNNModel.pretrained("mp-band-gap")
-    metals = [Structure(Lattice.cubic(3.165), ["W", "W"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
-              example_structures()["Cu (fcc)"], example_structures()["Fe (bcc)"]]
+    metals = [
+        Structure(Lattice.cubic(3.165), ["W", "W"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+        example_structures()["Cu (fcc)"],
+        example_structures()["Fe (bcc)"],
+    ]
     graphs = CGCNNFeaturizer(**model.featurizer_params).featurize(metals)
     gaps = model.predict(dc.data.NumpyDataset(graphs))[:, 0]
     assert (gaps >= 0).all(), gaps
-    model.model.nonnegative = False                       # the raw output does go below zero
+    model.model.nonnegative = False  # the raw output does go below zero
     assert (model.predict(dc.data.NumpyDataset(graphs))[:, 0] < 0).any()
 
 
@@ -161,15 +233,21 @@ def test_elemental_ground_states_are_right_or_carry_a_warning(no_network):
     which the table lacks): the formation energy is within 0.2 eV/atom of MP's (about four
     times the test MAE) or the prediction carries a domain flag."""
     import pandas as pd
-    from pymatgen.core import Lattice, Structure
     from conftest import MP_TABLE, need, parse_cifs
-    from pymatgen.core import Composition
+    from pymatgen.core import Composition, Lattice, Structure
+
     rows = pd.read_csv(need(MP_TABLE))
-    rows["elements"] = [len(Composition(f).elements) for f in rows.cif.str.extract(
-        r"_chemical_formula_sum\s+'?([^'\n]+)")[0]]
+    rows["elements"] = [
+        len(Composition(f).elements)
+        for f in rows.cif.str.extract(r"_chemical_formula_sum\s+'?([^'\n]+)")[0]
+    ]
     unary = rows[rows.elements == 1]
-    unary = unary.assign(element=[Composition(s.composition.reduced_formula).elements[0].symbol
-                                  for s in parse_cifs(unary.cif)])
+    unary = unary.assign(
+        element=[
+            Composition(s.composition.reduced_formula).elements[0].symbol
+            for s in parse_cifs(unary.cif)
+        ]
+    )
     ground = unary.loc[unary.groupby("element").formation_energy_per_atom.idxmin()]
     assert len(ground) >= 60
     structures = parse_cifs(ground.cif)
@@ -182,8 +260,10 @@ def test_elemental_ground_states_are_right_or_carry_a_warning(no_network):
     with pytest.warns(Warning):
         predicted = model.predict(dataset)[:, 0]
     records = model.check_domain(dataset)
-    silent_misses = [(r.id, r.formula, round(float(p), 2), round(float(e), 2))
-                     for r, p, e in zip(records, predicted, reference)
-                     if abs(p - e) > 0.2 and r.in_domain]
+    silent_misses = [
+        (r.id, r.formula, round(float(p), 2), round(float(e), 2))
+        for r, p, e in zip(records, predicted, reference)
+        if abs(p - e) > 0.2 and r.in_domain
+    ]
     assert not silent_misses
     assert not records[-1].in_domain and "elemental C" in " ".join(records[-1].flags)

@@ -1,4 +1,5 @@
 """Linear pooling: per-site contributions that add up exactly to the prediction."""
+
 import numpy as np
 import pytest
 import torch
@@ -12,9 +13,11 @@ dc = import_deepchem()
 
 def _dataset(mp_rows, mp_graphs, n=40):
     rows = np.arange(0, len(mp_rows), 9)[:n]
-    return dc.data.NumpyDataset(np.array([mp_graphs[i] for i in rows], dtype=object),
-                                mp_rows.formation_energy_per_atom.to_numpy()[rows, None],
-                                ids=mp_rows.material_id.to_numpy()[rows])
+    return dc.data.NumpyDataset(
+        np.array([mp_graphs[i] for i in rows], dtype=object),
+        mp_rows.formation_energy_per_atom.to_numpy()[rows, None],
+        ids=mp_rows.material_id.to_numpy()[rows],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +42,7 @@ def test_contributions_add_up_to_the_prediction(trained, pooling, reduce):
     assert len(table) == sum(g.num_nodes for g in data.X)
     totals = table.groupby("crystal", sort=False)["contribution"].agg(reduce)
     prediction = dict(zip(data.ids, model.predict(data)[:, 0]))
-    np.testing.assert_allclose(totals.to_numpy(), [prediction[i] for i in totals.index],
-                               atol=1e-5)
+    np.testing.assert_allclose(totals.to_numpy(), [prediction[i] for i in totals.index], atol=1e-5)
     first = data.X[0]
     rows = table[table.crystal == data.ids[0]]
     assert rows.site.tolist() == list(range(first.num_nodes))
@@ -65,8 +67,13 @@ def test_contributions_of_structures_and_of_symmetry_equivalent_sites(trained):
 def test_linear_pooling_overfits_and_survives_save_and_restore(mp_rows, mp_graphs, tmp_path):
     data = _dataset(mp_rows, mp_graphs, n=24)
     torch.manual_seed(1)
-    model = CGCNNModel(num_conv=2, batch_size=24, learning_rate=5e-3, pooling="linear-mean",
-                       model_dir=str(tmp_path))
+    model = CGCNNModel(
+        num_conv=2,
+        batch_size=24,
+        learning_rate=5e-3,
+        pooling="linear-mean",
+        model_dir=str(tmp_path),
+    )
     model.fit(data, nb_epoch=150)
     error = np.abs(model.predict(data) - data.y).mean()
     assert error < 0.25 * data.y.std(), (error, data.y.std())
@@ -89,32 +96,43 @@ def test_mean_pooling_has_no_exact_contributions_and_says_why():
 def test_explain_prints_site_contributions_that_add_up(monkeypatch, capsys):
     from deepchem_cgcnn import checkpoints
     from deepchem_cgcnn.cli import main
+
     torch.manual_seed(3)
     model = CGCNNModel(num_conv=2, pooling="linear-mean")
     model.fit_normalizer(np.array([[-1.0], [0.5], [2.0]]))
     monkeypatch.setattr(checkpoints, "available_pretrained", lambda: ["toy-linear"])
     monkeypatch.setattr(checkpoints, "load_pretrained", lambda name: model)
-    monkeypatch.setattr(checkpoints, "pretrained_card", lambda name: {
-        "property": "energy", "units": "eV/atom", "model": model.hyperparameters})
+    monkeypatch.setattr(
+        checkpoints,
+        "pretrained_card",
+        lambda name: {"property": "energy", "units": "eV/atom", "model": model.hyperparameters},
+    )
     assert main(["explain", "--perovskite"]) == 0
     text = capsys.readouterr().out
     lines = text.splitlines()
     crystals = example_structures()
     start = next(i for i, line in enumerate(lines) if line.startswith("SrTiO3"))
-    header, sites = lines[start], lines[start + 1:start + 6]
-    assert [s.split()[2:4] for s in sites] == [["Sr", "A"], ["Ti", "B"], ["O", "X"],
-                                               ["O", "X"], ["O", "X"]]
+    header, sites = lines[start], lines[start + 1 : start + 6]
+    assert [s.split()[2:4] for s in sites] == [
+        ["Sr", "A"],
+        ["Ti", "B"],
+        ["O", "X"],
+        ["O", "X"],
+        ["O", "X"],
+    ]
     total = float(header.split("energy ")[1].split()[0])
     values = [float(s.split()[-1]) for s in sites]
     assert total == pytest.approx(np.mean(values), abs=2e-3)
     graphs = CGCNNFeaturizer().featurize([crystals["SrTiO3 (cubic perovskite)"]])
-    assert total == pytest.approx(float(model.predict(dc.data.NumpyDataset(graphs))[0, 0]),
-                                  abs=1e-3)
+    assert total == pytest.approx(
+        float(model.predict(dc.data.NumpyDataset(graphs))[0, 0]), abs=1e-3
+    )
 
 
 @pytest.mark.torch
 def test_explain_with_the_shipped_perovskite_model_adds_up_to_its_prediction(tmp_path, capsys):
     from deepchem_cgcnn.cli import main
+
     path = tmp_path / "SrTiO3.cif"
     example_structures()["SrTiO3 (cubic perovskite)"].to(filename=str(path))
     assert main(["explain", "--perovskite", str(path)]) == 0
@@ -123,10 +141,10 @@ def test_explain_with_the_shipped_perovskite_model_adds_up_to_its_prediction(tmp
     lines = out.splitlines()
     total = float(lines[0].split("heat of formation ")[1].split()[0])
     sites = [line.split() for line in lines[1:6]]
-    assert [s[2:4] for s in sites] == [["Sr", "A"], ["Ti", "B"], ["O", "X"], ["O", "X"],
-                                       ["O", "X"]]
+    assert [s[2:4] for s in sites] == [["Sr", "A"], ["Ti", "B"], ["O", "X"], ["O", "X"], ["O", "X"]]
     assert total == pytest.approx(sum(float(s[-1]) for s in sites), abs=3e-3)
     model = CGCNNModel.pretrained("castelli-perovskites-linear")
     graphs = CGCNNFeaturizer(**model.featurizer_params).featurize([str(path)])
-    assert total == pytest.approx(float(model.predict(dc.data.NumpyDataset(graphs))[0, 0]),
-                                  abs=1e-3)
+    assert total == pytest.approx(
+        float(model.predict(dc.data.NumpyDataset(graphs))[0, 0]), abs=1e-3
+    )

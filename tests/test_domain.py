@@ -1,12 +1,12 @@
 """Inputs a model must not answer silently: refused, or answered with a DomainWarning."""
+
 import warnings
 
 import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from deepchem_cgcnn import (CGCNNFeaturizer, CGCNNModel, DomainWarning,
-                            GraphSettingsError)
+from deepchem_cgcnn import CGCNNFeaturizer, CGCNNModel, DomainWarning, GraphSettingsError
 from deepchem_cgcnn._quiet import import_deepchem
 from deepchem_cgcnn.examples import example_structures
 
@@ -25,14 +25,15 @@ def _fails(datapoint, featurizer=None):
 # ---------------------------------------------------------------- refused
 @pytest.mark.parametrize("gap", [0.0, 0.0025, 0.3])
 def test_overlapping_atoms_are_refused(gap):
-    crowded = Structure(Lattice.cubic(4.0), ["Cu", "Cu", "Cu"],
-                        [[0, 0, 0], [gap / 4.0, 0, 0], [0.5, 0.5, 0.5]])
+    crowded = Structure(
+        Lattice.cubic(4.0), ["Cu", "Cu", "Cu"], [[0, 0, 0], [gap / 4.0, 0, 0], [0.5, 0.5, 0.5]]
+    )
     reason = _fails(crowded)
     assert "overlapping atoms: atoms 0 (Cu) and 1 (Cu)" in reason and "0.5 Å" in reason
 
 
 def test_the_overlap_threshold_is_configurable():
-    close = Structure(Lattice.cubic(4.0), ["H", "H"], [[0, 0, 0], [0.1, 0, 0]])   # 0.4 Å
+    close = Structure(Lattice.cubic(4.0), ["H", "H"], [[0, 0, 0], [0.1, 0, 0]])  # 0.4 Å
     assert "overlapping" in _fails(close)
     graph = CGCNNFeaturizer(min_distance=0.3).featurize([close])[0]
     assert graph.num_nodes == 2
@@ -44,10 +45,11 @@ def test_a_lattice_vector_shorter_than_the_threshold_is_an_overlap():
 
 
 def test_a_truncated_cif_is_refused_not_predicted_as_another_formula(tmp_path):
-    cif = Structure(Lattice.hexagonal(2.78, 4.50), ["Re", "Re"],
-                    [[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]]).to(fmt="cif")
+    cif = Structure(
+        Lattice.hexagonal(2.78, 4.50), ["Re", "Re"], [[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]]
+    ).to(fmt="cif")
     lines = cif.rstrip("\n").splitlines()
-    truncated = "\n".join(lines[:-1]) + "\n"          # the last atom line lost
+    truncated = "\n".join(lines[:-1]) + "\n"  # the last atom line lost
     path = tmp_path / "Re.cif"
     path.write_text(truncated)
     for datapoint in (truncated, str(path)):
@@ -82,10 +84,14 @@ def _flags(model, structure):
 
 def test_domain_flags_of_crystals_outside_the_training_data(model):
     atom_in_a_box = Structure(Lattice.cubic(20.0), ["Cu"], [[0, 0, 0]])
-    water = Structure(Lattice.cubic(15.0), ["O", "H", "H"],
-                      [[0, 0, 0], [0.0639, 0, 0], [-0.016, 0.0619, 0]])
-    slab = Structure(Lattice.tetragonal(2.55, 25.0), ["Cu"] * 4,
-                     [[0, 0, 0], [0.5, 0.5, 0.072], [0, 0, 0.144], [0.5, 0.5, 0.216]])
+    water = Structure(
+        Lattice.cubic(15.0), ["O", "H", "H"], [[0, 0, 0], [0.0639, 0, 0], [-0.016, 0.0619, 0]]
+    )
+    slab = Structure(
+        Lattice.tetragonal(2.55, 25.0),
+        ["Cu"] * 4,
+        [[0, 0, 0], [0.5, 0.5, 0.072], [0, 0, 0.144], [0.5, 0.5, 0.216]],
+    )
     assert "1 of 1 atoms have no neighbour within 8 Å" in _flags(model, atom_in_a_box)
     assert any("3 of 3 atoms have fewer than 12 neighbours" in f for f in _flags(model, water))
     assert any("empty gap of 15.0 Å" in f for f in _flags(model, water))
@@ -96,13 +102,15 @@ def test_domain_flags_of_crystals_outside_the_training_data(model):
 
 def test_rare_elements_are_flagged_from_the_card_counts(model):
     counts = model.training_counts
-    assert counts["elements"]["O"] > 5000       # the card records per-element training counts
+    assert counts["elements"]["O"] > 5000  # the card records per-element training counts
     rare = [s for s, n in counts["elements"].items() if n < 10]
     assert rare, "no rare element in the training data to test with"
     element = rare[0]
     crystal = Structure(Lattice.cubic(4.2), ["Na", element], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    assert any(f"element {element} is in {counts['elements'][element]} training crystals" in f
-               for f in _flags(model, crystal))
+    assert any(
+        f"element {element} is in {counts['elements'][element]} training crystals" in f
+        for f in _flags(model, crystal)
+    )
 
 
 def test_predict_warns_naming_the_crystals_and_still_returns_arrays(model):
@@ -114,13 +122,13 @@ def test_predict_warns_naming_the_crystals_and_still_returns_arrays(model):
     assert prediction.shape == (2, 1)
     with warnings.catch_warnings():
         warnings.simplefilter("error", DomainWarning)
-        model.predict(dc.data.NumpyDataset(graphs[:1]))      # in domain: no warning
+        model.predict(dc.data.NumpyDataset(graphs[:1]))  # in domain: no warning
 
 
 # ---------------------------------------------------------------- featurizer settings
 def test_a_model_refuses_graphs_made_with_other_settings(model):
     assert model.featurizer_params["selection"] == "complete"
-    default_graphs = CGCNNFeaturizer().featurize([NACL])     # selection='cgcnn'
+    default_graphs = CGCNNFeaturizer().featurize([NACL])  # selection='cgcnn'
     with pytest.raises(GraphSettingsError, match=r"'selection': 'cgcnn'.*'selection': 'complete'"):
         model.predict(dc.data.NumpyDataset(default_graphs))
     graphs = CGCNNFeaturizer(**model.featurizer_params).featurize([NACL])
@@ -141,6 +149,7 @@ def test_a_new_model_takes_the_settings_of_its_training_graphs():
 @pytest.mark.torch
 def test_original_checkpoints_expect_the_original_settings():
     from conftest import PRETRAINED, need
+
     model = CGCNNModel.from_cgcnn_checkpoint(str(need(PRETRAINED / "band-gap.pth.tar")))
     complete = CGCNNFeaturizer(selection="complete").featurize([NACL])
     with pytest.raises(GraphSettingsError, match="selection"):

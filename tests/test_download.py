@@ -1,4 +1,5 @@
 """fetch() against a real HTTP server on 127.0.0.1: caching, retries, faults and offline mode."""
+
 import gzip
 import hashlib
 import json
@@ -45,8 +46,15 @@ def leftover_parts(folder) -> list:
 @pytest.fixture(autouse=True)
 def direct_connections_only(monkeypatch):
     """Requests go straight to 127.0.0.1 (never through a proxy) and offline mode is off."""
-    for variable in ["http_proxy", "https_proxy", "all_proxy",
-                     "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", download.OFFLINE_VARIABLE]:
+    for variable in [
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        download.OFFLINE_VARIABLE,
+    ]:
         monkeypatch.delenv(variable, raising=False)
 
 
@@ -203,6 +211,7 @@ def expect_rows(count: int):
         found = len(read_json_lines(path))
         if found != count:
             raise ValueError(f"expected {count} rows, found {found}")
+
     return validate
 
 
@@ -219,8 +228,9 @@ def test_validate_rejecting_the_content_fails_with_its_reason(tmp_path):
 def test_validate_accepting_the_content_keeps_the_file(tmp_path):
     with LoopbackServer() as server:
         url = server.add("/table.jsonl.gz", BODY)
-        path = fetch(RemoteFile(url, "table.jsonl.gz", validate=expect_rows(5)), str(tmp_path),
-                     **FAST)
+        path = fetch(
+            RemoteFile(url, "table.jsonl.gz", validate=expect_rows(5)), str(tmp_path), **FAST
+        )
     assert read_json_lines(path) == ROWS
 
 
@@ -229,9 +239,11 @@ def test_check_file_reasons(tmp_path):
     assert check_file(str(path), RemoteFile("u", path.name)) == "missing"
     path.write_bytes(BODY)
     assert check_file(str(path), RemoteFile("u", path.name, size=len(BODY) + 1)) == (
-        f"size {len(BODY)} bytes, expected {len(BODY) + 1}")
+        f"size {len(BODY)} bytes, expected {len(BODY) + 1}"
+    )
     assert check_file(str(path), RemoteFile("u", path.name, sha256="0" * 64)).startswith(
-        f"sha256 mismatch: {sha256(BODY)}, expected 000")
+        f"sha256 mismatch: {sha256(BODY)}, expected 000"
+    )
     assert check_file(str(path), remote_for("u", size=len(BODY))) is None
 
 
@@ -243,7 +255,7 @@ def test_a_body_without_length_is_cut_off_at_the_files_cap(tmp_path):
         remote = RemoteFile(url=url, filename="big.bin", max_size=1 << 20)
         with pytest.raises(DownloadError, match=r"more than the 1048576 bytes expected") as error:
             fetch(remote, str(tmp_path), **FAST)
-    assert "after 1 attempt" in str(error.value)              # not retried
+    assert "after 1 attempt" in str(error.value)  # not retried
     assert not (tmp_path / "big.bin").exists() and leftover_parts(tmp_path) == []
 
 
@@ -256,21 +268,27 @@ def test_an_announced_oversize_body_is_refused_before_reading(tmp_path):
 
 def test_a_trickling_server_is_cut_off_by_the_overall_deadline(tmp_path):
     with LoopbackServer() as server:
-        url = server.add("/slow.bin", b"z" * 100, drip_seconds=0.2)   # under the read timeout
+        url = server.add("/slow.bin", b"z" * 100, drip_seconds=0.2)  # under the read timeout
         started = time.monotonic()
         with pytest.raises(DownloadError, match="not finished by the deadline"):
-            fetch(RemoteFile(url=url, filename="slow.bin"), str(tmp_path), timeout=5.0,
-                  backoff=0.01, deadline=1.5)
+            fetch(
+                RemoteFile(url=url, filename="slow.bin"),
+                str(tmp_path),
+                timeout=5.0,
+                backoff=0.01,
+                deadline=1.5,
+            )
         assert time.monotonic() - started < 5
     assert leftover_parts(tmp_path) == []
 
 
 def test_parts_left_by_a_killed_download_are_removed(tmp_path):
     import os
+
     stale = tmp_path / "table.jsonl.gz.abc123.part"
     stale.write_bytes(b"half")
     os.utime(stale, (time.time() - 7200, time.time() - 7200))
-    fresh = tmp_path / "table.jsonl.gz.def456.part"        # a download still in progress
+    fresh = tmp_path / "table.jsonl.gz.def456.part"  # a download still in progress
     fresh.write_bytes(b"half")
     with LoopbackServer() as server:
         fetch(remote_for(server.add("/t", BODY)), str(tmp_path), deadline=3600, **FAST)

@@ -1,4 +1,5 @@
 """Ensembles: exact mean/std identities, calibration, and the CLI's ± column."""
+
 import numpy as np
 import pytest
 import torch
@@ -13,8 +14,10 @@ dc = import_deepchem()
 @pytest.fixture(scope="module")
 def members_and_data(mp_rows, mp_graphs):
     rows = np.arange(0, len(mp_rows), 10)[:32]
-    data = dc.data.NumpyDataset(np.array([mp_graphs[i] for i in rows], dtype=object),
-                                mp_rows.formation_energy_per_atom.to_numpy()[rows, None])
+    data = dc.data.NumpyDataset(
+        np.array([mp_graphs[i] for i in rows], dtype=object),
+        mp_rows.formation_energy_per_atom.to_numpy()[rows, None],
+    )
     members = []
     for seed in range(3):
         torch.manual_seed(seed)
@@ -63,9 +66,11 @@ def test_calibration_of_exact_gaussian_errors_and_of_an_overconfident_model():
 def test_predict_prints_mean_and_sigma_for_an_ensemble(monkeypatch, capsys):
     from deepchem_cgcnn import checkpoints
     from deepchem_cgcnn.cli import main
+
     monkeypatch.setattr(checkpoints, "ensemble_members", lambda name: [name, name])
     assert main(["predict", "--model", "mp-formation-energy"]) == 0
     import re
+
     lines = capsys.readouterr().out.strip().splitlines()
     header, nacl = (re.split(r"\s{2,}", line) for line in lines[:2])
     value = dict(zip(header, nacl))
@@ -85,7 +90,9 @@ def test_fitted_std_scale_calibrates_the_median_error_and_scales_sigma(members_a
     np.testing.assert_allclose(scaled, scale * raw, rtol=1e-6)
     z = np.abs(data.y - mean) / scaled
     assert np.median(z) == pytest.approx(0.6744897501960817, rel=1e-6)
-    assert CGCNNEnsemble(members, std_scale=2.0).predict_uncertainty(data)[1] == pytest.approx(2 * raw)
+    assert CGCNNEnsemble(members, std_scale=2.0).predict_uncertainty(data)[1] == pytest.approx(
+        2 * raw
+    )
     with pytest.raises(ValueError, match="positive"):
         CGCNNEnsemble(members, std_scale=0.0)
     classifiers = CGCNNEnsemble([CGCNNModel(mode="classification", num_conv=1) for _ in range(2)])
@@ -96,6 +103,7 @@ def test_fitted_std_scale_calibrates_the_median_error_and_scales_sigma(members_a
 @pytest.mark.torch
 def test_shipped_ensemble_carries_its_validation_fitted_std_scale():
     from deepchem_cgcnn import load_pretrained_predictor, pretrained_card
+
     ensemble = load_pretrained_predictor("castelli-perovskites")
     recorded = pretrained_card("castelli-perovskites")["ensemble"]
     assert isinstance(ensemble, CGCNNEnsemble) and len(ensemble) == recorded["members"]

@@ -1,4 +1,5 @@
 """CGCNNFeaturizer: parity with the original code, tie modes, compactness, bad input."""
+
 import logging
 from collections import Counter
 
@@ -14,8 +15,9 @@ dc = import_deepchem()
 
 
 def rock_salt(a=5.64):
-    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Na", "Cl"],
-                                     [[0, 0, 0], [0.5, 0.5, 0.5]])
+    return Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
 
 
 def shells(distances, indices, decimals=6):
@@ -41,7 +43,9 @@ def test_matches_original_features(reference_cifs, reference_features):
         assert isinstance(graph, CrystalGraph), cid
         ref_dist = reference_features[f"{cid}/nbr_dist"]
         np.testing.assert_array_equal(graph.node_features, reference_features[f"{cid}/atom_fea"])
-        np.testing.assert_array_equal(graph.atomic_numbers, reference_features[f"{cid}/atomic_numbers"])
+        np.testing.assert_array_equal(
+            graph.atomic_numbers, reference_features[f"{cid}/atomic_numbers"]
+        )
         assert graph.neighbor_distance.shape == ref_dist.shape, cid
         np.testing.assert_allclose(graph.neighbor_distance, ref_dist, atol=1e-6, rtol=0)
         edge = graph.edge_features.reshape(ref_dist.shape + (-1,))
@@ -67,7 +71,9 @@ def test_neighbour_sets_match_within_each_tied_shell(reference_cifs, reference_f
             for d in ours:
                 if d != last:
                     assert ours[d] == theirs[d], (cid, atom, d)
-            full_shell = Counter(neighbors[(centers == atom) & (np.abs(dists - last) < 1e-6)].tolist())
+            full_shell = Counter(
+                neighbors[(centers == atom) & (np.abs(dists - last) < 1e-6)].tolist()
+            )
             assert sum(ours[last].values()) == sum(theirs[last].values())
             assert not ours[last] - full_shell and not theirs[last] - full_shell, (cid, atom)
 
@@ -80,11 +86,16 @@ def test_cgcnn_mode_is_the_get_all_neighbors_algorithm(mp_rows):
         graph = featurizer.featurize([structure])[0]
         for atom, nbrs in enumerate(structure.get_all_neighbors(8.0, include_index=True)):
             kept = sorted(nbrs, key=lambda n: n[1])[:12]
-            np.testing.assert_allclose(graph.neighbor_distance[atom, :len(kept)],
-                                       [n[1] for n in kept], atol=1e-9)
-            assert shells([n[1] for n in kept], [n[2] for n in kept]).keys() == \
-                shells(graph.neighbor_distance[atom, :len(kept)],
-                       graph.neighbor_index[atom, :len(kept)]).keys()
+            np.testing.assert_allclose(
+                graph.neighbor_distance[atom, : len(kept)], [n[1] for n in kept], atol=1e-9
+            )
+            assert (
+                shells([n[1] for n in kept], [n[2] for n in kept]).keys()
+                == shells(
+                    graph.neighbor_distance[atom, : len(kept)],
+                    graph.neighbor_index[atom, : len(kept)],
+                ).keys()
+            )
 
 
 # ---------------------------------------------------------------- tie modes
@@ -109,8 +120,9 @@ def test_complete_mode_is_invariant_to_site_order(mp_rows):
             assert a.atomic_numbers[j] == b.atomic_numbers[i]
             d_a, n_a = row(a, j)
             d_b, n_b = row(b, i)
-            assert sorted(zip(np.round(d_a, 6), n_a.tolist())) == \
-                sorted(zip(np.round(d_b, 6), order[n_b].tolist()))
+            assert sorted(zip(np.round(d_a, 6), n_a.tolist())) == sorted(
+                zip(np.round(d_b, 6), order[n_b].tolist())
+            )
 
 
 def test_masked_padding_marks_missing_neighbours():
@@ -134,7 +146,9 @@ def test_accepts_structure_dict_cif_string_and_path(reference_cifs):
     path = reference_cifs[0]
     structure = Structure.from_file(path)
     featurizer = CGCNNFeaturizer()
-    graphs = featurizer.featurize([structure, structure.as_dict(), path.read_text(), str(path), path])
+    graphs = featurizer.featurize(
+        [structure, structure.as_dict(), path.read_text(), str(path), path]
+    )
     assert featurizer.n_failed == 0
     for graph in graphs[1:]:
         np.testing.assert_array_equal(graph.neighbor_distance, graphs[0].neighbor_distance)
@@ -145,8 +159,9 @@ def test_graph_data_compatibility():
     assert isinstance(graph, dc.feat.GraphData)
     assert graph.node_features.shape == (8, 92) and graph.edge_index.shape == (2, 96)
     assert graph.edge_features.shape == (96, 41)
-    np.testing.assert_allclose(graph.edge_features, gaussian_expand(graph.edge_distance, 8.0, 0.2),
-                               atol=1e-7)
+    np.testing.assert_allclose(
+        graph.edge_features, gaussian_expand(graph.edge_distance, 8.0, 0.2), atol=1e-7
+    )
     # DeepChem's own GraphData accepts what we expose
     plain = dc.feat.GraphData(graph.node_features, graph.edge_index, graph.edge_features)
     assert plain.num_edges == graph.num_edges
@@ -158,8 +173,7 @@ def test_disk_dataset_roundtrip_is_compact(mp_graphs, tmp_path):
     assert all(isinstance(g, CrystalGraph) for g in mp_graphs)
     n_atoms = sum(g.num_nodes for g in mp_graphs)
     assert sum(g.nbytes for g in mp_graphs) / n_atoms <= 128
-    dataset = dc.data.DiskDataset.from_numpy(mp_graphs, np.zeros(len(mp_graphs)),
-                                             data_dir=str(tmp_path))
+    dc.data.DiskDataset.from_numpy(mp_graphs, np.zeros(len(mp_graphs)), data_dir=str(tmp_path))
     again = dc.data.DiskDataset(str(tmp_path))
     np.testing.assert_array_equal(again.X[7].neighbor_distance, mp_graphs[7].neighbor_distance)
 
@@ -190,15 +204,18 @@ def bad_structures():
     return [ok, disordered, unknown, nonfinite, degenerate, empty, "no/such/file.cif", 42]
 
 
-@pytest.mark.parametrize("index, reason", [
-    (1, "disordered structure: sites [0] have partial occupancy"),
-    (2, "element Og at site 0 has no CGCNN embedding"),
-    (3, "non-finite coordinates at sites [1]"),
-    (4, "degenerate lattice"),
-    (5, "empty structure"),
-    (6, "'no/such/file.cif' is neither a file nor a CIF string"),
-    (7, "cannot read a crystal structure from int"),
-])
+@pytest.mark.parametrize(
+    "index, reason",
+    [
+        (1, "disordered structure: sites [0] have partial occupancy"),
+        (2, "element Og at site 0 has no CGCNN embedding"),
+        (3, "non-finite coordinates at sites [1]"),
+        (4, "degenerate lattice"),
+        (5, "empty structure"),
+        (6, "'no/such/file.cif' is neither a file nor a CIF string"),
+        (7, "cannot read a crystal structure from int"),
+    ],
+)
 def test_bad_input_is_reported_and_spares_the_rest(index, reason, caplog):
     featurizer = CGCNNFeaturizer()
     with caplog.at_level(logging.WARNING):

@@ -4,9 +4,8 @@ Never a hang (an alarm fails the test after 60 s), never a crash of the batch, n
 wrong answer: every class has an expected outcome, and the table of outcomes per class is
 printed (``pytest -s tests/test_fuzz.py``).
 """
+
 import collections
-import json
-import os
 import signal
 import warnings
 
@@ -40,8 +39,9 @@ def _cases(tmp_path):
         atoms_start = cif.index("_atom_site_occupancy") + len("_atom_site_occupancy\n")
         cut = int(rng.integers(atoms_start, len(cif.rstrip()) - 1))
         cases.append(("truncated CIF", write(f"trunc{k}.cif", cif[:cut]), {ERROR}))
-        cases.append(("binary file", write(f"binary{k}.cif", rng.bytes(int(rng.integers(1, 4000)))),
-                      {ERROR}))
+        cases.append(
+            ("binary file", write(f"binary{k}.cif", rng.bytes(int(rng.integers(1, 4000)))), {ERROR})
+        )
         cases.append(("UTF-16 CIF", write(f"utf16_{k}.cif", cif.encode("utf-16")), {ERROR}))
         cases.append(("empty or blank file", write(f"empty{k}.cif", " \n" * (k % 3)), {ERROR}))
         two = cif + "\n" + crystals[(k + 1) % len(crystals)].to(fmt="cif")
@@ -54,27 +54,40 @@ def _cases(tmp_path):
         cases.append(("NaN/inf coordinates", write(f"nan{k}.vasp", "\n".join(poscar)), {ERROR}))
         zero = crystal.lattice.matrix.copy()
         zero[k % 3] = 0.0
-        cases.append(("zero lattice vector", {"lattice": {"matrix": zero.tolist()},
-                                              "sites": crystal.as_dict()["sites"]}, {ERROR}))
+        cases.append(
+            (
+                "zero lattice vector",
+                {"lattice": {"matrix": zero.tolist()}, "sites": crystal.as_dict()["sites"]},
+                {ERROR},
+            )
+        )
         huge = Structure(Lattice.cubic(10.0 ** rng.uniform(3, 6)), ["Cu"], [[0, 0, 0]])
         cases.append(("huge lattice", huge, {ERROR, WARNING}))
         tiny = Structure(Lattice.cubic(10.0 ** rng.uniform(-4, -0.5)), ["Cu"], [[0, 0, 0]])
         cases.append(("tiny lattice", tiny, {ERROR}))
         gap = rng.uniform(0, 0.49)
-        crowded = Structure(Lattice.cubic(5.0), ["Na", "Cl", "Na"],
-                            [[0, 0, 0], [gap / 5, 0, 0], [0.5, 0.5, 0.5]])
+        crowded = Structure(
+            Lattice.cubic(5.0), ["Na", "Cl", "Na"], [[0, 0, 0], [gap / 5, 0, 0], [0.5, 0.5, 0.5]]
+        )
         cases.append(("overlapping atoms", crowded, {ERROR}))
-        far = Structure(crystal.lattice, crystal.species,
-                        crystal.frac_coords + rng.integers(-10**6, 10**6, size=3) * 10.0 ** 7)
+        far = Structure(
+            crystal.lattice,
+            crystal.species,
+            crystal.frac_coords + rng.integers(-(10**6), 10**6, size=3) * 10.0**7,
+        )
         cases.append(("coordinates 1e13", far, {ERROR}))
-        shifted = Structure(crystal.lattice, crystal.species,
-                            crystal.frac_coords + rng.integers(-1000, 1000, size=3))
+        shifted = Structure(
+            crystal.lattice,
+            crystal.species,
+            crystal.frac_coords + rng.integers(-1000, 1000, size=3),
+        )
         cases.append(("coordinates shifted by whole cells", shifted, {PREDICTION, WARNING}))
         data = crystal.as_dict()
         data["sites"][0]["properties"] = {"x": {"@module": "subprocess", "@class": "Popen"}}
         cases.append(("structure dict naming a module", data, {ERROR}))
-        slab = Structure(Lattice.tetragonal(crystal.lattice.a, 40.0), crystal.species[:1],
-                         [[0, 0, 0]])
+        slab = Structure(
+            Lattice.tetragonal(crystal.lattice.a, 40.0), crystal.species[:1], [[0, 0, 0]]
+        )
         cases.append(("slab / atom in vacuum", slab, {WARNING}))
         try:
             disordered = crystal.copy()
@@ -90,8 +103,9 @@ def _outcomes(cases, model):
     graphs = featurizer.featurize([c[1] for c in cases])
     failed = dict(featurizer.failures)
     ok = [i for i in range(len(cases)) if i not in failed]
-    dataset = dc.data.NumpyDataset(np.array([graphs[i] for i in ok], dtype=object),
-                                   ids=np.array([str(i) for i in ok]))
+    dataset = dc.data.NumpyDataset(
+        np.array([graphs[i] for i in ok], dtype=object), ids=np.array([str(i) for i in ok])
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prediction = model.predict(dataset)[:, 0]
@@ -115,7 +129,7 @@ def test_fuzz_every_bad_input_is_an_error_a_warning_or_a_prediction(tmp_path, ca
         for i, (kind, _, expected) in enumerate(cases):
             table[kind][outcome[i]] += 1
             assert outcome[i] in expected, (kind, outcome[i], failed.get(i))
-            if i in failed:   # a reason a person can act on, not a bare exception name
+            if i in failed:  # a reason a person can act on, not a bare exception name
                 assert len(failed[i]) > 25 and "Traceback" not in failed[i], failed[i]
         files = [c[1] for c in cases if isinstance(c[1], str)]
         assert main(["predict", "--model", "mp-formation-energy", *files[:60]]) == 1

@@ -1,29 +1,38 @@
 """CGCNNModel: original checkpoints, DeepChem API, training, save/restore, the factored layer."""
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import PRETRAINED, REFERENCE, need
 
-from deepchem_cgcnn import CGCNNFeaturizer, CGCNNModel, CheckpointError, CrystalGraph
+from deepchem_cgcnn import CGCNNFeaturizer, CGCNNModel, CheckpointError
 from deepchem_cgcnn._quiet import import_deepchem
 from deepchem_cgcnn.layers import GatedConv
 
-from conftest import PRETRAINED, REFERENCE, need
-
 dc = import_deepchem()
-CHECKPOINTS = ["band-gap", "bulk-moduli", "efermi", "final-energy-per-atom",
-               "formation-energy-per-atom", "poisson-ratio", "semi-metal-classification",
-               "shear-moduli"]
+CHECKPOINTS = [
+    "band-gap",
+    "bulk-moduli",
+    "efermi",
+    "final-energy-per-atom",
+    "formation-energy-per-atom",
+    "poisson-ratio",
+    "semi-metal-classification",
+    "shear-moduli",
+]
 
 
 def real_dataset(mp_rows, mp_graphs, column, n=48):
     """``n`` real MP crystals, every 8th of the table's first 400 (its first rows are mostly
     elements, whose formation energy is ~0)."""
     rows = np.arange(0, len(mp_rows), 8)[:n]
-    return dc.data.NumpyDataset(np.array([mp_graphs[i] for i in rows], dtype=object),
-                                mp_rows[column].to_numpy(dtype=float)[rows, None],
-                                ids=mp_rows.material_id.to_numpy()[rows])
+    return dc.data.NumpyDataset(
+        np.array([mp_graphs[i] for i in rows], dtype=object),
+        mp_rows[column].to_numpy(dtype=float)[rows, None],
+        ids=mp_rows.material_id.to_numpy()[rows],
+    )
 
 
 # ---------------------------------------------------------------- original checkpoints
@@ -49,10 +58,11 @@ def test_original_checkpoint_reproduces_reference(name, reference_cifs):
 def test_checkpoint_predictions_do_not_depend_on_batching(mp_graphs):
     """The same numbers for any structure, alone or in any batch (eval-mode batch norm)."""
     model = CGCNNModel.from_cgcnn_checkpoint(
-        str(need(PRETRAINED / "formation-energy-per-atom.pth.tar")), batch_size=64)
+        str(need(PRETRAINED / "formation-energy-per-atom.pth.tar")), batch_size=64
+    )
     graphs = np.array(list(mp_graphs[:50]), dtype=object)
     together = model.predict(dc.data.NumpyDataset(graphs))
-    alone = np.concatenate([model.predict_on_batch(graphs[i:i + 1]) for i in range(0, 50, 7)])
+    alone = np.concatenate([model.predict_on_batch(graphs[i : i + 1]) for i in range(0, 50, 7)])
     np.testing.assert_allclose(alone, together[::7], atol=1e-5)
 
 
@@ -93,12 +103,15 @@ def test_factored_layer_equals_concatenation(train):
 
 # ---------------------------------------------------------------- DeepChem API and shapes
 @pytest.mark.torch
-@pytest.mark.parametrize("mode, n_tasks, shape", [
-    ("regression", 1, (12, 1)),
-    ("regression", 3, (12, 3)),
-    ("classification", 1, (12, 2)),
-    ("classification", 3, (12, 3, 2)),
-])
+@pytest.mark.parametrize(
+    "mode, n_tasks, shape",
+    [
+        ("regression", 1, (12, 1)),
+        ("regression", 3, (12, 3)),
+        ("classification", 1, (12, 2)),
+        ("classification", 3, (12, 3, 2)),
+    ],
+)
 def test_prediction_shapes(mode, n_tasks, shape, mp_graphs):
     model = CGCNNModel(n_tasks=n_tasks, mode=mode, batch_size=5)
     prediction = model.predict(dc.data.NumpyDataset(np.array(list(mp_graphs[:12]), dtype=object)))
@@ -149,8 +162,9 @@ def test_normalization_transformer_also_works(mp_rows, mp_graphs):
     normalized = transformer.transform(data)
     model = CGCNNModel(batch_size=48, learning_rate=3e-3)
     model.fit(normalized, nb_epoch=200, checkpoint_interval=0)
-    scores = model.evaluate(normalized, [dc.metrics.Metric(dc.metrics.mean_absolute_error)],
-                            [transformer])
+    scores = model.evaluate(
+        normalized, [dc.metrics.Metric(dc.metrics.mean_absolute_error)], [transformer]
+    )
     assert scores["mean_absolute_error"] < 0.15 * np.abs(data.y - data.y.mean()).mean()
 
 
@@ -184,6 +198,7 @@ def test_model_works_with_networking_disabled(no_network, mp_graphs):
 @pytest.mark.torch
 def test_complete_mode_prediction_is_invariant_to_site_order(mp_rows):
     from pymatgen.core import Structure
+
     featurizer = CGCNNFeaturizer(selection="complete")
     torch.manual_seed(0)
     model = CGCNNModel()
@@ -208,14 +223,23 @@ def test_deepchem_script_runs_with_only_its_imports_changed(mp_rows):
     """DeepChem's own CGCNN example, with `dc.feat.CGCNNFeaturizer` / `dc.models.CGCNNModel`
     replaced by ours and nothing else changed."""
     from pymatgen.core import Structure
+
     structures = [Structure.from_str(c, fmt="cif") for c in mp_rows.cif[::8][:30]]
     featurizer = CGCNNFeaturizer(radius=8.0, max_neighbors=12, step=0.2)
     X = featurizer.featurize(structures)
     dataset = dc.data.NumpyDataset(X, mp_rows.formation_energy_per_atom.to_numpy()[::8][:30])
     train, valid, test = dc.splits.RandomSplitter().train_valid_test_split(dataset, 0.6, 0.2, 0.2)
-    model = CGCNNModel(in_node_dim=92, hidden_node_dim=64, in_edge_dim=41, num_conv=3,
-                       predictor_hidden_feats=128, n_tasks=1, mode="regression", batch_size=16,
-                       learning_rate=0.001)
+    model = CGCNNModel(
+        in_node_dim=92,
+        hidden_node_dim=64,
+        in_edge_dim=41,
+        num_conv=3,
+        predictor_hidden_feats=128,
+        n_tasks=1,
+        mode="regression",
+        batch_size=16,
+        learning_rate=0.001,
+    )
     avg_loss = model.fit(train, nb_epoch=5)
     scores = model.evaluate(test, [dc.metrics.Metric(dc.metrics.mae_score)])
     assert np.isfinite(avg_loss) and np.isfinite(scores["mae_score"])
@@ -223,13 +247,15 @@ def test_deepchem_script_runs_with_only_its_imports_changed(mp_rows):
 
 @pytest.mark.torch
 def test_compiled_convolutions_give_the_same_outputs_gradients_and_checkpoints(
-        mp_rows, mp_graphs, tmp_path):
+    mp_rows, mp_graphs, tmp_path
+):
     """``compile_convolutions`` changes speed only."""
     data = real_dataset(mp_rows, mp_graphs, "formation_energy_per_atom", n=40)
     torch.manual_seed(0)
     eager = CGCNNModel(num_conv=2, batch_size=20)
-    compiled = CGCNNModel(num_conv=2, batch_size=20, compile_convolutions=True,
-                          model_dir=str(tmp_path))
+    compiled = CGCNNModel(
+        num_conv=2, batch_size=20, compile_convolutions=True, model_dir=str(tmp_path)
+    )
     compiled.model.load_state_dict(eager.model.state_dict())
     batch = eager._prepare_batch(([data.X[:20]], [data.y[:20]], [data.w[:20]]))[0]
     gradients = []
@@ -238,13 +264,19 @@ def test_compiled_convolutions_give_the_same_outputs_gradients_and_checkpoints(
         output = model.model(batch)
         output.sum().backward()
         # the bias before each batch norm has a gradient of zero up to rounding: skipped
-        gradients.append({name: p.grad.clone() for name, p in model.model.named_parameters()
-                          if not name.endswith("fc_full.bias")})
+        gradients.append(
+            {
+                name: p.grad.clone()
+                for name, p in model.model.named_parameters()
+                if not name.endswith("fc_full.bias")
+            }
+        )
         model.model.zero_grad()
     np.testing.assert_allclose(*(m.model(batch).detach() for m in (compiled, eager)), atol=1e-5)
     for name, reference in gradients[0].items():
-        assert torch.allclose(gradients[1][name], reference, rtol=1e-4,
-                              atol=1e-4 * reference.abs().max()), name
+        assert torch.allclose(
+            gradients[1][name], reference, rtol=1e-4, atol=1e-4 * reference.abs().max()
+        ), name
     compiled.fit(data, nb_epoch=2, checkpoint_interval=0)
     compiled.save_checkpoint()
     restored = CGCNNModel(num_conv=2, batch_size=20, model_dir=str(tmp_path))

@@ -1,20 +1,27 @@
 """A/B/X site assignment of perovskites from the structure, checked on the Castelli data."""
+
 import re
 
 import numpy as np
 import pytest
+from conftest import parse_cifs
 from pymatgen.core import Lattice, Structure
 
-from conftest import parse_cifs
 from deepchem_cgcnn.perovskite import PerovskiteSiteError, perovskite_sites
 
 
 def _srtio3(order):
-    positions = {"Sr": [0, 0, 0], "Ti": [0.5, 0.5, 0.5], "O1": [0.5, 0.5, 0],
-                 "O2": [0.5, 0, 0.5], "O3": [0, 0.5, 0.5]}
+    positions = {
+        "Sr": [0, 0, 0],
+        "Ti": [0.5, 0.5, 0.5],
+        "O1": [0.5, 0.5, 0],
+        "O2": [0.5, 0, 0.5],
+        "O3": [0, 0.5, 0.5],
+    }
     names = [list(positions)[i] for i in order]
-    return Structure(Lattice.cubic(3.905), [n[:2].rstrip("123") for n in names],
-                     [positions[n] for n in names]), names
+    return Structure(
+        Lattice.cubic(3.905), [n[:2].rstrip("123") for n in names], [positions[n] for n in names]
+    ), names
 
 
 @pytest.mark.parametrize("order", [(0, 1, 2, 3, 4), (4, 3, 2, 1, 0), (2, 0, 4, 1, 3)])
@@ -29,8 +36,11 @@ def test_site_order_and_origin_do_not_matter(order):
 
 def test_geometry_not_formula_decides_a_and_b():
     # Ti on the 12-fold corner and Sr in the octahedron: the labels follow the sites
-    swapped = Structure(Lattice.cubic(3.905), ["Ti", "Sr", "O", "O", "O"],
-                        [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    swapped = Structure(
+        Lattice.cubic(3.905),
+        ["Ti", "Sr", "O", "O", "O"],
+        [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+    )
     assert perovskite_sites(swapped) == ["A", "B", "X", "X", "X"]
 
 
@@ -38,8 +48,9 @@ def test_non_perovskites_are_refused_in_words():
     with pytest.raises(PerovskiteSiteError, match="5-atom"):
         perovskite_sites(Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]))
     rng = np.random.default_rng(0)
-    clustered = Structure(Lattice.cubic(6.0), ["K", "Ti", "O", "O", "O"],
-                          0.08 * rng.random((5, 3)))  # all five sites bunched in one corner
+    clustered = Structure(
+        Lattice.cubic(6.0), ["K", "Ti", "O", "O", "O"], 0.08 * rng.random((5, 3))
+    )  # all five sites bunched in one corner
     with pytest.raises(PerovskiteSiteError, match="ideal cubic perovskite"):
         perovskite_sites(clustered)
 

@@ -1,4 +1,5 @@
 """Hostile and broken inputs: no code from files, bounded work per structure, clear errors."""
+
 import os
 import sys
 import time
@@ -27,13 +28,16 @@ class _Payload:
 
 # ---------------------------------------------------------------- dependency floors
 def test_dependency_floors_exclude_known_code_execution():
+    import tomllib
     from packaging.requirements import Requirement
     from packaging.version import Version
-    import tomllib
+
     with open(os.path.join(os.path.dirname(__file__), "..", "pyproject.toml")) as handle:
         text = handle.read()
-    requirements = {Requirement(r).name: Requirement(r).specifier
-                    for r in tomllib.loads(text)["project"]["dependencies"]}
+    requirements = {
+        Requirement(r).name: Requirement(r).specifier
+        for r in tomllib.loads(text)["project"]["dependencies"]
+    }
     # CVE-2024-23346: pymatgen < 2024.2.20 runs code from a CIF's symmetry operations
     assert not requirements["pymatgen"].contains(Version("2024.2.8"))
     # CVE-2025-32434: torch < 2.6 runs code from files even with weights_only=True
@@ -44,11 +48,22 @@ def test_dependency_floors_exclude_known_code_execution():
 def test_checkpoint_loaders_refuse_pickled_code(tmp_path):
     marker = tmp_path / "ran"
     path = tmp_path / "evil.pt"
-    torch.save({"model_state_dict": _Payload(str(marker)), "hyperparameters": _Payload(str(marker)),
-                "state_dict": {}, "normalizer": {}, "featurizer": {}}, path)
+    torch.save(
+        {
+            "model_state_dict": _Payload(str(marker)),
+            "hyperparameters": _Payload(str(marker)),
+            "state_dict": {},
+            "normalizer": {},
+            "featurizer": {},
+        },
+        path,
+    )
     model = CGCNNModel(num_conv=1)
-    for load in (lambda: model.restore(checkpoint=str(path)), lambda: load_saved(str(path)),
-                 lambda: read_cgcnn_checkpoint(str(path))):
+    for load in (
+        lambda: model.restore(checkpoint=str(path)),
+        lambda: load_saved(str(path)),
+        lambda: read_cgcnn_checkpoint(str(path)),
+    ):
         with pytest.raises(CheckpointError, match="evil.pt"):
             load()
     assert not marker.exists()
@@ -56,30 +71,48 @@ def test_checkpoint_loaders_refuse_pickled_code(tmp_path):
 
 def test_structure_dicts_cannot_import_modules(tmp_path, monkeypatch):
     probe = tmp_path / "cgcnn_import_probe.py"
-    probe.write_text("import pathlib\npathlib.Path(__file__).with_suffix('.ran').touch()\n"
-                     "class Boom:\n    @classmethod\n    def from_dict(cls, d):\n        return cls()\n")
+    probe.write_text(
+        "import pathlib\npathlib.Path(__file__).with_suffix('.ran').touch()\n"
+        "class Boom:\n    @classmethod\n    def from_dict(cls, d):\n        return cls()\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     data = NACL.as_dict()
-    data["sites"][0]["properties"] = {"payload": {"@module": "cgcnn_import_probe",
-                                                  "@class": "Boom"}}
+    data["sites"][0]["properties"] = {
+        "payload": {"@module": "cgcnn_import_probe", "@class": "Boom"}
+    }
     featurizer = CGCNNFeaturizer()
     featurizer.featurize([data])
-    assert "@module 'cgcnn_import_probe' at sites[0]/properties/payload" in featurizer.failures[0][1]
+    assert (
+        "@module 'cgcnn_import_probe' at sites[0]/properties/payload" in featurizer.failures[0][1]
+    )
     assert "cgcnn_import_probe" not in sys.modules and not probe.with_suffix(".ran").exists()
     data["sites"][0]["properties"] = {}
-    assert featurizer.featurize([data])[0].num_nodes == 2        # a clean dict still reads
+    assert featurizer.featurize([data])[0].num_nodes == 2  # a clean dict still reads
 
 
 # ---------------------------------------------------------------- bounded work per structure
-@pytest.mark.parametrize("make, reason", [
-    (lambda: Structure(Lattice.cubic(4.0), ["Cu", "Cu"], [[1e12, 0, 0], [0.5, 0.5, 0.5]]),
-     "not a position in any sensible cell"),
-    (lambda: Structure(Lattice.cubic(0.03), ["Cu"], [[0, 0, 0]]),
-     "overlaps its own periodic image"),
-    (lambda: Structure(Lattice.cubic(30.0), ["Cu"] * 20000,
-                       [[i / 27.0 % 1, (i // 27) / 27.0 % 1, (i // 729) / 28.0]
-                        for i in range(20000)]), "max_neighbor_pairs"),
-], ids=["coordinate-1e12", "cell-0.03-A", "20000-atoms-dense"])
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (
+            lambda: Structure(Lattice.cubic(4.0), ["Cu", "Cu"], [[1e12, 0, 0], [0.5, 0.5, 0.5]]),
+            "not a position in any sensible cell",
+        ),
+        (
+            lambda: Structure(Lattice.cubic(0.03), ["Cu"], [[0, 0, 0]]),
+            "overlaps its own periodic image",
+        ),
+        (
+            lambda: Structure(
+                Lattice.cubic(30.0),
+                ["Cu"] * 20000,
+                [[i / 27.0 % 1, (i // 27) / 27.0 % 1, (i // 729) / 28.0] for i in range(20000)],
+            ),
+            "max_neighbor_pairs",
+        ),
+    ],
+    ids=["coordinate-1e12", "cell-0.03-A", "20000-atoms-dense"],
+)
 def test_a_pathological_structure_fails_fast_with_a_reason(make, reason):
     structure = make()
     featurizer = CGCNNFeaturizer()
@@ -92,7 +125,7 @@ def test_a_pathological_structure_fails_fast_with_a_reason(make, reason):
 def test_far_coordinates_are_wrapped_into_the_cell():
     shifted = Structure(NACL.lattice, NACL.species, [[1000.0, -300.0, 7.0], [0.5, 0.5, 0.5]])
     graphs = CGCNNFeaturizer().featurize([NACL, shifted])
-    assert (graphs[0].neighbor_distance == pytest.approx(graphs[1].neighbor_distance))
+    assert graphs[0].neighbor_distance == pytest.approx(graphs[1].neighbor_distance)
 
 
 # ---------------------------------------------------------------- broken checkpoints
@@ -101,14 +134,20 @@ def _shipped():
         return torch.load(f, weights_only=True)
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda d: d.pop("featurizer"), "not a deepchem-cgcnn model file"),
-    (lambda d: d.update(hyperparameters="num_conv=3"), "'hyperparameters' is a str"),
-    (lambda d: d["state_dict"].pop("embedding.weight"), "lacks ['embedding.weight']"),
-    (lambda d: d["state_dict"]["fc_out.weight"].fill_(float("nan")), "'fc_out.weight' holds NaN"),
-    (lambda d: d["state_dict"]["target_std"].fill_(0.0), "standard deviation must be positive"),
-    (lambda d: d["hyperparameters"].update(num_conv=2), "do not fit the hyperparameters"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: d.pop("featurizer"), "not a deepchem-cgcnn model file"),
+        (lambda d: d.update(hyperparameters="num_conv=3"), "'hyperparameters' is a str"),
+        (lambda d: d["state_dict"].pop("embedding.weight"), "lacks ['embedding.weight']"),
+        (
+            lambda d: d["state_dict"]["fc_out.weight"].fill_(float("nan")),
+            "'fc_out.weight' holds NaN",
+        ),
+        (lambda d: d["state_dict"]["target_std"].fill_(0.0), "standard deviation must be positive"),
+        (lambda d: d["hyperparameters"].update(num_conv=2), "do not fit the hyperparameters"),
+    ],
+)
 def test_broken_model_files_raise_checkpoint_error_naming_the_file(tmp_path, damage, message):
     saved = _shipped()
     damage(saved)
@@ -119,15 +158,22 @@ def test_broken_model_files_raise_checkpoint_error_naming_the_file(tmp_path, dam
     assert message in str(error.value)
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda c: c.pop("state_dict"), "lacks ['state_dict']"),
-    (lambda c: c.update(args="atom_fea_len=64"), "'args' is a str"),
-    (lambda c: c.update(normalizer="mean=0"), "'normalizer' must be a dict"),
-    (lambda c: c["normalizer"].update(std=torch.tensor(0.0)), "std must be a positive"),
-    (lambda c: c["state_dict"]["embedding.weight"].fill_(float("inf")), "holds NaN or infinite"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda c: c.pop("state_dict"), "lacks ['state_dict']"),
+        (lambda c: c.update(args="atom_fea_len=64"), "'args' is a str"),
+        (lambda c: c.update(normalizer="mean=0"), "'normalizer' must be a dict"),
+        (lambda c: c["normalizer"].update(std=torch.tensor(0.0)), "std must be a positive"),
+        (
+            lambda c: c["state_dict"]["embedding.weight"].fill_(float("inf")),
+            "holds NaN or infinite",
+        ),
+    ],
+)
 def test_broken_original_checkpoints_raise_checkpoint_error(tmp_path, damage, message):
     from conftest import PRETRAINED, need
+
     checkpoint = read_cgcnn_checkpoint(str(need(PRETRAINED / "band-gap.pth.tar")))
     damage(checkpoint)
     path = tmp_path / "broken.pth.tar"
@@ -143,8 +189,19 @@ def test_predict_exits_non_zero_when_any_input_failed(tmp_path, capsys):
     NACL.to(filename=str(good))
     (tmp_path / "empty.cif").write_text("")
     (tmp_path / "binary.cif").write_bytes(os.urandom(300))
-    assert main(["predict", "--model", "mp-formation-energy", str(good),
-                 str(tmp_path / "empty.cif"), str(tmp_path / "binary.cif")]) == 1
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                "mp-formation-energy",
+                str(good),
+                str(tmp_path / "empty.cif"),
+                str(tmp_path / "binary.cif"),
+            ]
+        )
+        == 1
+    )
     out, err = capsys.readouterr()
     assert "NaCl.cif" in out and len(out.strip().splitlines()) == 4
     failures = err.strip().splitlines()
@@ -161,6 +218,7 @@ def test_unknown_model_is_one_line_not_a_traceback(capsys):
 
 def test_screen_checks_its_output_folder_before_computing(tmp_path, capsys, monkeypatch):
     from deepchem_cgcnn import screening
+
     monkeypatch.setattr(screening, "screen", lambda *a, **k: pytest.fail("computed first"))
     out = tmp_path / "missing" / "dir" / "x.csv"
     assert main(["screen", "--a", "Sr", "--b", "Ti", "--x", "O3", "--out", str(out)]) == 2

@@ -1,4 +1,5 @@
 """Splitters: disjoint 60/20/20 splits, the original CGCNN split, stratification, grouping."""
+
 import random
 import time
 
@@ -8,9 +9,14 @@ from pymatgen.core import Lattice, Structure
 
 from deepchem_cgcnn import CrystalGraph
 from deepchem_cgcnn._quiet import import_deepchem
-from deepchem_cgcnn.data.splitters import (SPLITTERS, CGCNNRandomSplitter,
-                                           CompositionGroupedSplitter, OriginalCGCNNSplitter,
-                                           StratifiedSplitter, get_splitter)
+from deepchem_cgcnn.data.splitters import (
+    SPLITTERS,
+    CGCNNRandomSplitter,
+    CompositionGroupedSplitter,
+    OriginalCGCNNSplitter,
+    StratifiedSplitter,
+    get_splitter,
+)
 
 dc = import_deepchem()
 
@@ -26,7 +32,7 @@ def numpy_dataset(y: np.ndarray, X=None) -> "dc.data.NumpyDataset":
 
 def imbalanced_labels(n: int = N, fraction_ones: float = 0.3, seed: int = 0) -> np.ndarray:
     labels = np.zeros(n)
-    labels[:int(round(fraction_ones * n))] = 1
+    labels[: int(round(fraction_ones * n))] = 1
     return np.random.default_rng(seed).permutation(labels)
 
 
@@ -119,27 +125,33 @@ def test_train_test_split_defaults_to_own_train_fraction(kind):
 
 def test_explicit_fractions_override_the_instance():
     splitter, dataset = make_case("random")
-    train, valid, test = splitter.train_valid_test_split(dataset, frac_train=0.8,
-                                                         frac_valid=0.1, frac_test=0.1)
+    train, valid, test = splitter.train_valid_test_split(
+        dataset, frac_train=0.8, frac_valid=0.1, frac_test=0.1
+    )
     assert (len(train), len(valid), len(test)) == (800, 100, 100)
-    assert [len(p) for p in splitter.split(dataset, frac_train=0.5, frac_valid=0.5,
-                                           frac_test=0.0)] == [500, 500, 0]
+    assert [
+        len(p) for p in splitter.split(dataset, frac_train=0.5, frac_valid=0.5, frac_test=0.0)
+    ] == [500, 500, 0]
 
 
 def test_disk_dataset_split_uses_the_given_directories(tmp_path):
-    dataset = dc.data.DiskDataset.from_numpy(np.arange(50.0)[:, None], np.zeros(50),
-                                             ids=np.array([f"mp-{i}" for i in range(50)]))
+    dataset = dc.data.DiskDataset.from_numpy(
+        np.arange(50.0)[:, None], np.zeros(50), ids=np.array([f"mp-{i}" for i in range(50)])
+    )
     folders = [str(tmp_path / name) for name in ("train", "valid", "test")]
     parts = CGCNNRandomSplitter().train_valid_test_split(dataset, *folders)
     assert [len(part) for part in parts] == [30, 10, 10]
     assert [part.data_dir for part in parts] == folders
 
 
-@pytest.mark.parametrize("make", [
-    lambda: CGCNNRandomSplitter(0.8, 0.1, 0.2),
-    lambda: CGCNNRandomSplitter().split(numpy_dataset(np.zeros(10)), frac_train=0.9),
-    lambda: OriginalCGCNNSplitter(1.2, -0.1, -0.1),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: CGCNNRandomSplitter(0.8, 0.1, 0.2),
+        lambda: CGCNNRandomSplitter().split(numpy_dataset(np.zeros(10)), frac_train=0.9),
+        lambda: OriginalCGCNNSplitter(1.2, -0.1, -0.1),
+    ],
+)
 def test_fractions_must_sum_to_one(make):
     with pytest.raises(ValueError, match="frac_train.*frac_valid.*frac_test"):
         make()
@@ -151,8 +163,10 @@ def test_repr_and_str_are_deterministic(kind):
     assert repr(cls()) == f"{cls.__name__}(frac_train=0.6, frac_valid=0.2, frac_test=0.2, seed=123)"
     assert repr(cls()) == repr(cls())
     assert str(cls()) == cls.__name__
-    assert str(cls(0.8, 0.1, 0.1, seed=5)) == \
-        f"{cls.__name__}_frac_train_0.8_frac_valid_0.1_frac_test_0.1_seed_5"
+    assert (
+        str(cls(0.8, 0.1, 0.1, seed=5))
+        == f"{cls.__name__}_frac_train_0.8_frac_valid_0.1_frac_test_0.1_seed_5"
+    )
 
 
 def test_formulas_mapping_shows_as_a_stable_digest():
@@ -172,11 +186,18 @@ def original_cgcnn_split(n, train_ratio=0.6, valid_ratio=0.2, test_ratio=0.2, se
     train_size = int(train_ratio * n)
     test_size = int(test_ratio * n)
     valid_size = int(valid_ratio * n)
-    return (rows[:train_size], rows[-(valid_size + test_size):-test_size], rows[-test_size:])
+    return (rows[:train_size], rows[-(valid_size + test_size) : -test_size], rows[-test_size:])
 
 
-@pytest.mark.parametrize("n, fractions", [(1000, (0.6, 0.2, 0.2)), (31297, (0.6, 0.2, 0.2)),
-                                          (1003, (0.6, 0.2, 0.2)), (31297, (0.8, 0.1, 0.1))])
+@pytest.mark.parametrize(
+    "n, fractions",
+    [
+        (1000, (0.6, 0.2, 0.2)),
+        (31297, (0.6, 0.2, 0.2)),
+        (1003, (0.6, 0.2, 0.2)),
+        (31297, (0.8, 0.1, 0.1)),
+    ],
+)
 def test_original_split_matches_the_original_code(n, fractions):
     state = random.getstate()
     expected = original_cgcnn_split(n, *fractions)
@@ -192,7 +213,7 @@ def test_original_split_leaves_out_the_rows_between_train_and_valid(n, left_out)
     rows = list(range(n))
     random.Random(123).shuffle(rows)
     train_size, valid_size, test_size = int(0.6 * n), int(0.2 * n), int(0.2 * n)
-    expected_left_out = set(rows[train_size:n - valid_size - test_size])
+    expected_left_out = set(rows[train_size : n - valid_size - test_size])
     parts = OriginalCGCNNSplitter().split(numpy_dataset(np.zeros(n)))
     assert_disjoint(parts, n)
     covered = set(np.concatenate(parts).tolist())
@@ -251,8 +272,12 @@ def cesium_chloride_type(elements, a):
 def polymorph_structures():
     """Rock-salt and CsCl-type polymorphs, and supercells, of NaCl, KCl, MgO, LiF."""
     structures, formulas = [], []
-    for pair, formula in [(["Na", "Cl"], "NaCl"), (["K", "Cl"], "KCl"),
-                          (["Mg", "O"], "MgO"), (["Li", "F"], "LiF")]:
+    for pair, formula in [
+        (["Na", "Cl"], "NaCl"),
+        (["K", "Cl"], "KCl"),
+        (["Mg", "O"], "MgO"),
+        (["Li", "F"], "LiF"),
+    ]:
         for a in (4.0, 4.5, 5.0, 5.5):
             structures += [rock_salt(pair, a), cesium_chloride_type(pair, a / 1.5)]
         structures.append(rock_salt(pair, 5.0) * (2, 1, 1))
@@ -298,8 +323,9 @@ def test_grouped_split_with_formulas_by_id():
 
 
 def test_formulas_by_id_are_reduced():
-    splitter = CompositionGroupedSplitter(formulas={"mp-0": "Na2Cl2", "mp-1": "NaCl",
-                                                    "mp-2": "Fe4O6", "mp-3": "O2"})
+    splitter = CompositionGroupedSplitter(
+        formulas={"mp-0": "Na2Cl2", "mp-1": "NaCl", "mp-2": "Fe4O6", "mp-3": "O2"}
+    )
     labels = splitter.group_labels(numpy_dataset(np.zeros(4)))
     assert labels.tolist() == ["NaCl", "NaCl", "Fe2O3", "O2"]
 
@@ -314,14 +340,16 @@ def test_grouped_split_needs_formulas_for_plain_features():
 
 def fake_graph(atomic_numbers):
     n = len(atomic_numbers)
-    return CrystalGraph(np.asarray(atomic_numbers), np.zeros((n, 1)), np.ones((n, 1)),
-                        radius=8.0, step=0.2)
+    return CrystalGraph(
+        np.asarray(atomic_numbers), np.zeros((n, 1)), np.ones((n, 1)), radius=8.0, step=0.2
+    )
 
 
 def test_group_labels_of_many_graphs_is_fast():
     rng = np.random.default_rng(0)
-    kinds = [rng.integers(1, 90, size=rng.integers(1, 4)).repeat(rng.integers(1, 5))
-             for _ in range(200)]
+    kinds = [
+        rng.integers(1, 90, size=rng.integers(1, 4)).repeat(rng.integers(1, 5)) for _ in range(200)
+    ]
     graphs = object_array([fake_graph(kinds[k]) for k in rng.integers(0, 200, size=31297)])
     dataset = dc.data.NumpyDataset(graphs, np.zeros(len(graphs)))
     start = time.perf_counter()
@@ -335,12 +363,14 @@ def test_group_labels_of_real_graphs_match_pymatgen(mp_rows, mp_graphs):
     keep = [i for i, graph in enumerate(mp_graphs) if isinstance(graph, CrystalGraph)]
     assert len(keep) > 300
     graphs = object_array([mp_graphs[i] for i in keep])
-    dataset = dc.data.NumpyDataset(graphs, np.zeros(len(keep)),
-                                   ids=mp_rows.material_id.to_numpy()[keep])
+    dataset = dc.data.NumpyDataset(
+        graphs, np.zeros(len(keep)), ids=mp_rows.material_id.to_numpy()[keep]
+    )
     splitter = CompositionGroupedSplitter()
     labels = splitter.group_labels(dataset)
-    expected = [Structure.from_str(mp_rows.cif[i], fmt="cif").composition.reduced_formula
-                for i in keep]
+    expected = [
+        Structure.from_str(mp_rows.cif[i], fmt="cif").composition.reduced_formula for i in keep
+    ]
     assert labels.tolist() == expected
     parts = splitter.split(dataset)
     assert_disjoint(parts, len(keep))

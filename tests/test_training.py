@@ -1,12 +1,12 @@
 """The resumable training loop and the recipes, on real MP crystals."""
+
 import numpy as np
 import pytest
 
 from deepchem_cgcnn import CGCNNModel
 from deepchem_cgcnn._quiet import import_deepchem
 from deepchem_cgcnn.recipes import FAST, PAPER, make_optimizer
-from deepchem_cgcnn.training import (classification_error, mean_absolute_error,
-                                     train_with_validation)
+from deepchem_cgcnn.training import classification_error, mean_absolute_error, train_with_validation
 
 dc = import_deepchem()
 
@@ -17,8 +17,10 @@ def datasets(mp_rows, mp_graphs):
     X = np.array([mp_graphs[i] for i in rows], dtype=object)
     y = mp_rows.formation_energy_per_atom.to_numpy()[rows, None]
     ids = mp_rows.material_id.to_numpy()[rows]
-    return (dc.data.NumpyDataset(X[:48], y[:48], ids=ids[:48]),
-            dc.data.NumpyDataset(X[48:], y[48:], ids=ids[48:]))
+    return (
+        dc.data.NumpyDataset(X[:48], y[:48], ids=ids[:48]),
+        dc.data.NumpyDataset(X[48:], y[48:], ids=ids[48:]),
+    )
 
 
 def _model(recipe=FAST):
@@ -29,16 +31,32 @@ def _model(recipe=FAST):
 def test_training_keeps_the_best_epoch_and_resumes_where_it_stopped(datasets, tmp_path):
     train, valid = datasets
     model = _model()
-    record = train_with_validation(model, train, valid, str(tmp_path), FAST.learning_rate_at,
-                                   max_epochs=3, max_minutes=10, config={"run": 1})
+    record = train_with_validation(
+        model,
+        train,
+        valid,
+        str(tmp_path),
+        FAST.learning_rate_at,
+        max_epochs=3,
+        max_minutes=10,
+        config={"run": 1},
+    )
     assert record.epochs == [0, 1, 2]
     assert record.best_valid_mae == min(record.valid_mae)
     # the model handed back is the best epoch's, not the last one's
     assert mean_absolute_error(model, valid) == pytest.approx(record.best_valid_mae, rel=1e-5)
     assert record.learning_rate[0] == FAST.learning_rate > record.learning_rate[-1]
 
-    resumed = train_with_validation(_model(), train, valid, str(tmp_path), FAST.learning_rate_at,
-                                    max_epochs=5, max_minutes=10, config={"run": 1})
+    resumed = train_with_validation(
+        _model(),
+        train,
+        valid,
+        str(tmp_path),
+        FAST.learning_rate_at,
+        max_epochs=5,
+        max_minutes=10,
+        config={"run": 1},
+    )
     assert resumed.epochs == [0, 1, 2, 3, 4]
     assert resumed.valid_mae[:3] == record.valid_mae
     history = resumed.history()
@@ -46,16 +64,25 @@ def test_training_keeps_the_best_epoch_and_resumes_where_it_stopped(datasets, tm
     assert history["valid_error"] == pytest.approx(resumed.valid_mae, abs=1e-5)
 
     with pytest.raises(ValueError, match="other settings"):
-        train_with_validation(_model(), train, valid, str(tmp_path), FAST.learning_rate_at,
-                              max_epochs=6, max_minutes=10, config={"run": 2})
+        train_with_validation(
+            _model(),
+            train,
+            valid,
+            str(tmp_path),
+            FAST.learning_rate_at,
+            max_epochs=6,
+            max_minutes=10,
+            config={"run": 2},
+        )
 
 
 @pytest.mark.torch
 def test_paper_recipe_is_sgd_with_momentum_and_a_constant_rate(datasets, tmp_path):
     train, valid = datasets
     model = _model(PAPER)
-    record = train_with_validation(model, train, valid, str(tmp_path), PAPER.learning_rate_at,
-                                   max_epochs=2, max_minutes=10)
+    record = train_with_validation(
+        model, train, valid, str(tmp_path), PAPER.learning_rate_at, max_epochs=2, max_minutes=10
+    )
     optimizer = model._pytorch_optimizer
     assert type(optimizer).__name__ == "SGD" and optimizer.defaults["momentum"] == 0.9
     assert record.learning_rate == [0.01, 0.01]
@@ -64,6 +91,7 @@ def test_paper_recipe_is_sgd_with_momentum_and_a_constant_rate(datasets, tmp_pat
 @pytest.mark.torch
 def test_classification_error_is_one_minus_roc_auc(datasets):
     from sklearn.metrics import roc_auc_score
+
     train, _ = datasets
     labels = (train.y[:, 0] < np.median(train.y[:, 0])).astype(float)[:, None]
     dataset = dc.data.NumpyDataset(train.X, labels)
@@ -80,15 +108,29 @@ import os  # noqa: E402
 import torch  # noqa: E402
 
 from deepchem_cgcnn._io import atomic_torch_save, atomic_write  # noqa: E402
-from deepchem_cgcnn.training import (BEST_STATE, LAST_STATE, RECORD,  # noqa: E402
-                                     RunMismatchError, TrainingDivergedError)
+from deepchem_cgcnn.training import (  # noqa: E402
+    BEST_STATE,
+    LAST_STATE,
+    RECORD,
+    RunMismatchError,
+    TrainingDivergedError,
+)
 
 
 def _train(folder, datasets, epochs, **kwargs):
     train, valid = datasets
     model = _model()
-    record = train_with_validation(model, train, valid, str(folder), FAST.learning_rate_at,
-                                   max_epochs=epochs, max_minutes=10, config={"run": 1}, **kwargs)
+    record = train_with_validation(
+        model,
+        train,
+        valid,
+        str(folder),
+        FAST.learning_rate_at,
+        max_epochs=epochs,
+        max_minutes=10,
+        config={"run": 1},
+        **kwargs,
+    )
     return model, record
 
 
@@ -101,13 +143,13 @@ def test_a_stop_between_best_and_last_keeps_the_better_best(datasets, tmp_path):
     """best.pt written, then the process dies before last.pt and record.json of that epoch."""
     _train(tmp_path, datasets, 2)
     best = _state(tmp_path, BEST_STATE)
-    best.update(epoch=2, valid_error=1e-6)   # an epoch-2 best that nothing can beat
+    best.update(epoch=2, valid_error=1e-6)  # an epoch-2 best that nothing can beat
     atomic_torch_save(tmp_path / BEST_STATE, best)
     (tmp_path / f".{LAST_STATE}.x1.tmp").write_bytes(b"half a checkpoint")  # the killed write
     model, record = _train(tmp_path, datasets, 4)
-    assert record.epochs == [0, 1, 2, 3]                # resumed from epoch 2, not from 0
+    assert record.epochs == [0, 1, 2, 3]  # resumed from epoch 2, not from 0
     assert record.best_epoch == 2 and record.best_valid_mae == 1e-6
-    assert _state(tmp_path, BEST_STATE)["valid_error"] == 1e-6   # never replaced by a worse one
+    assert _state(tmp_path, BEST_STATE)["valid_error"] == 1e-6  # never replaced by a worse one
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
     weights = model.model.state_dict()
     assert all(torch.equal(weights[k], v) for k, v in best["model_state_dict"].items())
@@ -129,7 +171,7 @@ def test_a_stop_before_the_first_last_state_restarts_without_losing_best(dataset
 @pytest.mark.torch
 def test_a_damaged_or_missing_record_does_not_stop_a_resume(datasets, tmp_path):
     _, first = _train(tmp_path, datasets, 2)
-    (tmp_path / RECORD).write_text('{"epochs": [0, 1], "seco')    # a torn non-atomic write
+    (tmp_path / RECORD).write_text('{"epochs": [0, 1], "seco')  # a torn non-atomic write
     _, record = _train(tmp_path, datasets, 3)
     assert record.epochs == [0, 1, 2] and record.valid_mae[:2] == first.valid_mae
     assert json.loads((tmp_path / RECORD).read_text())["epochs"] == [0, 1, 2]
@@ -155,8 +197,16 @@ def test_resuming_with_other_settings_names_the_folder_and_fields(datasets, tmp_
     train, valid = datasets
     _train(tmp_path, datasets, 1)
     with pytest.raises(RunMismatchError, match=r"run.*1 there, 2 now") as error:
-        train_with_validation(_model(), train, valid, str(tmp_path), FAST.learning_rate_at,
-                              max_epochs=2, max_minutes=10, config={"run": 2})
+        train_with_validation(
+            _model(),
+            train,
+            valid,
+            str(tmp_path),
+            FAST.learning_rate_at,
+            max_epochs=2,
+            max_minutes=10,
+            config={"run": 2},
+        )
     assert str(tmp_path) in str(error.value)
 
 
@@ -178,8 +228,9 @@ def test_a_diverging_run_stops_and_keeps_its_best_finite_epoch(datasets, tmp_pat
         return loss
 
     model.fit = diverges_at_third_epoch
-    record = train_with_validation(model, train, valid, str(tmp_path), FAST.learning_rate_at,
-                                   max_epochs=6, max_minutes=10)
+    record = train_with_validation(
+        model, train, valid, str(tmp_path), FAST.learning_rate_at, max_epochs=6, max_minutes=10
+    )
     assert record.epochs == [0, 1] and "non-finite training loss" in record.stopped
     assert np.isfinite(model.predict(valid)).all()
     assert mean_absolute_error(model, valid) == pytest.approx(record.best_valid_mae, rel=1e-5)
@@ -192,8 +243,9 @@ def test_a_run_that_diverges_at_once_says_so(datasets, tmp_path):
     model = _model()
     model.fit = lambda *args, **kwargs: float("nan")
     with pytest.raises(TrainingDivergedError, match="non-finite training loss"):
-        train_with_validation(model, train, valid, str(tmp_path), FAST.learning_rate_at,
-                              max_epochs=3, max_minutes=10)
+        train_with_validation(
+            model, train, valid, str(tmp_path), FAST.learning_rate_at, max_epochs=3, max_minutes=10
+        )
 
 
 @pytest.mark.torch

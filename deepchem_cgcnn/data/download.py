@@ -16,6 +16,8 @@ and passes its checks, so a truncated or corrupt file is never returned.
 True
 >>> shutil.rmtree(folder)
 """
+
+import contextlib
 import errno
 import http.client
 import logging
@@ -25,8 +27,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Optional
+from typing import BinaryIO
 
 from deepchem_cgcnn._io import file_sha256
 
@@ -63,8 +66,10 @@ class DownloadError(RuntimeError):
         self.url = url
         self.path = path
         self.reason = reason
-        super().__init__(f"could not obtain {path} from {url}: {reason}. To place the file by "
-                         f"hand, download {url} yourself and save it as {path}.")
+        super().__init__(
+            f"could not obtain {path} from {url}: {reason}. To place the file by "
+            f"hand, download {url} yourself and save it as {path}."
+        )
 
 
 @dataclass(frozen=True)
@@ -94,10 +99,10 @@ class RemoteFile:
 
     url: str
     filename: str
-    sha256: Optional[str] = None
-    size: Optional[int] = None
-    validate: Optional[Callable[[str], None]] = None
-    max_size: Optional[int] = None
+    sha256: str | None = None
+    size: int | None = None
+    validate: Callable[[str], None] | None = None
+    max_size: int | None = None
 
     @property
     def byte_limit(self) -> int:
@@ -116,7 +121,7 @@ class _AttemptFailed(Exception):
         self.permanent = permanent
 
 
-def check_file(path: str, remote: RemoteFile) -> Optional[str]:
+def check_file(path: str, remote: RemoteFile) -> str | None:
     """Check a local file against what ``remote`` says about its content.
 
     Parameters
@@ -149,9 +154,16 @@ def check_file(path: str, remote: RemoteFile) -> Optional[str]:
     return None
 
 
-def fetch(remote: RemoteFile, data_dir: str, *, timeout: float = 30.0, retries: int = 3,
-          backoff: float = 1.0, offline: Optional[bool] = None,
-          deadline: float = DEFAULT_DEADLINE) -> str:
+def fetch(
+    remote: RemoteFile,
+    data_dir: str,
+    *,
+    timeout: float = 30.0,
+    retries: int = 3,
+    backoff: float = 1.0,
+    offline: bool | None = None,
+    deadline: float = DEFAULT_DEADLINE,
+) -> str:
     """Return the local path of ``remote``, downloading it into ``data_dir`` if needed.
 
     Parameters
@@ -193,12 +205,16 @@ def fetch(remote: RemoteFile, data_dir: str, *, timeout: float = 30.0, retries: 
     if problem != MISSING:
         _set_aside(path, problem)
     if _is_offline(offline):
-        raise DownloadError(remote.url, path, f"offline ({OFFLINE_VARIABLE} is set or "
-                                              f"offline=True); local file: {problem}")
+        raise DownloadError(
+            remote.url,
+            path,
+            f"offline ({OFFLINE_VARIABLE} is set or offline=True); local file: {problem}",
+        )
     os.makedirs(data_dir, exist_ok=True)
     _remove_stale_parts(data_dir, remote.filename, older_than=deadline)
-    _download_with_retries(remote, path, timeout, max(1, retries), backoff,
-                           time.monotonic() + deadline)
+    _download_with_retries(
+        remote, path, timeout, max(1, retries), backoff, time.monotonic() + deadline
+    )
     return path
 
 
@@ -216,7 +232,7 @@ def _remove_stale_parts(data_dir: str, filename: str, older_than: float) -> None
                 pass
 
 
-def _is_offline(offline: Optional[bool]) -> bool:
+def _is_offline(offline: bool | None) -> bool:
     if offline is not None:
         return offline
     return os.environ.get(OFFLINE_VARIABLE, "").strip().lower() in _TRUE_WORDS
@@ -224,13 +240,15 @@ def _is_offline(offline: Optional[bool]) -> bool:
 
 def _set_aside(path: str, problem: str) -> None:
     corrupt = path + ".corrupt"
-    logger.warning("%s is invalid (%s); moving it to %s and downloading it again",
-                   path, problem, corrupt)
+    logger.warning(
+        "%s is invalid (%s); moving it to %s and downloading it again", path, problem, corrupt
+    )
     os.replace(path, corrupt)
 
 
-def _download_with_retries(remote: RemoteFile, path: str, timeout: float, attempts: int,
-                           backoff: float, deadline: float) -> None:
+def _download_with_retries(
+    remote: RemoteFile, path: str, timeout: float, attempts: int, backoff: float, deadline: float
+) -> None:
     for attempt in range(attempts):
         try:
             _download_once(remote, path, timeout, deadline)
@@ -238,11 +256,18 @@ def _download_with_retries(remote: RemoteFile, path: str, timeout: float, attemp
         except _AttemptFailed as failure:
             if failure.permanent or attempt + 1 == attempts:
                 tries = "1 attempt" if attempt == 0 else f"{attempt + 1} attempts"
-                raise DownloadError(remote.url, path,
-                                    f"{failure.reason} (after {tries})") from failure
-            delay = min(backoff * 2 ** attempt, max(0.0, deadline - time.monotonic()))
-            logger.warning("download of %s failed (attempt %d of %d): %s; retrying in %.2f s",
-                           remote.url, attempt + 1, attempts, failure.reason, delay)
+                raise DownloadError(
+                    remote.url, path, f"{failure.reason} (after {tries})"
+                ) from failure
+            delay = min(backoff * 2**attempt, max(0.0, deadline - time.monotonic()))
+            logger.warning(
+                "download of %s failed (attempt %d of %d): %s; retrying in %.2f s",
+                remote.url,
+                attempt + 1,
+                attempts,
+                failure.reason,
+                delay,
+            )
             time.sleep(delay)
 
 
@@ -250,8 +275,9 @@ def _download_once(remote: RemoteFile, path: str, timeout: float, deadline: floa
     """Download into a ``.part`` file beside ``path``; move it onto ``path`` only if valid."""
     if time.monotonic() >= deadline:
         raise _AttemptFailed("the download deadline passed", permanent=True)
-    descriptor, part = tempfile.mkstemp(dir=os.path.dirname(path) or ".",
-                                        prefix=remote.filename + ".", suffix=".part")
+    descriptor, part = tempfile.mkstemp(
+        dir=os.path.dirname(path) or ".", prefix=remote.filename + ".", suffix=".part"
+    )
     try:
         with os.fdopen(descriptor, "wb") as handle:
             _transfer(remote.url, handle, timeout, remote.byte_limit, deadline)
@@ -276,12 +302,15 @@ def _transfer(url: str, handle: BinaryIO, timeout: float, limit: int, deadline: 
         raise _classify(error, timeout) from error
 
 
-def _copy_body(response: http.client.HTTPResponse, handle: BinaryIO, limit: int,
-               deadline: float) -> None:
+def _copy_body(
+    response: http.client.HTTPResponse, handle: BinaryIO, limit: int, deadline: float
+) -> None:
     announced = response.headers.get("Content-Length")
     if announced is not None and announced.isdigit() and int(announced) > limit:
-        raise _AttemptFailed(f"the server announces {announced} bytes, more than the "
-                             f"{limit} expected of this file", permanent=True)
+        raise _AttemptFailed(
+            f"the server announces {announced} bytes, more than the {limit} expected of this file",
+            permanent=True,
+        )
     received = 0
     while True:
         # read1 returns what has arrived, so a trickling server cannot hold one read forever
@@ -290,12 +319,14 @@ def _copy_body(response: http.client.HTTPResponse, handle: BinaryIO, limit: int,
             break
         received += len(block)
         if received > limit:
-            raise _AttemptFailed(f"more than the {limit} bytes expected of this file",
-                                 permanent=True)
+            raise _AttemptFailed(
+                f"more than the {limit} bytes expected of this file", permanent=True
+            )
         handle.write(block)
         if time.monotonic() > deadline:
-            raise _AttemptFailed(f"not finished by the deadline ({received} bytes so far)",
-                                 permanent=True)
+            raise _AttemptFailed(
+                f"not finished by the deadline ({received} bytes so far)", permanent=True
+            )
     if announced is not None and announced.isdigit() and received < int(announced):
         raise _AttemptFailed(f"truncated: got {received} of {announced} bytes")
 
@@ -304,15 +335,17 @@ def _classify(error: BaseException, timeout: float) -> _AttemptFailed:
     """Turn an exception from urllib into a reason, and whether retrying can help."""
     if isinstance(error, urllib.error.HTTPError):
         error.close()
-        return _AttemptFailed(f"HTTP {error.code} {error.reason}".strip(),
-                              permanent=400 <= error.code < 500)
+        return _AttemptFailed(
+            f"HTTP {error.code} {error.reason}".strip(), permanent=400 <= error.code < 500
+        )
     if isinstance(error, urllib.error.URLError):
         return _classify_url_error(error, timeout)
     if isinstance(error, TimeoutError):
         return _AttemptFailed(f"timed out after {timeout} s")
     if isinstance(error, http.client.IncompleteRead):
-        return _AttemptFailed(f"truncated: got {len(error.partial)} bytes, "
-                              f"{error.expected} more expected")
+        return _AttemptFailed(
+            f"truncated: got {len(error.partial)} bytes, {error.expected} more expected"
+        )
     return _AttemptFailed(f"{type(error).__name__}: {error}")
 
 
@@ -321,8 +354,7 @@ def _classify_url_error(error: urllib.error.URLError, timeout: float) -> _Attemp
     if isinstance(reason, TimeoutError):
         return _AttemptFailed(f"timed out after {timeout} s")
     if isinstance(reason, socket.gaierror):
-        return _AttemptFailed(f"cannot resolve the host name ({reason}); offline?",
-                              permanent=True)
+        return _AttemptFailed(f"cannot resolve the host name ({reason}); offline?", permanent=True)
     if isinstance(reason, OSError) and reason.errno in _UNREACHABLE_ERRNOS:
         return _AttemptFailed(f"cannot connect ({reason.strerror}); offline?", permanent=True)
     if isinstance(reason, OSError):
@@ -331,7 +363,5 @@ def _classify_url_error(error: urllib.error.URLError, timeout: float) -> _Attemp
 
 
 def _remove_if_present(path: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.remove(path)
-    except FileNotFoundError:
-        pass

@@ -1,4 +1,5 @@
 """MaterialsProjectLoader: a source of crystals -> featurized, split, cached DeepChem datasets."""
+
 import contextlib
 import hashlib
 import json
@@ -8,12 +9,19 @@ import shutil
 import tempfile
 import time
 import warnings
-from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from deepchem_cgcnn._io import (atomic_write_json, file_lock, file_sha256, read_json,
-                                verify_manifest, write_manifest)
+from deepchem_cgcnn._io import (
+    atomic_write_json,
+    file_lock,
+    file_sha256,
+    read_json,
+    verify_manifest,
+    write_manifest,
+)
 from deepchem_cgcnn._quiet import import_deepchem
 from deepchem_cgcnn.data import store
 from deepchem_cgcnn.data import summary as reasons
@@ -52,13 +60,18 @@ def default_data_dir() -> str:
 
 def _featurizer_key(featurizer) -> Any:
     if isinstance(featurizer, CGCNNFeaturizer):
-        return {"CGCNNFeaturizer": {**featurizer_params(featurizer),
-                                    "min_distance": featurizer.min_distance}}
+        return {
+            "CGCNNFeaturizer": {
+                **featurizer_params(featurizer),
+                "min_distance": featurizer.min_distance,
+            }
+        }
     return repr(featurizer)
 
 
 def _transformer_generators(transformers: Sequence[Any]) -> list:
     from deepchem.molnet.load_function.molnet_loader import transformers as named
+
     generators = []
     for t in transformers:
         if isinstance(t, str):
@@ -100,8 +113,10 @@ def _readable_cache(folder: str, read):
     try:
         return read(folder)
     except (OSError, ValueError, KeyError, TypeError) as error:
-        message = (f"cache {folder} cannot be read ({type(error).__name__}: "
-                   f"{str(error)[:200]}); rebuilding it")
+        message = (
+            f"cache {folder} cannot be read ({type(error).__name__}: "
+            f"{str(error)[:200]}); rebuilding it"
+        )
         logger.warning(message)
         warnings.warn(message, CacheWarning, stacklevel=4)
         return None
@@ -113,8 +128,9 @@ def _verified(folder: str) -> bool:
     if problem is None:
         return True
     logger.warning("cache %s failed verification (%s); rebuilding it", folder, problem)
-    warnings.warn(f"cache {folder} failed verification ({problem}); rebuilding it",
-                  CacheWarning, stacklevel=4)
+    warnings.warn(
+        f"cache {folder} failed verification ({problem}); rebuilding it", CacheWarning, stacklevel=4
+    )
     return False
 
 
@@ -202,12 +218,22 @@ class MaterialsProjectLoader:
     in-memory structures: loaded 12 of 12 rows
     """
 
-    def __init__(self, source: Any, tasks: Optional[Sequence[str]] = None, featurizer=None,
-                 splitter: Union[Any, str, None] = "random", transformers: Sequence[Any] = (),
-                 data_dir: Optional[str] = None, save_dir: Optional[str] = None,
-                 reload: bool = True, label_columns: Optional[Mapping[str, str]] = None,
-                 query: Optional[str] = None, n_jobs: int = 1, name: Optional[str] = None,
-                 **source_kwargs):
+    def __init__(
+        self,
+        source: Any,
+        tasks: Sequence[str] | None = None,
+        featurizer=None,
+        splitter: Any | str | None = "random",
+        transformers: Sequence[Any] = (),
+        data_dir: str | None = None,
+        save_dir: str | None = None,
+        reload: bool = True,
+        label_columns: Mapping[str, str] | None = None,
+        query: str | None = None,
+        n_jobs: int = 1,
+        name: str | None = None,
+        **source_kwargs,
+    ):
         self.source = source
         self.tasks = list(tasks) if tasks is not None else None
         self.featurizer = featurizer if featurizer is not None else CGCNNFeaturizer()
@@ -221,7 +247,7 @@ class MaterialsProjectLoader:
         self.n_jobs = n_jobs
         self.name = name or self._default_name()
         self.source_kwargs = source_kwargs
-        self.summary: Optional[LoadSummary] = None
+        self.summary: LoadSummary | None = None
 
     # ------------------------------------------------------------------ reading
     def _default_name(self) -> str:
@@ -231,26 +257,41 @@ class MaterialsProjectLoader:
         return "in-memory"
 
     def _fetch_kwargs(self) -> dict:
-        return {k: self.source_kwargs[k] for k in ("timeout", "retries", "offline")
-                if k in self.source_kwargs}
+        return {
+            k: self.source_kwargs[k]
+            for k in ("timeout", "retries", "offline")
+            if k in self.source_kwargs
+        }
 
     def read(self) -> StructureTable:
         """Read the source into a :class:`StructureTable` (no featurization)."""
         import pandas as pd
+
         source, kw = self.source, self.source_kwargs
         table_kw = {k: kw[k] for k in ("structure_column", "id_column") if k in kw}
         if isinstance(source, StructureTable):
             return source
         if isinstance(source, pd.DataFrame):
             from deepchem_cgcnn.data.local import _fingerprint
-            digest = hashlib.sha256(pd.util.hash_pandas_object(
-                source.drop(columns=[c for c in source.columns if source[c].dtype == object]),
-                index=True).to_numpy().tobytes())
+
+            digest = hashlib.sha256(
+                pd.util.hash_pandas_object(
+                    source.drop(columns=[c for c in source.columns if source[c].dtype == object]),
+                    index=True,
+                )
+                .to_numpy()
+                .tobytes()
+            )
             for value in source.select_dtypes(include="object").itertuples(index=False):
                 digest.update(b"".join(_fingerprint(v) for v in value))
-            return table_from_frame(source, self._required_tasks(), digest.hexdigest(),
-                                    "in-memory DataFrame", label_columns=self.label_columns,
-                                    **table_kw)
+            return table_from_frame(
+                source,
+                self._required_tasks(),
+                digest.hexdigest(),
+                "in-memory DataFrame",
+                label_columns=self.label_columns,
+                **table_kw,
+            )
         if isinstance(source, tuple):
             return table_from_structures(*source, tasks=self.tasks)
         if source == MP_API:
@@ -263,20 +304,27 @@ class MaterialsProjectLoader:
         if os.path.isdir(path):
             return read_cif_directory(path, self.tasks)
         if os.path.isfile(path):
-            return read_structure_table(path, self._required_tasks(),
-                                        label_columns=self.label_columns, **table_kw)
+            return read_structure_table(
+                path, self._required_tasks(), label_columns=self.label_columns, **table_kw
+            )
         raise FileNotFoundError(
             f"source {source!r} is not a named dataset, 'mp_api', a file or a folder; "
-            f"named datasets are {sorted(NAMED_DATASETS)}")
+            f"named datasets are {sorted(NAMED_DATASETS)}"
+        )
 
-    def _required_tasks(self) -> List[str]:
+    def _required_tasks(self) -> list[str]:
         if not self.tasks:
             raise ValueError(f"{self.source!r}: say which columns to learn with tasks=[...]")
         return self.tasks
 
     def _read_mp_api(self) -> StructureTable:
-        from deepchem_cgcnn.data.materials_project import (cgcnn_paper_ids, mp_fields,
-                                                           query_summary, task_values)
+        from deepchem_cgcnn.data.materials_project import (
+            cgcnn_paper_ids,
+            mp_fields,
+            query_summary,
+            task_values,
+        )
+
         tasks = self._required_tasks()
         ids = self.source_kwargs.get("material_ids", "cgcnn-46744")
         if isinstance(ids, str):
@@ -284,20 +332,33 @@ class MaterialsProjectLoader:
         fields = mp_fields(tasks)
         os.makedirs(self.data_dir, exist_ok=True)
         cache = os.path.join(self.data_dir, f"mp_api_{_digest([sorted(ids), fields])}.json.gz")
-        frame = query_summary(ids, fields, api_key=self.source_kwargs.get("api_key"),
-                              endpoint=self.source_kwargs.get("endpoint"), cache_path=cache)
+        frame = query_summary(
+            ids,
+            fields,
+            api_key=self.source_kwargs.get("api_key"),
+            endpoint=self.source_kwargs.get("endpoint"),
+            cache_path=cache,
+        )
         for task in tasks:
             frame[task] = task_values(frame, task)
-        table = table_from_frame(frame, tasks, file_sha256(cache),
-                                 f"Materials Project API ({len(ids)} ids)",
-                                 structure_column="structure", id_column="material_id")
-        table.unread = [(i, "not returned by the Materials Project API")
-                        for i in frame.attrs.get("missing_ids", [])]
+        table = table_from_frame(
+            frame,
+            tasks,
+            file_sha256(cache),
+            f"Materials Project API ({len(ids)} ids)",
+            structure_column="structure",
+            id_column="material_id",
+        )
+        table.unread = [
+            (i, "not returned by the Materials Project API")
+            for i in frame.attrs.get("missing_ids", [])
+        ]
         return table
 
     # ------------------------------------------------------------------ cleaning
-    def clean(self, table: StructureTable,
-              summary: LoadSummary) -> Tuple[StructureTable, np.ndarray]:
+    def clean(
+        self, table: StructureTable, summary: LoadSummary
+    ) -> tuple[StructureTable, np.ndarray]:
         """Drop rows the query excludes, duplicate ids and unlabelled rows (recording each);
         return the rest and their weights."""
         summary.drop(reasons.UNREADABLE, table.unread)
@@ -305,18 +366,22 @@ class MaterialsProjectLoader:
         _, first = np.unique(table.ids.astype(str), return_index=True)
         duplicate = np.ones(len(table), dtype=bool)
         duplicate[first] = False
-        summary.drop(reasons.DUPLICATE_ID,
-                     [(i, "repeats an earlier row's id") for i in table.ids[duplicate]])
+        summary.drop(
+            reasons.DUPLICATE_ID, [(i, "repeats an earlier row's id") for i in table.ids[duplicate]]
+        )
         y = table.y
         finite = np.isfinite(y)
         missing = ~finite.any(axis=1) & np.isnan(y).all(axis=1) & ~duplicate
         non_finite = ~finite.any(axis=1) & ~missing & ~duplicate
         notes = np.asarray(table.label_notes)
-        summary.drop(reasons.MISSING_LABEL, [(i, note or "no label") for i, note in
-                                             zip(table.ids[missing], notes[missing])])
-        summary.drop(reasons.NON_FINITE_LABEL,
-                     [(i, f"label {row.tolist()}") for i, row in zip(table.ids[non_finite],
-                                                                      y[non_finite])])
+        summary.drop(
+            reasons.MISSING_LABEL,
+            [(i, note or "no label") for i, note in zip(table.ids[missing], notes[missing])],
+        )
+        summary.drop(
+            reasons.NON_FINITE_LABEL,
+            [(i, f"label {row.tolist()}") for i, row in zip(table.ids[non_finite], y[non_finite])],
+        )
         keep = ~duplicate & finite.any(axis=1)
         kept = table.subset(keep)
         weights = np.isfinite(kept.y).astype(np.float32)
@@ -327,14 +392,14 @@ class MaterialsProjectLoader:
         if not self.query:
             return table
         import pandas as pd
+
         labels = pd.DataFrame(table.y, columns=table.tasks)
         keep = np.asarray(labels.eval(self.query), dtype=bool)
-        summary.drop(reasons.EXCLUDED_BY_QUERY,
-                     [(i, self.query) for i in table.ids[~keep]])
+        summary.drop(reasons.EXCLUDED_BY_QUERY, [(i, self.query) for i in table.ids[~keep]])
         return table.subset(keep)
 
     # ------------------------------------------------------------------ featurizing
-    def featurize(self, table: StructureTable) -> Tuple[np.ndarray, List[Tuple[int, str]]]:
+    def featurize(self, table: StructureTable) -> tuple[np.ndarray, list[tuple[int, str]]]:
         """Features of each row and ``(row, reason)`` for rows that failed."""
         if isinstance(self.featurizer, CGCNNFeaturizer):
             X = self.featurizer.featurize(table.structures, n_jobs=self.n_jobs)
@@ -353,34 +418,45 @@ class MaterialsProjectLoader:
         for i, s in enumerate(structures):
             X[i] = np.array([]) if s is None else next(values)
         failed_now = {i for i, _ in failures}
-        failures += [(i, f"{type(self.featurizer).__name__} returned no features")
-                     for i, x in enumerate(X) if i not in failed_now
-                     and isinstance(x, np.ndarray) and x.size == 0]
-        try:
+        failures += [
+            (i, f"{type(self.featurizer).__name__} returned no features")
+            for i, x in enumerate(X)
+            if i not in failed_now and isinstance(x, np.ndarray) and x.size == 0
+        ]
+        with contextlib.suppress(ValueError):
             X = np.stack(X) if not failures else X
-        except ValueError:
-            pass
         return X, sorted(failures)
 
     # ------------------------------------------------------------------ caching
-    def _keys(self, sha256: str, tasks: Sequence[str]) -> Tuple[dict, dict]:
+    def _keys(self, sha256: str, tasks: Sequence[str]) -> tuple[dict, dict]:
         columns = {k: self.source_kwargs.get(k) for k in ("structure_column", "id_column")}
-        featurized = {"source_sha256": sha256, "tasks": list(tasks),
-                      "label_columns": self.label_columns, "query": self.query, **columns,
-                      "featurizer": _featurizer_key(self.featurizer), "cleaning": 1,
-                      "graph_format": 2}
-        split = {"splitter": repr(self.splitter),
-                 "transformers": [t.get_directory_name() for t in self.transformer_generators]}
+        featurized = {
+            "source_sha256": sha256,
+            "tasks": list(tasks),
+            "label_columns": self.label_columns,
+            "query": self.query,
+            **columns,
+            "featurizer": _featurizer_key(self.featurizer),
+            "cleaning": 1,
+            "graph_format": 2,
+        }
+        split = {
+            "splitter": repr(self.splitter),
+            "transformers": [t.get_directory_name() for t in self.transformer_generators],
+        }
         return featurized, split
 
-    def _featurized_dataset(self, table: StructureTable, folder: Optional[str],
-                            summary: LoadSummary):
+    def _featurized_dataset(self, table: StructureTable, folder: str | None, summary: LoadSummary):
         """All usable rows as one dataset, from the cache when it holds them."""
         done = folder and os.path.join(folder, "featurized.json")
         if done and self.reload and os.path.exists(done) and _verified(folder):
-            cached = _readable_cache(folder, lambda f: (
-                LoadSummary.from_dict(read_json(done)),
-                store.load_dataset(os.path.join(f, "data"))))
+            cached = _readable_cache(
+                folder,
+                lambda f: (
+                    LoadSummary.from_dict(read_json(done)),
+                    store.load_dataset(os.path.join(f, "data")),
+                ),
+            )
             if cached is not None:
                 saved, dataset = cached
                 summary.dropped = saved.dropped
@@ -389,17 +465,22 @@ class MaterialsProjectLoader:
                 return dataset
         kept, weights = self.clean(table, summary)
         X, failures = self.featurize(kept)
-        summary.drop(reasons.FEATURIZATION_FAILED,
-                     [(kept.ids[i], reason) for i, reason in failures])
+        summary.drop(
+            reasons.FEATURIZATION_FAILED, [(kept.ids[i], reason) for i, reason in failures]
+        )
         ok = np.ones(len(kept), dtype=bool)
         ok[[i for i, _ in failures]] = False
         y = np.nan_to_num(kept.y, nan=0.0, posinf=0.0, neginf=0.0)
-        dataset = dc.data.NumpyDataset(X[ok], y[ok], weights[ok], kept.ids[ok],
-                                       n_tasks=len(kept.tasks))
+        dataset = dc.data.NumpyDataset(
+            X[ok], y[ok], weights[ok], kept.ids[ok], n_tasks=len(kept.tasks)
+        )
         if folder is None or not store.can_store(dataset):
             if folder is not None:
-                logger.info("%s: features are not plain arrays or crystal graphs; not cached "
-                            "(the cache holds no pickled objects)", self.name)
+                logger.info(
+                    "%s: features are not plain arrays or crystal graphs; not cached "
+                    "(the cache holds no pickled objects)",
+                    self.name,
+                )
             return dataset
         with _built_in_place(folder) as building:
             store.save_dataset(os.path.join(building, "data"), dataset)
@@ -420,8 +501,9 @@ class MaterialsProjectLoader:
         known = self._local_sha256_and_tasks()
         if known and self.reload:  # a cached split can be served without parsing the source
             split_folder = self._folders(*known)[2]
-            if os.path.exists(os.path.join(split_folder, "summary.json")) and \
-                    _verified(split_folder):
+            if os.path.exists(os.path.join(split_folder, "summary.json")) and _verified(
+                split_folder
+            ):
                 result = self._from_split_cache(split_folder, known[1], started)
                 if result is not None:
                     return result
@@ -429,20 +511,30 @@ class MaterialsProjectLoader:
         source_file = self._source_file()
         if source_file and self.reload:
             self._remember_content(file_sha256(source_file), table)
-        summary = LoadSummary(source=table.source, sha256=table.sha256,
-                              n_rows=len(table) + len(table.unread))
+        summary = LoadSummary(
+            source=table.source, sha256=table.sha256, n_rows=len(table) + len(table.unread)
+        )
         root, folder, split_folder = self._folders(table.sha256, table.tasks)
-        with file_lock(os.path.join(root, ".lock")) if split_folder else \
-                contextlib.nullcontext():
-            if split_folder and os.path.exists(os.path.join(split_folder, "summary.json")) and \
-                    _verified(split_folder):
+        with file_lock(os.path.join(root, ".lock")) if split_folder else contextlib.nullcontext():
+            if (
+                split_folder
+                and os.path.exists(os.path.join(split_folder, "summary.json"))
+                and _verified(split_folder)
+            ):
                 result = self._from_split_cache(split_folder, table.tasks, started)
                 if result is not None:
                     return result
             return self._build(table, summary, root, folder, split_folder, started)
 
-    def _build(self, table: StructureTable, summary: LoadSummary, root: str,
-               folder: Optional[str], split_folder: Optional[str], started: float) -> LoadResult:
+    def _build(
+        self,
+        table: StructureTable,
+        summary: LoadSummary,
+        root: str,
+        folder: str | None,
+        split_folder: str | None,
+        started: float,
+    ) -> LoadResult:
         dataset = self._featurized_dataset(table, folder, summary)
         datasets, transformers = self._split_and_transform(dataset, summary)
         summary.n_loaded = sum(len(d) for d in datasets)
@@ -452,7 +544,7 @@ class MaterialsProjectLoader:
             self._save_split(split_folder, datasets, stored, summary)
         return self._finish(table.tasks, datasets, transformers, summary)
 
-    def _local_sha256_and_tasks(self) -> Optional[Tuple[str, List[str]]]:
+    def _local_sha256_and_tasks(self) -> tuple[str, list[str]] | None:
         """The source's content checksum and tasks when they are known without parsing it.
 
         For a table whose rows point to structure files, the checksum covers those
@@ -469,7 +561,7 @@ class MaterialsProjectLoader:
             return content and (content, list(self.tasks or []))
         return None
 
-    def _source_file(self) -> Optional[str]:
+    def _source_file(self) -> str | None:
         """The table file a source names (None for other sources)."""
         source = self.source
         if isinstance(source, (str, os.PathLike)) and os.path.isfile(source) and self.tasks:
@@ -477,14 +569,17 @@ class MaterialsProjectLoader:
         return None
 
     def _content_index(self, file_sha256_: str) -> str:
-        return os.path.join(self.save_dir, f"{self.name}-featurized",
-                            f"source-{file_sha256_[:32]}.json")
+        return os.path.join(
+            self.save_dir, f"{self.name}-featurized", f"source-{file_sha256_[:32]}.json"
+        )
 
     def _remember_content(self, file_sha256_: str, table: StructureTable) -> None:
-        atomic_write_json(self._content_index(file_sha256_),
-                          {"sha256": table.sha256, "referenced_files": table.referenced_files})
+        atomic_write_json(
+            self._content_index(file_sha256_),
+            {"sha256": table.sha256, "referenced_files": table.referenced_files},
+        )
 
-    def _remembered_content(self, file_sha256_: str) -> Optional[str]:
+    def _remembered_content(self, file_sha256_: str) -> str | None:
         try:
             index = read_json(self._content_index(file_sha256_))
             referenced = index["referenced_files"]
@@ -502,11 +597,14 @@ class MaterialsProjectLoader:
             return root, None, None
         store.private_folder(self.save_dir)
         os.makedirs(root, exist_ok=True)
-        atomic_write_json(os.path.join(root, "key.json"),
-                          json.loads(json.dumps(featurized_key, default=str)), indent=1)
+        atomic_write_json(
+            os.path.join(root, "key.json"),
+            json.loads(json.dumps(featurized_key, default=str)),
+            indent=1,
+        )
         return root, os.path.join(root, "all"), os.path.join(root, "split-" + _digest(split_key))
 
-    def _from_split_cache(self, split_folder: str, tasks, started: float) -> Optional[LoadResult]:
+    def _from_split_cache(self, split_folder: str, tasks, started: float) -> LoadResult | None:
         """The cached split, or ``None`` when it cannot be read (it is then rebuilt)."""
         cached = _readable_cache(split_folder, self._reload_split)
         if cached is None:
@@ -531,8 +629,10 @@ class MaterialsProjectLoader:
             datasets = list(self.splitter.train_valid_test_split(dataset))
             names = ["train", "valid", "test"]
             used = set().union(*(set(d.ids.tolist()) for d in datasets))
-            summary.drop(reasons.OUTSIDE_SPLIT, [(i, repr(self.splitter)) for i in dataset.ids
-                                                 if i not in used])
+            summary.drop(
+                reasons.OUTSIDE_SPLIT,
+                [(i, repr(self.splitter)) for i in dataset.ids if i not in used],
+            )
         transformers = [g.create_transformer(datasets[0]) for g in self.transformer_generators]
         for transformer in transformers:
             datasets = [transformer.transform(d) for d in datasets]
@@ -551,8 +651,10 @@ class MaterialsProjectLoader:
     @staticmethod
     def _reload_split(split_folder: str):
         summary = read_json(os.path.join(split_folder, "summary.json"))
-        datasets = [store.load_dataset(os.path.join(split_folder, name))
-                    for name in summary["split_sizes"]]
+        datasets = [
+            store.load_dataset(os.path.join(split_folder, name)) for name in summary["split_sizes"]
+        ]
         transformers = store.transformers_from_json(
-            read_json(os.path.join(split_folder, "transformers.json")))
+            read_json(os.path.join(split_folder, "transformers.json"))
+        )
         return datasets, transformers

@@ -1,9 +1,11 @@
 """Local sources: the original CGCNN data folder (``id_prop.csv`` + CIFs) and in-memory crystals."""
+
 import csv
 import hashlib
 import json
 import os
-from typing import Any, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -20,11 +22,11 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def _labels(values: Sequence[str]) -> List[float]:
+def _labels(values: Sequence[str]) -> list[float]:
     return [float(v) if _is_number(v) else float("nan") for v in values]
 
 
-def read_cif_directory(root: str, tasks: Optional[Sequence[str]] = None) -> StructureTable:
+def read_cif_directory(root: str, tasks: Sequence[str] | None = None) -> StructureTable:
     """Read the original CGCNN data folder: ``id_prop.csv`` plus one structure file per id.
 
     ``id_prop.csv`` has one row per crystal: its id, then its label(s), with no
@@ -54,8 +56,10 @@ def read_cif_directory(root: str, tasks: Optional[Sequence[str]] = None) -> Stru
     """
     id_prop = os.path.join(root, "id_prop.csv")
     if not os.path.isfile(id_prop):
-        raise FileNotFoundError(f"{root}: no id_prop.csv (the original CGCNN layout is "
-                                f"id_prop.csv with 'id,label' rows plus <id>.cif files)")
+        raise FileNotFoundError(
+            f"{root}: no id_prop.csv (the original CGCNN layout is "
+            f"id_prop.csv with 'id,label' rows plus <id>.cif files)"
+        )
     with open(id_prop, newline="") as handle:
         rows = [row for row in csv.reader(handle) if row]
     header = rows[0] if rows and len(rows[0]) > 1 and not _is_number(rows[0][1]) else None
@@ -63,8 +67,11 @@ def read_cif_directory(root: str, tasks: Optional[Sequence[str]] = None) -> Stru
         rows = rows[1:]
     n_labels = max((len(r) - 1 for r in rows), default=1)
     if tasks is None:
-        tasks = header[1:] if header else (["target"] if n_labels == 1 else
-                                           [f"target_{i}" for i in range(n_labels)])
+        tasks = (
+            header[1:]
+            if header
+            else (["target"] if n_labels == 1 else [f"target_{i}" for i in range(n_labels)])
+        )
     tasks = list(tasks)
     digest = hashlib.sha256()
     with open(id_prop, "rb") as handle:
@@ -72,20 +79,32 @@ def read_cif_directory(root: str, tasks: Optional[Sequence[str]] = None) -> Stru
     ids, paths, labels, unread = [], [], [], []
     for row in rows:
         crystal_id = row[0].strip()
-        path = next((os.path.join(root, crystal_id + s) for s in STRUCTURE_SUFFIXES
-                     if os.path.isfile(os.path.join(root, crystal_id + s))), None)
+        path = next(
+            (
+                os.path.join(root, crystal_id + s)
+                for s in STRUCTURE_SUFFIXES
+                if os.path.isfile(os.path.join(root, crystal_id + s))
+            ),
+            None,
+        )
         if path is None:
             unread.append((crystal_id, f"no structure file {crystal_id}.cif in {root}"))
             continue
         with open(path, "rb") as handle:
             digest.update(path.encode() + b"\0" + handle.read())
-        values = _labels(row[1:1 + len(tasks)])
+        values = _labels(row[1 : 1 + len(tasks)])
         ids.append(crystal_id)
         paths.append(path)
         labels.append(values + [float("nan")] * (len(tasks) - len(values)))
-    return StructureTable(ids=np.array(ids, dtype=object), structures=paths,
-                          y=np.array(labels, dtype=np.float64).reshape(len(ids), len(tasks)),
-                          tasks=tasks, sha256=digest.hexdigest(), source=root, unread=unread)
+    return StructureTable(
+        ids=np.array(ids, dtype=object),
+        structures=paths,
+        y=np.array(labels, dtype=np.float64).reshape(len(ids), len(tasks)),
+        tasks=tasks,
+        sha256=digest.hexdigest(),
+        source=root,
+        unread=unread,
+    )
 
 
 def _fingerprint(structure: Any) -> bytes:
@@ -96,9 +115,12 @@ def _fingerprint(structure: Any) -> bytes:
     return str(structure).encode()
 
 
-def table_from_structures(structures: Sequence[Any], labels: Any,
-                          ids: Optional[Sequence[Any]] = None,
-                          tasks: Optional[Sequence[str]] = None) -> StructureTable:
+def table_from_structures(
+    structures: Sequence[Any],
+    labels: Any,
+    ids: Sequence[Any] | None = None,
+    tasks: Sequence[str] | None = None,
+) -> StructureTable:
     """An in-memory table: Structures (or dicts, CIF text, paths) with their labels.
 
     Parameters
@@ -127,12 +149,19 @@ def table_from_structures(structures: Sequence[Any], labels: Any,
         tasks = ["target"] if y.shape[1] == 1 else [f"target_{i}" for i in range(y.shape[1])]
     if len(tasks) != y.shape[1]:
         raise ValueError(f"{y.shape[1]} label columns but tasks {list(tasks)}")
-    ids = np.array([str(i) for i in (ids if ids is not None else range(len(structures)))],
-                   dtype=object)
+    ids = np.array(
+        [str(i) for i in (ids if ids is not None else range(len(structures)))], dtype=object
+    )
     if len(ids) != len(structures):
         raise ValueError(f"{len(ids)} ids for {len(structures)} structures")
     digest = hashlib.sha256(y.tobytes() + json.dumps(ids.tolist()).encode())
     for structure in structures:
         digest.update(_fingerprint(structure))
-    return StructureTable(ids=ids, structures=structures, y=y, tasks=list(tasks),
-                          sha256=digest.hexdigest(), source="in-memory structures")
+    return StructureTable(
+        ids=ids,
+        structures=structures,
+        y=y,
+        tasks=list(tasks),
+        sha256=digest.hexdigest(),
+        source="in-memory structures",
+    )

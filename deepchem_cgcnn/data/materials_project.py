@@ -13,6 +13,7 @@ into this project's task labels.
 >>> task_values(frame, "log10_k_vrh")
 array([ 2., nan])
 """
+
 import dataclasses
 import gzip
 import hashlib
@@ -23,15 +24,23 @@ import os
 import re
 import tempfile
 import zlib
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from deepchem_cgcnn.data.download import RemoteFile, fetch
 
-__all__ = ["CGCNN_PAPER_ID_LISTS", "MP_FIELDS", "MissingAPIKeyError", "cgcnn_paper_ids",
-           "mp_fields", "query_summary", "task_values"]
+__all__ = [
+    "CGCNN_PAPER_ID_LISTS",
+    "MP_FIELDS",
+    "MissingAPIKeyError",
+    "cgcnn_paper_ids",
+    "mp_fields",
+    "query_summary",
+    "task_values",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +56,15 @@ class MissingAPIKeyError(RuntimeError):
 
 
 # ---------------------------------------------------------------- summary queries
-def query_summary(material_ids: Optional[Sequence[str]], fields: Sequence[str], *,
-                  api_key: Optional[str] = None, endpoint: Optional[str] = None,
-                  cache_path: Optional[str] = None, chunk_size: int = 1000) -> pd.DataFrame:
+def query_summary(
+    material_ids: Sequence[str] | None,
+    fields: Sequence[str],
+    *,
+    api_key: str | None = None,
+    endpoint: str | None = None,
+    cache_path: str | None = None,
+    chunk_size: int = 1000,
+) -> pd.DataFrame:
     """Structures and summary fields of Materials Project materials, optionally cached.
 
     Parameters
@@ -98,41 +113,51 @@ def query_summary(material_ids: Optional[Sequence[str]], fields: Sequence[str], 
     ids = None if material_ids is None else _unique(material_ids)
     fields = [fields] if isinstance(fields, str) else list(fields)
     if ids is None and not fields:
-        raise ValueError("material_ids=None downloads every material in the Materials Project; "
-                         "name the fields you need (fields=[...]) to do that")
+        raise ValueError(
+            "material_ids=None downloads every material in the Materials Project; "
+            "name the fields you need (fields=[...]) to do that"
+        )
     columns = _unique([*ALWAYS_FETCHED, *fields])
     if ids is not None and not ids:
         return _frame_of([], columns, [])
     key = _cache_key(ids, columns)
     records = _read_cache(cache_path, key) if cache_path is not None else None
     if records is None:
-        records = _search_summary(ids, columns, _resolve_api_key(api_key, cache_path),
-                                  endpoint, chunk_size)
+        records = _search_summary(
+            ids, columns, _resolve_api_key(api_key, cache_path), endpoint, chunk_size
+        )
         if cache_path is not None:
             _write_cache(cache_path, {"format": _CACHE_FORMAT, "key": key, "records": records})
     else:
         logger.info("using the cached Materials Project query in %s", cache_path)
     records, missing_ids = _order_and_find_missing(records, ids)
     if missing_ids:
-        logger.warning("%d of %d requested material ids were not returned by the Materials "
-                       "Project (deprecated or removed?); see frame.attrs['missing_ids']",
-                       len(missing_ids), len(ids))
+        logger.warning(
+            "%d of %d requested material ids were not returned by the Materials "
+            "Project (deprecated or removed?); see frame.attrs['missing_ids']",
+            len(missing_ids),
+            len(ids),
+        )
     return _frame_of(records, columns, missing_ids)
 
 
-def _unique(items: Sequence[str]) -> List[str]:
+def _unique(items: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(str(item) for item in items))
 
 
-def _resolve_api_key(api_key: Optional[str], cache_path: Optional[str]) -> str:
+def _resolve_api_key(api_key: str | None, cache_path: str | None) -> str:
     api_key = api_key or os.environ.get(API_KEY_VARIABLE)
     if api_key:
         return api_key
-    message = (f"a Materials Project API key is needed: pass api_key=... or set the "
-               f"{API_KEY_VARIABLE} environment variable (get a key at {API_KEY_PAGE})")
+    message = (
+        f"a Materials Project API key is needed: pass api_key=... or set the "
+        f"{API_KEY_VARIABLE} environment variable (get a key at {API_KEY_PAGE})"
+    )
     if cache_path is not None:
-        message += (f". A cached result of the same query at {cache_path} would be used "
-                    f"offline, without a key, but there is none yet")
+        message += (
+            f". A cached result of the same query at {cache_path} would be used "
+            f"offline, without a key, but there is none yet"
+        )
     raise MissingAPIKeyError(message)
 
 
@@ -144,29 +169,39 @@ def _import_mprester():
     return MPRester
 
 
-def _search_summary(ids: Optional[List[str]], columns: List[str], api_key: str,
-                    endpoint: Optional[str], chunk_size: int) -> List[Dict[str, Any]]:
+def _search_summary(
+    ids: list[str] | None, columns: list[str], api_key: str, endpoint: str | None, chunk_size: int
+) -> list[dict[str, Any]]:
     MPRester = _import_mprester()
-    with MPRester(api_key, endpoint=endpoint, use_document_model=False,
-                  mute_progress_bars=True, notify_db_version=False) as rester:
+    with MPRester(
+        api_key,
+        endpoint=endpoint,
+        use_document_model=False,
+        mute_progress_bars=True,
+        notify_db_version=False,
+    ) as rester:
         summary = rester.materials.summary
         if ids is None:
             documents = summary.search(deprecated=False, fields=columns, chunk_size=chunk_size)
         else:
-            documents = [document for chunk in _chunks(ids, chunk_size)
-                         for document in summary.search(material_ids=chunk, fields=columns,
-                                                        chunk_size=chunk_size)]
+            documents = [
+                document
+                for chunk in _chunks(ids, chunk_size)
+                for document in summary.search(
+                    material_ids=chunk, fields=columns, chunk_size=chunk_size
+                )
+            ]
     return [_plain_record(document, columns) for document in documents]
 
 
-def _chunks(items: List[str], size: int) -> Iterator[List[str]]:
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     if size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {size}")
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
-def _plain_record(document: Any, columns: List[str]) -> Dict[str, Any]:
+def _plain_record(document: Any, columns: list[str]) -> dict[str, Any]:
     """A summary document as JSON-ready values: id as str, structure as its dict."""
     if not isinstance(document, dict):  # a document model, should mp-api return one
         document = {column: getattr(document, column, None) for column in columns}
@@ -177,7 +212,7 @@ def _plain_record(document: Any, columns: List[str]) -> Dict[str, Any]:
     return record
 
 
-def _order_and_find_missing(records: List[Dict[str, Any]], ids: Optional[List[str]]):
+def _order_and_find_missing(records: list[dict[str, Any]], ids: list[str] | None):
     """Records in the order of ``ids`` (API order if None), and the ids with no record."""
     if ids is None:
         return records, []
@@ -185,8 +220,9 @@ def _order_and_find_missing(records: List[Dict[str, Any]], ids: Optional[List[st
     return ([by_id[i] for i in ids if i in by_id], [i for i in ids if i not in by_id])
 
 
-def _frame_of(records: List[Dict[str, Any]], columns: List[str],
-              missing_ids: List[str]) -> pd.DataFrame:
+def _frame_of(
+    records: list[dict[str, Any]], columns: list[str], missing_ids: list[str]
+) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(records, columns=columns)
     frame["material_id"] = frame["material_id"].astype(str)
     frame.attrs["missing_ids"] = list(missing_ids)
@@ -194,22 +230,26 @@ def _frame_of(records: List[Dict[str, Any]], columns: List[str],
 
 
 # ---------------------------------------------------------------- the query cache
-def _cache_key(ids: Optional[List[str]], columns: List[str]) -> Dict[str, Any]:
+def _cache_key(ids: list[str] | None, columns: list[str]) -> dict[str, Any]:
     if ids is None:
         return {"ids": "all", "fields": sorted(columns)}
     id_digest = hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
     return {"ids": {"count": len(ids), "sha256": id_digest}, "fields": sorted(columns)}
 
 
-def _read_cache(path: str, key: Dict[str, Any]) -> Optional[List[Dict[str, Any]]]:
+def _read_cache(path: str, key: dict[str, Any]) -> list[dict[str, Any]] | None:
     """The records cached at ``path`` if they were written for the query ``key``, else None."""
     if not os.path.exists(path):
         return None
     try:
         payload = _load_cache_payload(path)
     except (OSError, EOFError, zlib.error, ValueError) as error:
-        logger.warning("ignoring unreadable cache %s (%s: %s); querying again",
-                       path, type(error).__name__, error)
+        logger.warning(
+            "ignoring unreadable cache %s (%s: %s); querying again",
+            path,
+            type(error).__name__,
+            error,
+        )
         return None
     if payload["format"] != _CACHE_FORMAT or payload["key"] != key:
         logger.info("cache %s holds a different query; querying again", path)
@@ -217,7 +257,7 @@ def _read_cache(path: str, key: Dict[str, Any]) -> Optional[List[Dict[str, Any]]
     return payload["records"]
 
 
-def _load_cache_payload(path: str) -> Dict[str, Any]:
+def _load_cache_payload(path: str) -> dict[str, Any]:
     """The cache file's content; ValueError if it is not what :func:`_write_cache` writes."""
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         payload = json.load(handle)
@@ -225,19 +265,20 @@ def _load_cache_payload(path: str) -> Dict[str, Any]:
         raise ValueError("not a cache object with format, key and records")
     records = payload["records"]
     if not isinstance(records, list) or not all(
-            isinstance(record, dict) and "material_id" in record for record in records):
+        isinstance(record, dict) and "material_id" in record for record in records
+    ):
         raise ValueError("records are not a list of documents with a material_id")
     return payload
 
 
-def _write_cache(path: str, payload: Dict[str, Any]) -> None:
+def _write_cache(path: str, payload: dict[str, Any]) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".",
-                                             suffix=".tmp")
+    descriptor, temporary = tempfile.mkstemp(
+        dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp"
+    )
     try:
-        with os.fdopen(descriptor, "wb") as raw, \
-                gzip.open(raw, "wt", encoding="utf-8") as handle:
+        with os.fdopen(descriptor, "wb") as raw, gzip.open(raw, "wt", encoding="utf-8") as handle:
             json.dump(payload, handle, default=_json_default)
         os.replace(temporary, path)
     except BaseException:
@@ -255,7 +296,7 @@ def _json_default(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------- task labels
-MP_FIELDS: Dict[str, str] = {
+MP_FIELDS: dict[str, str] = {
     "formation_energy": "formation_energy_per_atom",
     "energy_per_atom": "energy_per_atom",
     "band_gap": "band_gap",
@@ -275,12 +316,13 @@ dicts of ``voigt``/``reuss``/``vrh`` averages in GPa: ``k_vrh``/``g_vrh`` take t
 ``log10_k_vrh``/``log10_g_vrh`` its base-10 log, as the CGCNN paper and Matbench use."""
 
 
-def mp_fields(tasks: Sequence[str]) -> List[str]:
+def mp_fields(tasks: Sequence[str]) -> list[str]:
     """The summary fields needed for ``tasks``, without repeats, in order."""
     unknown = [task for task in tasks if task not in MP_FIELDS]
     if unknown:
-        raise KeyError(f"no Materials Project field known for {unknown}; "
-                       f"known tasks: {', '.join(MP_FIELDS)}")
+        raise KeyError(
+            f"no Materials Project field known for {unknown}; known tasks: {', '.join(MP_FIELDS)}"
+        )
     return _unique(MP_FIELDS[task] for task in tasks)
 
 
@@ -321,8 +363,11 @@ def _log10_vrh(value: Any) -> float:
     return math.log10(modulus) if modulus > 0 else math.nan
 
 
-_TASK_CONVERTERS: Dict[str, Callable[[Any], float]] = {
-    "k_vrh": _vrh, "g_vrh": _vrh, "log10_k_vrh": _log10_vrh, "log10_g_vrh": _log10_vrh,
+_TASK_CONVERTERS: dict[str, Callable[[Any], float]] = {
+    "k_vrh": _vrh,
+    "g_vrh": _vrh,
+    "log10_k_vrh": _log10_vrh,
+    "log10_g_vrh": _log10_vrh,
 }
 
 
@@ -346,10 +391,12 @@ class IdListCheck:
             raise ValueError(f"holds {len(ids)} ids, expected {self.count}")
         for number, material_id in enumerate(ids, start=1):
             if not _MP_ID.match(material_id):
-                raise ValueError(f"id {number} is {material_id[:40]!r}, not of the form mp-<digits>")
+                raise ValueError(
+                    f"id {number} is {material_id[:40]!r}, not of the form mp-<digits>"
+                )
 
 
-def _read_id_lines(path: str) -> List[str]:
+def _read_id_lines(path: str) -> list[str]:
     with open(path, "rb") as handle:
         text = handle.read().decode("utf-8")  # a UnicodeDecodeError is a ValueError
     return [line.strip() for line in text.splitlines() if line.strip()]
@@ -361,19 +408,26 @@ def _id_list(count: int, url: str) -> RemoteFile:
 
 _CGCNN_RAW = "https://raw.githubusercontent.com/txie-93/cgcnn/"
 
-CGCNN_PAPER_ID_LISTS: Dict[int, RemoteFile] = {
-    46744: _id_list(46744, _CGCNN_RAW + "6231ef38c95dbf7358922f7d19069b2339356c2e/"
-                                        "data/material-data/mp-ids-46744.csv"),
-    27430: _id_list(27430, _CGCNN_RAW + "3ba39488bb0b8b8e2ba422bf599e3efc1b302725/"
-                                        "data/material-ids/mp-ids-27430.csv"),
-    3402: _id_list(3402, _CGCNN_RAW + "6231ef38c95dbf7358922f7d19069b2339356c2e/"
-                                      "data/material-data/mp-ids-3402.csv"),
+CGCNN_PAPER_ID_LISTS: dict[int, RemoteFile] = {
+    46744: _id_list(
+        46744,
+        _CGCNN_RAW + "6231ef38c95dbf7358922f7d19069b2339356c2e/data/material-data/mp-ids-46744.csv",
+    ),
+    27430: _id_list(
+        27430,
+        _CGCNN_RAW + "3ba39488bb0b8b8e2ba422bf599e3efc1b302725/data/material-ids/mp-ids-27430.csv",
+    ),
+    3402: _id_list(
+        3402,
+        _CGCNN_RAW + "6231ef38c95dbf7358922f7d19069b2339356c2e/data/material-data/mp-ids-3402.csv",
+    ),
 }
 """The MP id lists published with the original CGCNN code, by length, at pinned commits."""
 
 
-def cgcnn_paper_ids(n: int = 46744, data_dir: Optional[str] = None, *,
-                    url: Optional[str] = None, **fetch_kwargs: Any) -> List[str]:
+def cgcnn_paper_ids(
+    n: int = 46744, data_dir: str | None = None, *, url: str | None = None, **fetch_kwargs: Any
+) -> list[str]:
     """The Materials Project ids of a CGCNN paper (Xie & Grossman 2018) data set, in file order.
 
     The lists come from the original code's repository (txie-93/cgcnn, MIT), whose
@@ -412,8 +466,10 @@ def cgcnn_paper_ids(n: int = 46744, data_dir: Optional[str] = None, *,
         The list is not available locally and could not be downloaded intact.
     """
     if n not in CGCNN_PAPER_ID_LISTS:
-        raise ValueError(f"no CGCNN id list of {n} ids; available: "
-                         f"{', '.join(str(k) for k in CGCNN_PAPER_ID_LISTS)}")
+        raise ValueError(
+            f"no CGCNN id list of {n} ids; available: "
+            f"{', '.join(str(k) for k in CGCNN_PAPER_ID_LISTS)}"
+        )
     remote = CGCNN_PAPER_ID_LISTS[n]
     if url is not None:
         remote = dataclasses.replace(remote, url=url)

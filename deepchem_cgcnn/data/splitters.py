@@ -5,13 +5,16 @@ seed from construction, so DeepChem code that calls
 ``splitter.train_valid_test_split(dataset)`` without arguments (as the molnet
 loaders do) gets 60/20/20 and not DeepChem's 80/10/10.
 """
+
 import hashlib
 import json
 import random
 import warnings
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import (Any, Callable, Dict, Hashable, Iterator, List, Mapping, Optional,
-                    Sequence, Tuple, Union)
+from typing import (
+    Any,
+)
 
 import numpy as np
 
@@ -21,14 +24,15 @@ dc = import_deepchem()
 Dataset = dc.data.Dataset
 Splitter = dc.splits.Splitter
 
-Indices = Tuple[np.ndarray, np.ndarray, np.ndarray]
+Indices = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 FRACTION_TOLERANCE = 1e-6
 MAX_CLASSES = 20
 
 
-def _checked_fractions(frac_train: float, frac_valid: float,
-                       frac_test: float) -> Tuple[float, float, float]:
+def _checked_fractions(
+    frac_train: float, frac_valid: float, frac_test: float
+) -> tuple[float, float, float]:
     """The three fractions as floats; ValueError unless they are >= 0 and sum to 1."""
     fractions = (float(frac_train), float(frac_valid), float(frac_test))
     total = sum(fractions)
@@ -36,7 +40,8 @@ def _checked_fractions(frac_train: float, frac_valid: float,
         raise ValueError(
             "frac_train, frac_valid and frac_test must be >= 0 and sum to 1, got "
             f"frac_train={fractions[0]} + frac_valid={fractions[1]} + "
-            f"frac_test={fractions[2]} = {total}")
+            f"frac_test={fractions[2]} = {total}"
+        )
     return fractions
 
 
@@ -52,74 +57,108 @@ class _FractionSplitter(Splitter):
     value this splitter was built with".
     """
 
-    def __init__(self,
-                 frac_train: float = 0.6,
-                 frac_valid: float = 0.2,
-                 frac_test: float = 0.2,
-                 seed: Optional[int] = 123):
+    def __init__(
+        self,
+        frac_train: float = 0.6,
+        frac_valid: float = 0.2,
+        frac_test: float = 0.2,
+        seed: int | None = 123,
+    ):
         self.frac_train, self.frac_valid, self.frac_test = _checked_fractions(
-            frac_train, frac_valid, frac_test)
+            frac_train, frac_valid, frac_test
+        )
         self.seed = None if seed is None else int(seed)
 
-    def _resolve(self, frac_train: Optional[float], frac_valid: Optional[float],
-                 frac_test: Optional[float],
-                 seed: Optional[int]) -> Tuple[float, float, float, Optional[int]]:
+    def _resolve(
+        self,
+        frac_train: float | None,
+        frac_valid: float | None,
+        frac_test: float | None,
+        seed: int | None,
+    ) -> tuple[float, float, float, int | None]:
         fractions = _checked_fractions(
             self.frac_train if frac_train is None else frac_train,
             self.frac_valid if frac_valid is None else frac_valid,
-            self.frac_test if frac_test is None else frac_test)
+            self.frac_test if frac_test is None else frac_test,
+        )
         return (*fractions, self.seed if seed is None else int(seed))
 
-    def split(self,
-              dataset: Dataset,
-              frac_train: Optional[float] = None,
-              frac_valid: Optional[float] = None,
-              frac_test: Optional[float] = None,
-              seed: Optional[int] = None,
-              log_every_n: Optional[int] = None) -> Indices:
+    def split(
+        self,
+        dataset: Dataset,
+        frac_train: float | None = None,
+        frac_valid: float | None = None,
+        frac_test: float | None = None,
+        seed: int | None = None,
+        log_every_n: int | None = None,
+    ) -> Indices:
         """``(train, valid, test)`` int64 index arrays; ``None`` takes this splitter's value."""
         return self._split(dataset, *self._resolve(frac_train, frac_valid, frac_test, seed))
 
-    def _split(self, dataset: Dataset, frac_train: float, frac_valid: float,
-               frac_test: float, seed: Optional[int]) -> Indices:
+    def _split(
+        self,
+        dataset: Dataset,
+        frac_train: float,
+        frac_valid: float,
+        frac_test: float,
+        seed: int | None,
+    ) -> Indices:
         raise NotImplementedError
 
-    def train_valid_test_split(self,
-                               dataset: Dataset,
-                               train_dir: Optional[str] = None,
-                               valid_dir: Optional[str] = None,
-                               test_dir: Optional[str] = None,
-                               frac_train: Optional[float] = None,
-                               frac_valid: Optional[float] = None,
-                               frac_test: Optional[float] = None,
-                               seed: Optional[int] = None,
-                               log_every_n: int = 1000,
-                               **kwargs) -> Tuple[Dataset, Dataset, Dataset]:
+    def train_valid_test_split(
+        self,
+        dataset: Dataset,
+        train_dir: str | None = None,
+        valid_dir: str | None = None,
+        test_dir: str | None = None,
+        frac_train: float | None = None,
+        frac_valid: float | None = None,
+        frac_test: float | None = None,
+        seed: int | None = None,
+        log_every_n: int = 1000,
+        **kwargs,
+    ) -> tuple[Dataset, Dataset, Dataset]:
         """As DeepChem's, but fractions and seed default to this splitter's own."""
         frac_train, frac_valid, frac_test, seed = self._resolve(
-            frac_train, frac_valid, frac_test, seed)
+            frac_train, frac_valid, frac_test, seed
+        )
         return super().train_valid_test_split(
-            dataset, train_dir, valid_dir, test_dir, frac_train=frac_train,
-            frac_valid=frac_valid, frac_test=frac_test, seed=seed,
-            log_every_n=log_every_n, **kwargs)
+            dataset,
+            train_dir,
+            valid_dir,
+            test_dir,
+            frac_train=frac_train,
+            frac_valid=frac_valid,
+            frac_test=frac_test,
+            seed=seed,
+            log_every_n=log_every_n,
+            **kwargs,
+        )
 
-    def train_test_split(self,
-                         dataset: Dataset,
-                         train_dir: Optional[str] = None,
-                         test_dir: Optional[str] = None,
-                         frac_train: Optional[float] = None,
-                         seed: Optional[int] = None,
-                         **kwargs) -> Tuple[Dataset, Dataset]:
+    def train_test_split(
+        self,
+        dataset: Dataset,
+        train_dir: str | None = None,
+        test_dir: str | None = None,
+        frac_train: float | None = None,
+        seed: int | None = None,
+        **kwargs,
+    ) -> tuple[Dataset, Dataset]:
         """As DeepChem's: ``frac_train`` (default this splitter's) to train, the rest to test."""
         frac_train = self.frac_train if frac_train is None else float(frac_train)
         seed = self.seed if seed is None else int(seed)
-        return super().train_test_split(dataset, train_dir, test_dir,
-                                        frac_train=frac_train, seed=seed, **kwargs)
+        return super().train_test_split(
+            dataset, train_dir, test_dir, frac_train=frac_train, seed=seed, **kwargs
+        )
 
-    def _settings(self) -> Dict[str, object]:
+    def _settings(self) -> dict[str, object]:
         """Constructor arguments, in order, as they appear in ``repr`` and ``str``."""
-        return {"frac_train": self.frac_train, "frac_valid": self.frac_valid,
-                "frac_test": self.frac_test, "seed": self.seed}
+        return {
+            "frac_train": self.frac_train,
+            "frac_valid": self.frac_valid,
+            "frac_test": self.frac_test,
+            "seed": self.seed,
+        }
 
     def __repr__(self) -> str:
         arguments = ", ".join(f"{name}={value!r}" for name, value in self._settings().items())
@@ -128,8 +167,11 @@ class _FractionSplitter(Splitter):
     def __str__(self) -> str:
         """DeepChem's folder-name form: the class name, then ``_name_value`` per non-default."""
         defaults = {"frac_train": 0.6, "frac_valid": 0.2, "frac_test": 0.2, "seed": 123}
-        changed = "".join(f"_{name}_{value}" for name, value in self._settings().items()
-                          if name not in defaults or defaults[name] != value)
+        changed = "".join(
+            f"_{name}_{value}"
+            for name, value in self._settings().items()
+            if name not in defaults or defaults[name] != value
+        )
         return type(self).__name__ + changed
 
 
@@ -161,8 +203,14 @@ class CGCNNRandomSplitter(_FractionSplitter):
     CGCNNRandomSplitter(frac_train=0.6, frac_valid=0.2, frac_test=0.2, seed=123)
     """
 
-    def _split(self, dataset: Dataset, frac_train: float, frac_valid: float,
-               frac_test: float, seed: Optional[int]) -> Indices:
+    def _split(
+        self,
+        dataset: Dataset,
+        frac_train: float,
+        frac_valid: float,
+        frac_test: float,
+        seed: int | None,
+    ) -> Indices:
         n = len(dataset)
         order = np.random.RandomState(seed).permutation(n)
         train_end = int(frac_train * n)
@@ -204,12 +252,14 @@ class OriginalCGCNNSplitter(_FractionSplitter):
     (7, 2, 2)
     """
 
-    def indices(self,
-                n: int,
-                frac_train: Optional[float] = None,
-                frac_valid: Optional[float] = None,
-                frac_test: Optional[float] = None,
-                seed: Optional[int] = None) -> Indices:
+    def indices(
+        self,
+        n: int,
+        frac_train: float | None = None,
+        frac_valid: float | None = None,
+        frac_test: float | None = None,
+        seed: int | None = None,
+    ) -> Indices:
         """``(train, valid, test)`` row indices of the original split of ``n`` rows.
 
         Examples
@@ -218,7 +268,8 @@ class OriginalCGCNNSplitter(_FractionSplitter):
         [600, 200, 200]
         """
         frac_train, frac_valid, frac_test, seed = self._resolve(
-            frac_train, frac_valid, frac_test, seed)
+            frac_train, frac_valid, frac_test, seed
+        )
         order = list(range(n))
         random.Random(seed).shuffle(order)
         train_size = int(frac_train * n)
@@ -227,11 +278,18 @@ class OriginalCGCNNSplitter(_FractionSplitter):
         # Positive bounds equal the original's order[-(valid+test):-test] and
         # order[-test:] whenever test_size > 0, and stay right when it is 0.
         valid_start, test_start = n - valid_size - test_size, n - test_size
-        return _as_index_arrays(order[:train_size], order[valid_start:test_start],
-                                order[test_start:])
+        return _as_index_arrays(
+            order[:train_size], order[valid_start:test_start], order[test_start:]
+        )
 
-    def _split(self, dataset: Dataset, frac_train: float, frac_valid: float,
-               frac_test: float, seed: Optional[int]) -> Indices:
+    def _split(
+        self,
+        dataset: Dataset,
+        frac_train: float,
+        frac_valid: float,
+        frac_test: float,
+        seed: int | None,
+    ) -> Indices:
         return self.indices(len(dataset), frac_train, frac_valid, frac_test, seed)
 
 
@@ -240,8 +298,9 @@ def _first_task_labels(dataset: Dataset) -> np.ndarray:
     return y if y.ndim == 1 else y.reshape(len(y), -1)[:, 0]
 
 
-def _largest_remainder(total: int, fractions: Sequence[float],
-                       rng: np.random.Generator) -> np.ndarray:
+def _largest_remainder(
+    total: int, fractions: Sequence[float], rng: np.random.Generator
+) -> np.ndarray:
     """Integer parts of ``total`` in ``fractions``, each the floor or ceiling of its share.
 
     The units left after the floors go to the largest remainders; ties are
@@ -289,50 +348,60 @@ class StratifiedSplitter(_FractionSplitter):
     (6, 2)
     """
 
-    def _split(self, dataset: Dataset, frac_train: float, frac_valid: float,
-               frac_test: float, seed: Optional[int]) -> Indices:
+    def _split(
+        self,
+        dataset: Dataset,
+        frac_train: float,
+        frac_valid: float,
+        frac_test: float,
+        seed: int | None,
+    ) -> Indices:
         labels = self._checked_labels(dataset)
         rng = np.random.default_rng(seed)
-        parts: List[List[np.ndarray]] = [[], [], []]
+        parts: list[list[np.ndarray]] = [[], [], []]
         for label in np.unique(labels):
             members = rng.permutation(np.flatnonzero(labels == label))
             counts = _largest_remainder(len(members), (frac_train, frac_valid, frac_test), rng)
             for part, chunk in zip(parts, np.split(members, np.cumsum(counts)[:-1])):
                 part.append(chunk)
-        return _as_index_arrays(*(np.sort(np.concatenate(part)) if part else []
-                                  for part in parts))
+        return _as_index_arrays(*(np.sort(np.concatenate(part)) if part else [] for part in parts))
 
     @staticmethod
     def _checked_labels(dataset: Dataset) -> np.ndarray:
         labels = _first_task_labels(dataset)
         n_bad = int((~np.isfinite(labels)).sum())
         if n_bad:
-            raise ValueError(f"StratifiedSplitter: {n_bad} of {len(labels)} labels are "
-                             "NaN or infinite; drop those rows before splitting")
+            raise ValueError(
+                f"StratifiedSplitter: {n_bad} of {len(labels)} labels are "
+                "NaN or infinite; drop those rows before splitting"
+            )
         n_classes = len(np.unique(labels))
         if n_classes > MAX_CLASSES:
             raise ValueError(
                 f"StratifiedSplitter is for classification labels, but the first task has "
                 f"{n_classes} distinct values (more than {MAX_CLASSES}), so it looks "
-                "continuous; use CGCNNRandomSplitter for regression targets")
+                "continuous; use CGCNNRandomSplitter for regression targets"
+            )
         return labels
 
 
-def _reduced_count_key(atomic_numbers: np.ndarray) -> Tuple[Tuple[int, int], ...]:
+def _reduced_count_key(atomic_numbers: np.ndarray) -> tuple[tuple[int, int], ...]:
     """``((Z, count), ...)`` sorted by Z, with the counts divided by their gcd."""
     elements, counts = np.unique(np.asarray(atomic_numbers), return_counts=True)
     divisor = int(np.gcd.reduce(counts))
     return tuple(zip(elements.tolist(), (counts // divisor).tolist()))
 
 
-def _formula_of_counts(key: Tuple[Tuple[int, int], ...]) -> str:
+def _formula_of_counts(key: tuple[tuple[int, int], ...]) -> str:
     from pymatgen.core import Composition, Element
+
     with _quiet_noble_gases():
         return Composition({Element.from_Z(z): count for z, count in key}).reduced_formula
 
 
 def _reduced_formula(formula: str) -> str:
     from pymatgen.core import Composition
+
     with _quiet_noble_gases():
         return Composition(formula).reduced_formula
 
@@ -345,11 +414,10 @@ def _quiet_noble_gases() -> Iterator[None]:
         yield
 
 
-def _map_unique(keys: Sequence[Hashable], function: Callable[[Any], str]) -> List[str]:
+def _map_unique(keys: Sequence[Hashable], function: Callable[[Any], str]) -> list[str]:
     """``[function(k) for k in keys]``, calling ``function`` once per distinct key."""
-    cache: Dict[Hashable, str] = {}
-    return [cache[key] if key in cache else cache.setdefault(key, function(key))
-            for key in keys]
+    cache: dict[Hashable, str] = {}
+    return [cache[key] if key in cache else cache.setdefault(key, function(key)) for key in keys]
 
 
 class CompositionGroupedSplitter(_FractionSplitter):
@@ -393,17 +461,18 @@ class CompositionGroupedSplitter(_FractionSplitter):
     [['KCl', 'MgO'], ['NaCl'], ['LiF']]
     """
 
-    def __init__(self,
-                 frac_train: float = 0.6,
-                 frac_valid: float = 0.2,
-                 frac_test: float = 0.2,
-                 seed: Optional[int] = 123,
-                 formulas: Optional[Mapping[str, str]] = None):
+    def __init__(
+        self,
+        frac_train: float = 0.6,
+        frac_valid: float = 0.2,
+        frac_test: float = 0.2,
+        seed: int | None = 123,
+        formulas: Mapping[str, str] | None = None,
+    ):
         super().__init__(frac_train, frac_valid, frac_test, seed)
-        self.formulas = None if formulas is None else {str(k): str(v)
-                                                        for k, v in formulas.items()}
+        self.formulas = None if formulas is None else {str(k): str(v) for k, v in formulas.items()}
 
-    def _settings(self) -> Dict[str, object]:
+    def _settings(self) -> dict[str, object]:
         settings = super()._settings()
         if self.formulas is not None:
             settings["formulas"] = self._formulas_digest()
@@ -417,8 +486,9 @@ class CompositionGroupedSplitter(_FractionSplitter):
     def group_labels(self, dataset: Dataset) -> np.ndarray:
         """The reduced formula (pymatgen's ``reduced_formula``) of every item, in order."""
         from pymatgen.core import Structure
+
         features = dataset.X
-        formulas: List[Optional[str]] = [None] * len(dataset)
+        formulas: list[str | None] = [None] * len(dataset)
         graph_rows, graph_keys, missing = [], [], []
         for i, item in enumerate(features):
             if hasattr(item, "atomic_numbers"):
@@ -434,7 +504,7 @@ class CompositionGroupedSplitter(_FractionSplitter):
             formulas[i] = formula
         return np.array(formulas, dtype=object)
 
-    def _formulas_by_id(self, dataset: Dataset, rows: List[int]) -> List[str]:
+    def _formulas_by_id(self, dataset: Dataset, rows: list[int]) -> list[str]:
         if not rows:
             return []
         first_item = dataset.X[rows[0]]
@@ -443,26 +513,37 @@ class CompositionGroupedSplitter(_FractionSplitter):
                 f"CompositionGroupedSplitter: {len(rows)} items (the first: "
                 f"{type(first_item).__name__}) are neither CrystalGraphs nor pymatgen "
                 "Structures, so their composition is unknown; pass formulas={id: formula} "
-                "for dataset.ids")
+                "for dataset.ids"
+            )
         ids = [str(dataset.ids[i]) for i in rows]
         unknown = [item_id for item_id in ids if item_id not in self.formulas]
         if unknown:
-            raise ValueError(f"CompositionGroupedSplitter: no formula given for "
-                             f"{len(unknown)} ids, e.g. {unknown[:5]}")
+            raise ValueError(
+                f"CompositionGroupedSplitter: no formula given for "
+                f"{len(unknown)} ids, e.g. {unknown[:5]}"
+            )
         return _map_unique([self.formulas[item_id] for item_id in ids], _reduced_formula)
 
-    def _split(self, dataset: Dataset, frac_train: float, frac_valid: float,
-               frac_test: float, seed: Optional[int]) -> Indices:
+    def _split(
+        self,
+        dataset: Dataset,
+        frac_train: float,
+        frac_valid: float,
+        frac_test: float,
+        seed: int | None,
+    ) -> Indices:
         labels = self.group_labels(dataset)
-        _, group_of_item, group_sizes = np.unique(labels.astype(str), return_inverse=True,
-                                                  return_counts=True)
+        _, group_of_item, group_sizes = np.unique(
+            labels.astype(str), return_inverse=True, return_counts=True
+        )
         split_of_group = self._deal_groups(group_sizes, frac_train, frac_valid, seed)
         split_of_item = split_of_group[group_of_item]
         return _as_index_arrays(*(np.flatnonzero(split_of_item == s) for s in range(3)))
 
     @staticmethod
-    def _deal_groups(group_sizes: np.ndarray, frac_train: float, frac_valid: float,
-                     seed: Optional[int]) -> np.ndarray:
+    def _deal_groups(
+        group_sizes: np.ndarray, frac_train: float, frac_valid: float, seed: int | None
+    ) -> np.ndarray:
         """0/1/2 (train/valid/test) per group, dealt in a seeded random order.
 
         A group goes to the split whose target range holds the middle of its
@@ -487,7 +568,7 @@ SPLITTERS = {
 }
 
 
-def get_splitter(spec: Union[Splitter, str, None]) -> Optional[Splitter]:
+def get_splitter(spec: Splitter | str | None) -> Splitter | None:
     """A splitter from an instance, a name, or ``None``.
 
     Names in :data:`SPLITTERS` give a default (60/20/20, seed 123) instance of
@@ -504,8 +585,9 @@ def get_splitter(spec: Union[Splitter, str, None]) -> Optional[Splitter]:
     if spec is None or isinstance(spec, Splitter):
         return spec
     if not isinstance(spec, str):
-        raise TypeError(f"splitter must be a dc.splits.Splitter, a name or None, "
-                        f"not {type(spec).__name__}")
+        raise TypeError(
+            f"splitter must be a dc.splits.Splitter, a name or None, not {type(spec).__name__}"
+        )
     name = spec.lower()
     if name in SPLITTERS:
         return SPLITTERS[name]()

@@ -20,9 +20,11 @@ state, for DeepChem's own transformer classes only.
 >>> loaded.ids.tolist(), loaded.X[1].neighbor_distance.tolist()
 (['a', 'b'], [[2.8], [2.8]])
 """
+
 import os
 import stat
-from typing import Any, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +53,7 @@ def default_cache_dir() -> str:
     if folder:
         return folder
     import platformdirs
+
     return platformdirs.user_cache_dir(APP_NAME)
 
 
@@ -66,12 +69,14 @@ def private_folder(path: str) -> str:
         raise UnsafeCacheFolderError(
             f"cache folder {path} belongs to another user (uid {info.st_uid}); another user "
             f"could plant data there. Set DEEPCHEM_DATA_DIR or pass data_dir/save_dir to a "
-            f"folder of your own")
+            f"folder of your own"
+        )
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise UnsafeCacheFolderError(
             f"cache folder {path} is writable by others (mode {stat.filemode(info.st_mode)}); "
             f"another user could plant data there. Set DEEPCHEM_DATA_DIR or pass "
-            f"data_dir/save_dir to a folder only you can write to")
+            f"data_dir/save_dir to a folder only you can write to"
+        )
     return path
 
 
@@ -96,9 +101,12 @@ def save_dataset(folder: str, dataset: Any) -> None:
     """Write a dataset of crystal graphs (or numeric features) as arrays + JSON into ``folder``."""
     os.makedirs(folder, exist_ok=True)
     X = np.asarray(dataset.X)
-    meta: Dict[str, Any] = {"format": FORMAT, "n": len(dataset),
-                            "tasks": [str(t) for t in np.asarray(dataset.get_task_names())],
-                            "ids": [str(i) for i in dataset.ids]}
+    meta: dict[str, Any] = {
+        "format": FORMAT,
+        "n": len(dataset),
+        "tasks": [str(t) for t in np.asarray(dataset.get_task_names())],
+        "ids": [str(i) for i in dataset.ids],
+    }
     _save(folder, "y", np.asarray(dataset.y, dtype=np.float64))
     _save(folder, "w", np.asarray(dataset.w, dtype=np.float64))
     if X.dtype != object:
@@ -110,7 +118,7 @@ def save_dataset(folder: str, dataset: Any) -> None:
     atomic_write_json(os.path.join(folder, "dataset.json"), meta)
 
 
-def _save_graphs(folder: str, graphs: Sequence[CrystalGraph]) -> Dict[str, Any]:
+def _save_graphs(folder: str, graphs: Sequence[CrystalGraph]) -> dict[str, Any]:
     if not all(isinstance(g, CrystalGraph) for g in graphs):
         raise TypeError("only CrystalGraph objects or numeric arrays are cached")
     settings = [g.settings for g in graphs]
@@ -120,20 +128,36 @@ def _save_graphs(folder: str, graphs: Sequence[CrystalGraph]) -> Dict[str, Any]:
     n_slots = np.array([g.neighbor_index.shape[1] for g in graphs], dtype=np.int64)
     _save(folder, "n_atoms", n_atoms)
     _save(folder, "n_slots", n_slots)
-    _save(folder, "atomic_numbers", np.concatenate([g.atomic_numbers for g in graphs])
-          if graphs else np.zeros(0, np.uint8))
-    _save(folder, "neighbor_index", np.concatenate(
-        [g.neighbor_index.astype(np.int32).ravel() for g in graphs]) if graphs else
-        np.zeros(0, np.int32))
-    _save(folder, "neighbor_distance", np.concatenate(
-        [g.neighbor_distance.ravel() for g in graphs]) if graphs else np.zeros(0))
-    keys: List[str] = sorted({k for g in graphs for k in g.geometry})
+    _save(
+        folder,
+        "atomic_numbers",
+        np.concatenate([g.atomic_numbers for g in graphs]) if graphs else np.zeros(0, np.uint8),
+    )
+    _save(
+        folder,
+        "neighbor_index",
+        np.concatenate([g.neighbor_index.astype(np.int32).ravel() for g in graphs])
+        if graphs
+        else np.zeros(0, np.int32),
+    )
+    _save(
+        folder,
+        "neighbor_distance",
+        np.concatenate([g.neighbor_distance.ravel() for g in graphs]) if graphs else np.zeros(0),
+    )
+    keys: list[str] = sorted({k for g in graphs for k in g.geometry})
     for key in keys:
-        _save(folder, "geometry_" + key, np.array([g.geometry.get(key, np.nan) for g in graphs],
-                                                  dtype=np.float64))
-    return {"settings": settings[0] if graphs else {},
-            "radius": graphs[0].radius if graphs else 8.0,
-            "step": graphs[0].step if graphs else 0.2, "geometry": keys}
+        _save(
+            folder,
+            "geometry_" + key,
+            np.array([g.geometry.get(key, np.nan) for g in graphs], dtype=np.float64),
+        )
+    return {
+        "settings": settings[0] if graphs else {},
+        "radius": graphs[0].radius if graphs else 8.0,
+        "step": graphs[0].step if graphs else 0.2,
+        "geometry": keys,
+    }
 
 
 def load_dataset(folder: str):
@@ -143,17 +167,21 @@ def load_dataset(folder: str):
         raise ValueError(f"{folder}: cache format {meta.get('format')}, expected {FORMAT}")
     y, w = _load(folder, "y"), _load(folder, "w")
     X = _load(folder, "X") if meta["X"] == "array" else _load_graphs(folder, meta)
-    return dc.data.NumpyDataset(X, y, w, np.array(meta["ids"], dtype=object),
-                                n_tasks=len(meta["tasks"]))
+    return dc.data.NumpyDataset(
+        X, y, w, np.array(meta["ids"], dtype=object), n_tasks=len(meta["tasks"])
+    )
 
 
-def _load_graphs(folder: str, meta: Dict[str, Any]) -> np.ndarray:
+def _load_graphs(folder: str, meta: dict[str, Any]) -> np.ndarray:
     n_atoms, n_slots = _load(folder, "n_atoms"), _load(folder, "n_slots")
     numbers = _load(folder, "atomic_numbers")
     index, distance = _load(folder, "neighbor_index"), _load(folder, "neighbor_distance")
     geometry = {k: _load(folder, "geometry_" + k) for k in meta["geometry"]}
-    if len(numbers) != n_atoms.sum() or len(index) != len(distance) or \
-            len(index) != (n_atoms * n_slots).sum():
+    if (
+        len(numbers) != n_atoms.sum()
+        or len(index) != len(distance)
+        or len(index) != (n_atoms * n_slots).sum()
+    ):
         raise ValueError(f"{folder}: graph arrays of inconsistent lengths")
     atom_starts = np.concatenate([[0], np.cumsum(n_atoms)])
     slot_starts = np.concatenate([[0], np.cumsum(n_atoms * n_slots)])
@@ -164,15 +192,20 @@ def _load_graphs(folder: str, meta: Dict[str, Any]) -> np.ndarray:
         for key in ("n_isolated", "n_underfull", "gap_axis"):
             if key in facts:
                 facts[key] = int(facts[key])
-        graphs[i] = CrystalGraph(numbers[atom_starts[i]:atom_starts[i + 1]],
-                                 index[edges].reshape(atoms, slots),
-                                 distance[edges].reshape(atoms, slots), meta["radius"],
-                                 meta["step"], settings=meta["settings"], geometry=facts)
+        graphs[i] = CrystalGraph(
+            numbers[atom_starts[i] : atom_starts[i + 1]],
+            index[edges].reshape(atoms, slots),
+            distance[edges].reshape(atoms, slots),
+            meta["radius"],
+            meta["step"],
+            settings=meta["settings"],
+            geometry=facts,
+        )
     return graphs
 
 
 # ---------------------------------------------------------------- transformers
-def transformers_to_json(transformers: Sequence[Any]) -> Optional[List[Dict[str, Any]]]:
+def transformers_to_json(transformers: Sequence[Any]) -> list[dict[str, Any]] | None:
     """DeepChem transformers as JSON data, or ``None`` when one cannot be stored safely."""
     stored = []
     for transformer in transformers:
@@ -191,7 +224,7 @@ def transformers_to_json(transformers: Sequence[Any]) -> Optional[List[Dict[str,
     return stored
 
 
-def transformers_from_json(stored: Sequence[Dict[str, Any]]) -> List[Any]:
+def transformers_from_json(stored: Sequence[dict[str, Any]]) -> list[Any]:
     """Rebuild transformers written by :func:`transformers_to_json` (DeepChem's classes only)."""
     transformers = []
     for entry in stored:

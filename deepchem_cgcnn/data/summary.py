@@ -1,6 +1,6 @@
 """What a load kept and what it dropped, and why: nothing is lost silently."""
+
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Tuple
 
 UNREADABLE = "unreadable row"
 MISSING_LABEL = "missing label"
@@ -54,18 +54,18 @@ class LoadSummary:
     sha256: str = ""
     n_rows: int = 0
     n_loaded: int = 0
-    dropped: Dict[str, List[Tuple[str, str]]] = field(default_factory=dict)
-    split_sizes: Dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    split_sizes: dict[str, int] = field(default_factory=dict)
     partially_labelled: int = 0
     from_cache: bool = False
     seconds: float = 0.0
 
-    def drop(self, reason: str, rows: List[Tuple[str, str]]) -> None:
+    def drop(self, reason: str, rows: list[tuple[str, str]]) -> None:
         """Record ``(id, detail)`` rows dropped for ``reason``."""
         if rows:
             self.dropped.setdefault(reason, []).extend((str(i), str(d)) for i, d in rows)
 
-    def counts(self) -> Dict[str, int]:
+    def counts(self) -> dict[str, int]:
         """Dropped rows per reason."""
         return {reason: len(rows) for reason, rows in self.dropped.items()}
 
@@ -73,7 +73,7 @@ class LoadSummary:
     def n_dropped(self) -> int:
         return sum(self.counts().values())
 
-    def dropped_ids(self, reason: Optional[str] = None) -> List[str]:
+    def dropped_ids(self, reason: str | None = None) -> list[str]:
         """Ids of the dropped rows, for one reason or all."""
         return [i for r, rows in self.dropped.items() if reason in (None, r) for i, _ in rows]
 

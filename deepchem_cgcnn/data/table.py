@@ -1,9 +1,11 @@
 """Tables of crystals with labels: the common form every data source is read into."""
+
 import gzip
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,7 +15,7 @@ from deepchem_cgcnn._io import file_sha256
 STRUCTURE_COLUMNS = ("structure", "cif", "poscar")
 ID_COLUMNS = ("material_id", "mp_id", "task_id", "mbid", "cmr_id", "id", "cif_id")
 
-TASK_ALIASES: Dict[str, Sequence[str]] = {
+TASK_ALIASES: dict[str, Sequence[str]] = {
     "formation_energy": ("formation_energy", "formation_energy_per_atom", "e_form"),
     "band_gap": ("band_gap", "gap pbe", "gap"),
     "fermi_energy": ("fermi_energy", "efermi"),
@@ -54,14 +56,14 @@ class StructureTable:
     """
 
     ids: np.ndarray
-    structures: List[Any]
+    structures: list[Any]
     y: np.ndarray
-    tasks: List[str]
+    tasks: list[str]
     sha256: str
     source: str = ""
-    unread: List[tuple] = field(default_factory=list)
-    referenced_files: Dict[str, str] = field(default_factory=dict)
-    label_notes: Optional[np.ndarray] = None
+    unread: list[tuple] = field(default_factory=list)
+    referenced_files: dict[str, str] = field(default_factory=dict)
+    label_notes: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.label_notes is None:
@@ -73,36 +75,55 @@ class StructureTable:
     def subset(self, keep: np.ndarray) -> "StructureTable":
         """The rows where boolean ``keep`` is True."""
         keep = np.asarray(keep, dtype=bool)
-        return StructureTable(self.ids[keep], [s for s, k in zip(self.structures, keep) if k],
-                              self.y[keep], list(self.tasks), self.sha256, self.source,
-                              list(self.unread), dict(self.referenced_files),
-                              np.asarray(self.label_notes)[keep])
+        return StructureTable(
+            self.ids[keep],
+            [s for s, k in zip(self.structures, keep) if k],
+            self.y[keep],
+            list(self.tasks),
+            self.sha256,
+            self.source,
+            list(self.unread),
+            dict(self.referenced_files),
+            np.asarray(self.label_notes)[keep],
+        )
 
 
-def resolve_label_columns(columns: Sequence[str], tasks: Sequence[str],
-                          label_columns: Optional[Mapping[str, str]] = None,
-                          where: str = "the table") -> List[str]:
+def resolve_label_columns(
+    columns: Sequence[str],
+    tasks: Sequence[str],
+    label_columns: Mapping[str, str] | None = None,
+    where: str = "the table",
+) -> list[str]:
     """The column holding each task: ``label_columns``, else the task's name, else an alias."""
     label_columns = dict(label_columns or {})
     found = []
     for task in tasks:
-        candidates = [label_columns[task]] if task in label_columns else \
-            [task, *TASK_ALIASES.get(task, ())]
+        candidates = (
+            [label_columns[task]] if task in label_columns else [task, *TASK_ALIASES.get(task, ())]
+        )
         match = next((c for c in candidates if c in columns), None)
         if match is None:
-            raise KeyError(f"{where}: no column for task {task!r} (looked for {candidates}); "
-                           f"columns are {list(columns)}; pass label_columns={{{task!r}: ...}}")
+            raise KeyError(
+                f"{where}: no column for task {task!r} (looked for {candidates}); "
+                f"columns are {list(columns)}; pass label_columns={{{task!r}: ...}}"
+            )
         found.append(match)
     return found
 
 
-def _first_present(columns: Sequence[str], candidates: Sequence[str]) -> Optional[str]:
+def _first_present(columns: Sequence[str], candidates: Sequence[str]) -> str | None:
     return next((c for c in candidates if c in columns), None)
 
 
-def table_from_frame(frame: pd.DataFrame, tasks: Sequence[str], sha256: str, source: str,
-                     structure_column: Optional[str] = None, id_column: Optional[str] = None,
-                     label_columns: Optional[Mapping[str, str]] = None) -> StructureTable:
+def table_from_frame(
+    frame: pd.DataFrame,
+    tasks: Sequence[str],
+    sha256: str,
+    source: str,
+    structure_column: str | None = None,
+    id_column: str | None = None,
+    label_columns: Mapping[str, str] | None = None,
+) -> StructureTable:
     """A :class:`StructureTable` from a DataFrame with a structure column and label columns.
 
     The structure column defaults to the first of ``structure``, ``cif``, ``poscar``;
@@ -112,8 +133,10 @@ def table_from_frame(frame: pd.DataFrame, tasks: Sequence[str], sha256: str, sou
     columns = list(frame.columns)
     structure_column = structure_column or _first_present(columns, STRUCTURE_COLUMNS)
     if structure_column is None or structure_column not in columns:
-        raise KeyError(f"{source}: no structure column (looked for "
-                       f"{structure_column or list(STRUCTURE_COLUMNS)}); columns are {columns}")
+        raise KeyError(
+            f"{source}: no structure column (looked for "
+            f"{structure_column or list(STRUCTURE_COLUMNS)}); columns are {columns}"
+        )
     label_names = resolve_label_columns(columns, tasks, label_columns, where=source)
     id_column = id_column or _first_present(columns, (*ID_COLUMNS, "line"))
     ids = _ids(frame, id_column)
@@ -122,22 +145,33 @@ def table_from_frame(frame: pd.DataFrame, tasks: Sequence[str], sha256: str, sou
     for k, (task, column) in enumerate(zip(tasks, label_names)):
         raw = frame[column]
         y[:, k] = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
-        unparsed = np.isnan(y[:, k]) & raw.notna().to_numpy() & \
-            (raw.astype(str).str.strip().str.lower() != "nan").to_numpy()
+        unparsed = (
+            np.isnan(y[:, k])
+            & raw.notna().to_numpy()
+            & (raw.astype(str).str.strip().str.lower() != "nan").to_numpy()
+        )
         for row in np.nonzero(unparsed)[0]:
             note = f"{task}: {str(raw.iloc[row])[:40]!r} is not a number"
             notes[row] = f"{notes[row]}; {note}" if notes[row] else note
     structures = frame[structure_column].tolist()
     referenced = referenced_structure_files(structures)
     if referenced:
-        sha256 = hashlib.sha256((sha256 + json.dumps(referenced, sort_keys=True)).encode()
-                                ).hexdigest()
-    return StructureTable(ids=ids, structures=structures, y=y, tasks=list(tasks),
-                          sha256=sha256, source=source, referenced_files=referenced,
-                          label_notes=notes)
+        sha256 = hashlib.sha256(
+            (sha256 + json.dumps(referenced, sort_keys=True)).encode()
+        ).hexdigest()
+    return StructureTable(
+        ids=ids,
+        structures=structures,
+        y=y,
+        tasks=list(tasks),
+        sha256=sha256,
+        source=source,
+        referenced_files=referenced,
+        label_notes=notes,
+    )
 
 
-def _ids(frame: pd.DataFrame, id_column: Optional[str]) -> np.ndarray:
+def _ids(frame: pd.DataFrame, id_column: str | None) -> np.ndarray:
     """Row ids as strings; an empty id cell becomes ``row <n>`` (1-based), never ``'nan'``."""
     if not id_column:
         return pd.Series(frame.index).astype(str).to_numpy(dtype=object)
@@ -148,9 +182,10 @@ def _ids(frame: pd.DataFrame, id_column: Optional[str]) -> np.ndarray:
     return ids
 
 
-def referenced_structure_files(structures: Sequence[Any]) -> Dict[str, str]:
+def referenced_structure_files(structures: Sequence[Any]) -> dict[str, str]:
     """Absolute path -> SHA-256 of each entry that names a structure file (not CIF text)."""
     import os
+
     referenced = {}
     for entry in structures:
         if isinstance(entry, str) and "\n" not in entry and os.path.isfile(entry):
@@ -168,6 +203,7 @@ def read_text(path: str) -> str:
     """
     import logging
     import warnings
+
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rb") as handle:
         data = handle.read()
@@ -182,8 +218,10 @@ def read_text(path: str) -> str:
         except UnicodeDecodeError:
             lines.append(line.decode("latin-1"))
             latin.append(number)
-    message = (f"{path}: lines {latin[:10]}{' ...' if len(latin) > 10 else ''} are not UTF-8; "
-               f"read as Latin-1")
+    message = (
+        f"{path}: lines {latin[:10]}{' ...' if len(latin) > 10 else ''} are not UTF-8; "
+        f"read as Latin-1"
+    )
     logging.getLogger(__name__).warning(message)
     warnings.warn(message, UnicodeWarning, stacklevel=3)
     return "".join(lines)
@@ -225,6 +263,7 @@ def _is_json_lines(path: str) -> bool:
 def read_frame(path: str) -> pd.DataFrame:
     """Read a CSV, JSON or JSON-lines file (optionally gzipped) into a DataFrame."""
     import io
+
     name = path.lower()
     if ".json" in name:
         if _is_json_lines(path):
@@ -233,9 +272,13 @@ def read_frame(path: str) -> pd.DataFrame:
     return pd.read_csv(io.StringIO(read_text(path)))
 
 
-def read_structure_table(path: str, tasks: Sequence[str], structure_column: Optional[str] = None,
-                         id_column: Optional[str] = None,
-                         label_columns: Optional[Mapping[str, str]] = None) -> StructureTable:
+def read_structure_table(
+    path: str,
+    tasks: Sequence[str],
+    structure_column: str | None = None,
+    id_column: str | None = None,
+    label_columns: Mapping[str, str] | None = None,
+) -> StructureTable:
     """Read ``path`` (``.csv``, ``.json``, JSON lines; optionally ``.gz``) into a table.
 
     Parameters
@@ -267,7 +310,8 @@ def read_structure_table(path: str, tasks: Sequence[str], structure_column: Opti
     (['mp-1'], [[0.1]])
     """
     frame = read_frame(path)
-    table = table_from_frame(frame, tasks, file_sha256(path), path, structure_column,
-                             id_column, label_columns)
+    table = table_from_frame(
+        frame, tasks, file_sha256(path), path, structure_column, id_column, label_columns
+    )
     table.unread = list(frame.attrs.get("unread", []))
     return table

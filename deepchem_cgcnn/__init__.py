@@ -3,6 +3,9 @@
 >>> from deepchem_cgcnn import CGCNNFeaturizer, CGCNNModel
 """
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
+
 from deepchem_cgcnn.checkpoints import CheckpointError, available_pretrained, pretrained_card
 from deepchem_cgcnn.data import (
     CGCNNRandomSplitter,
@@ -28,7 +31,10 @@ from deepchem_cgcnn.layers import GatedConv, GaussianExpansion, SimpleConv
 from deepchem_cgcnn.model import CGCNN, CGCNNModel, GraphSettingsError
 from deepchem_cgcnn.training import RunMismatchError, TrainingDivergedError
 
-__version__ = "0.1.0"
+try:
+    __version__ = _version("deepchem-cgcnn")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "CGCNN",

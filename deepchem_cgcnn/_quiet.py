@@ -3,10 +3,10 @@
 import contextlib
 import io
 import logging
-from types import ModuleType
+from typing import Any
 
 
-def import_deepchem() -> ModuleType:
+def import_deepchem() -> Any:
     """Return the ``deepchem`` module, importing it with its start-up noise captured.
 
     DeepChem 2.8 reports every optional backend it cannot load (TensorFlow,

@@ -34,7 +34,7 @@ def _numpy_scalar_globals() -> list[Any]:
     try:
         from numpy._core.multiarray import scalar
     except ImportError:  # NumPy < 2
-        from numpy.core.multiarray import scalar
+        from numpy.core.multiarray import scalar  # type: ignore[no-redef]
     float_dtype = type(np.dtype(np.float64))
     return [(scalar, "numpy.core.multiarray.scalar"), scalar, np.dtype, float_dtype]
 
@@ -130,7 +130,9 @@ def load_cgcnn_checkpoint(
         Passed to the model's constructor (``model_dir``, ``batch_size``, ...).
     """
     if model_class is None:
-        from deepchem_cgcnn.model import CGCNNModel as model_class
+        from deepchem_cgcnn.model import CGCNNModel
+
+        model_class = CGCNNModel
     checkpoint = read_cgcnn_checkpoint(path)
     state = checkpoint["state_dict"]
     args = checkpoint.get("args", {}) or {}
@@ -271,7 +273,9 @@ def load_pretrained(name: str, model_class: type | None = None, **kwargs):
 def load_saved(file, model_class: type | None = None, **kwargs):
     """Load a file written by :func:`save_pretrained` (a path or a binary file object)."""
     if model_class is None:
-        from deepchem_cgcnn.model import CGCNNModel as model_class
+        from deepchem_cgcnn.model import CGCNNModel
+
+        model_class = CGCNNModel
     name = getattr(file, "name", file)
     try:
         saved = torch.load(file, map_location="cpu", weights_only=True)

@@ -37,7 +37,8 @@ def _read_structures(items: Sequence[tuple[str, Any]]):
     """The Structures of ``items`` (None where unreadable) and ``{index: reason}`` failures."""
     from deepchem_cgcnn.featurizer import CGCNNFeaturizer
 
-    structures, failures = [], {}
+    structures: list[Any] = []
+    failures: dict[int, str] = {}
     for i, (_, source) in enumerate(items):
         try:
             structures.append(CGCNNFeaturizer.to_structure(source))
@@ -337,8 +338,9 @@ def _train(args: argparse.Namespace) -> int:
         n_jobs=args.n_jobs,
         query=args.query,
     )
-    _, (train, valid, test), _ = loader.load()
-    summary = loader.summary
+    loaded = loader.load()
+    _, (train, valid, test), _ = loaded
+    summary = loaded.summary
     featurize_seconds = time.time() - started
     if args.train_size and args.train_size < len(train):
         keep = np.sort(np.random.RandomState(args.seed).permutation(len(train))[: args.train_size])

@@ -177,8 +177,8 @@ def formula_of(graph: Any) -> str:
 
 
 def check_graphs(
-    graphs: Sequence[Any],
-    ids: Sequence[Any],
+    graphs: Sequence[Any] | np.ndarray,
+    ids: Sequence[Any] | np.ndarray,
     counts: Mapping[str, Mapping[str, int]] | None = None,
     min_count: int = MIN_COUNT,
     max_vacuum_gap: float = MAX_VACUUM_GAP,

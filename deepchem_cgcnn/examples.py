@@ -25,7 +25,7 @@ def example_structures() -> dict[str, Structure]:
         "LiF (rock salt)": Structure.from_spacegroup(
             "Fm-3m", cubic(4.027), ["Li", "F"], [[0, 0, 0], [0.5, 0.5, 0.5]]
         ),
-        "CsCl (B2)": Structure(cubic(4.123), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+        "CsCl (B2)": Structure(cubic(4.123), ["Cs", "Cl"], [[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]]),
         "Si (diamond)": Structure.from_spacegroup("Fd-3m", cubic(5.431), ["Si"], [[0, 0, 0]]),
         "C (diamond)": Structure.from_spacegroup("Fd-3m", cubic(3.567), ["C"], [[0, 0, 0]]),
         "GaAs (zinc blende)": Structure.from_spacegroup(
@@ -36,7 +36,7 @@ def example_structures() -> dict[str, Structure]:
         "SrTiO3 (cubic perovskite)": Structure(
             cubic(3.905),
             ["Sr", "Ti", "O", "O", "O"],
-            [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+            [[0.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, 0.5, 0.0], [0.5, 0.0, 0.5], [0.0, 0.5, 0.5]],
         ),
         "TiO2 (rutile)": Structure.from_spacegroup(
             "P4_2/mnm",

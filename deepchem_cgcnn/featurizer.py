@@ -4,7 +4,7 @@ import logging
 import os
 import warnings
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,6 +13,11 @@ from deepchem_cgcnn.elements import has_embedding
 from deepchem_cgcnn.graph import CrystalGraph
 
 dc = import_deepchem()
+if TYPE_CHECKING:
+    from deepchem.feat import MaterialStructureFeaturizer
+    from pymatgen.core.structure import Structure
+else:
+    MaterialStructureFeaturizer = dc.feat.MaterialStructureFeaturizer
 logger = logging.getLogger(__name__)
 
 SELECTIONS = ("cgcnn", "complete")
@@ -23,7 +28,7 @@ class FeaturizationError(ValueError):
     """A structure that cannot become a crystal graph; the message says which and why."""
 
 
-class CGCNNFeaturizer(dc.feat.MaterialStructureFeaturizer):
+class CGCNNFeaturizer(MaterialStructureFeaturizer):
     """Crystal graphs for CGCNN, as the original code builds them, fast and offline.
 
     Each atom keeps its nearest neighbours within ``radius`` (periodic images
@@ -140,7 +145,7 @@ class CGCNNFeaturizer(dc.feat.MaterialStructureFeaturizer):
 
     # ------------------------------------------------------------------ inputs
     @staticmethod
-    def to_structure(datapoint: Any):
+    def to_structure(datapoint: Any) -> "Structure":
         """Turn a Structure, a Structure dict, a CIF/POSCAR path or a CIF string into a Structure."""
         from pymatgen.core import Structure
 
@@ -167,15 +172,15 @@ class CGCNNFeaturizer(dc.feat.MaterialStructureFeaturizer):
         raise FeaturizationError(f"cannot read a crystal structure from {type(datapoint).__name__}")
 
     @staticmethod
-    def check_structure(structure) -> np.ndarray:
+    def check_structure(structure: "Structure") -> np.ndarray:
         """Raise :class:`FeaturizationError` for a structure CGCNN cannot use; return its atomic numbers."""
         if len(structure) == 0:
             raise FeaturizationError("empty structure (no sites)")
         if not structure.is_ordered:
-            bad = [i for i, site in enumerate(structure) if not site.is_ordered]
+            disordered = [i for i, site in enumerate(structure) if not site.is_ordered]
             raise FeaturizationError(
-                f"disordered structure: sites {bad[:10]} have partial occupancy "
-                f"({structure[bad[0]].species}); CGCNN needs one element per site"
+                f"disordered structure: sites {disordered[:10]} have partial occupancy "
+                f"({structure[disordered[0]].species}); CGCNN needs one element per site"
             )
         matrix = structure.lattice.matrix
         if not np.all(np.isfinite(matrix)):
@@ -201,7 +206,7 @@ class CGCNNFeaturizer(dc.feat.MaterialStructureFeaturizer):
         return atomic_numbers
 
     # ------------------------------------------------------------------ graph
-    def _featurize(self, datapoint: Any, **kwargs) -> CrystalGraph:
+    def _featurize(self, datapoint: Any, **kwargs: Any) -> CrystalGraph:
         """Crystal graph of one structure; raises :class:`FeaturizationError` on bad input."""
         structure = self.to_structure(datapoint)
         atomic_numbers = self.check_structure(structure)
@@ -259,7 +264,7 @@ class CGCNNFeaturizer(dc.feat.MaterialStructureFeaturizer):
         datapoints: Any | Iterable[Any],
         log_every_n: int = 1000,
         n_jobs: int | None = None,
-        **kwargs,
+        **kwargs: Any,
     ) -> np.ndarray:
         """Featurize structures; failures become empty arrays, as in DeepChem.
 
@@ -318,7 +323,7 @@ TRUSTED_MODULES = ("pymatgen.core", "pymatgen.electronic_structure.core", "numpy
 """Modules a structure dict may name in ``@module``: pymatgen's own classes and NumPy arrays."""
 
 
-def structure_from_dict(data: dict[str, Any], name: str = "structure dict"):
+def structure_from_dict(data: dict[str, Any], name: str = "structure dict") -> "Structure":
     """A pymatgen Structure from its ``as_dict()`` form, importing nothing the dict names.
 
     pymatgen decodes every nested ``{"@module": ..., "@class": ...}`` by importing that
@@ -342,7 +347,8 @@ def structure_from_dict(data: dict[str, Any], name: str = "structure dict"):
         )
     _check_modules(data, "the top level", name)
     try:
-        return Structure.from_dict(data)
+        structure: Structure = Structure.from_dict(data)
+        return structure
     except Exception as error:
         raise FeaturizationError(
             f"{name}: not a valid pymatgen structure dict ({type(error).__name__}: {error})"
@@ -378,7 +384,7 @@ def _cif_text(data: bytes, name: str) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def read_cif(text: str, name: str = "CIF string"):
+def read_cif(text: str, name: str = "CIF string") -> "Structure":
     """One pymatgen Structure from CIF text, refusing what would be silently wrong.
 
     pymatgen takes the first data block of a multi-block file and parses a truncated
@@ -415,10 +421,11 @@ def read_cif(text: str, name: str = "CIF string"):
     structure = structures[0]
     block = blocks[with_atoms[0]] if with_atoms else next(iter(blocks.values()))
     _check_declared_formula(structure, block, name)
-    return Structure.from_sites(structure, properties=structure.properties)
+    result: Structure = Structure.from_sites(structure, properties=structure.properties)
+    return result
 
 
-def _check_declared_formula(structure, block: dict[str, Any], name: str) -> None:
+def _check_declared_formula(structure: "Structure", block: dict[str, Any], name: str) -> None:
     from pymatgen.core import Composition
 
     declared = block.get("_chemical_formula_sum")
@@ -458,7 +465,7 @@ MAX_FRACTIONAL_COORDINATE = 1e6
 """Fractional coordinates beyond this are corrupt input, not positions to wrap."""
 
 
-def wrapped_into_cell(structure):
+def wrapped_into_cell(structure: "Structure") -> "Structure":
     """The structure with every site moved into the unit cell, if any lies far outside it.
 
     Sites within two cells of the origin are left as they are (the neighbour search
@@ -487,7 +494,9 @@ def wrapped_into_cell(structure):
     )
 
 
-def check_bounds(structure, radius: float, min_distance: float, max_pairs: int) -> None:
+def check_bounds(
+    structure: "Structure", radius: float, min_distance: float, max_pairs: int
+) -> None:
     """Refuse, before any neighbour search, a cell that would take unbounded time or memory.
 
     A lattice plane spacing below ``min_distance`` puts every atom on top of its own
@@ -514,7 +523,7 @@ def check_bounds(structure, radius: float, min_distance: float, max_pairs: int) 
         )
 
 
-def check_overlaps(structure, min_distance: float) -> None:
+def check_overlaps(structure: "Structure", min_distance: float) -> None:
     """Raise :class:`FeaturizationError` when two atoms are closer than ``min_distance`` Å.
 
     An atom and its own periodic image count too (a lattice vector shorter than
@@ -541,7 +550,7 @@ def check_overlaps(structure, min_distance: float) -> None:
         )
 
 
-def largest_vacuum_gap(structure) -> dict[str, Any]:
+def largest_vacuum_gap(structure: "Structure") -> dict[str, Any]:
     """The thickest atom-free slab parallel to a pair of lattice vectors, in Å.
 
     For each lattice vector ``a_k``, the atoms' fractional coordinates along it are

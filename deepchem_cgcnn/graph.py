@@ -9,7 +9,7 @@ import numpy as np
 from deepchem_cgcnn._quiet import import_deepchem
 from deepchem_cgcnn.elements import element_embedding_table
 
-GraphData = import_deepchem().feat.GraphData
+GraphData: Any = import_deepchem().feat.GraphData
 
 
 def gaussian_centers(radius: float, step: float) -> np.ndarray:
@@ -29,7 +29,8 @@ def gaussian_expand(distances: np.ndarray, radius: float, step: float) -> np.nda
     """``exp(-(d - mu)^2 / step^2)`` for every centre ``mu``: shape ``distances.shape + (K,)``."""
     centers = gaussian_centers(radius, step)
     d = np.asarray(distances, dtype=np.float64)[..., None]
-    return np.exp(-((d - centers) ** 2) / step**2)
+    expanded: np.ndarray = np.exp(-((d - centers) ** 2) / step**2)
+    return expanded
 
 
 class CrystalGraph(GraphData):
@@ -104,7 +105,7 @@ class CrystalGraph(GraphData):
         self.step = float(step)
         self.settings = dict(settings) if settings else {"radius": self.radius, "step": self.step}
         self.geometry = dict(geometry or {})
-        self.kwargs = {}
+        self.kwargs: dict[str, Any] = {}
         if (
             self.neighbor_index.shape != self.neighbor_distance.shape
             or self.neighbor_index.shape[0] != n_atoms
@@ -125,7 +126,7 @@ class CrystalGraph(GraphData):
 
     @property
     def num_node_features(self) -> int:
-        return element_embedding_table().shape[1]
+        return int(element_embedding_table().shape[1])
 
     @property
     def num_edges(self) -> int:
@@ -149,7 +150,8 @@ class CrystalGraph(GraphData):
     @property
     def edge_distance(self) -> np.ndarray:
         """``(n_edges,)`` distances, in the column order of :attr:`edge_index`."""
-        return self.neighbor_distance[self.mask]
+        distances: np.ndarray = self.neighbor_distance[self.mask]
+        return distances
 
     @property
     def edge_features(self) -> np.ndarray:

@@ -41,6 +41,8 @@ class GaussianExpansion(nn.Module):
         centers = torch.tensor(gaussian_centers(radius, step), dtype=torch.float32)
         self.register_buffer("centers", centers, persistent=False)
 
+    centers: torch.Tensor
+
     def forward(self, distance: torch.Tensor) -> torch.Tensor:
         return torch.exp(-((distance[:, None] - self.centers) ** 2) / self.step**2)
 

@@ -3,7 +3,7 @@
 import logging
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -16,6 +16,12 @@ from deepchem_cgcnn.graph import CrystalGraph, batch_graphs, gaussian_centers
 from deepchem_cgcnn.layers import GatedConv, GaussianExpansion, SimpleConv, pool_atoms
 
 dc = import_deepchem()
+if TYPE_CHECKING:
+    from deepchem.models import TorchModel
+
+    from deepchem_cgcnn.domain import DomainRecord
+else:
+    TorchModel = dc.models.TorchModel
 logger = logging.getLogger(__name__)
 
 CONVOLUTIONS = {"gated": GatedConv, "simple": SimpleConv}
@@ -82,6 +88,10 @@ class CGCNN(nn.Module):
     >>> net.eval()(batch).shape
     torch.Size([1, 1])
     """
+
+    element_table: torch.Tensor
+    target_mean: torch.Tensor
+    target_std: torch.Tensor
 
     def __init__(
         self,
@@ -169,7 +179,8 @@ class CGCNN(nn.Module):
         degree = batch["uniform_degree"]
         for conv in self.convs:
             atom_fea = conv(atom_fea, edge_fea, center, neighbor, degree)
-        return atom_fea
+        vectors: torch.Tensor = atom_fea
+        return vectors
 
     def atom_contributions(self, batch: dict[str, Any]) -> torch.Tensor:
         """``(N, n_tasks)`` per-atom contributions in target units, linear pooling only.
@@ -185,7 +196,7 @@ class CGCNN(nn.Module):
                 f"this model pools with {self.pooling!r}, so its prediction is not "
                 f"a sum of per-atom terms"
             )
-        scaled = self.atom_out(self.atom_vectors(batch)) * self.target_std
+        scaled: torch.Tensor = self.atom_out(self.atom_vectors(batch)) * self.target_std
         if self.pooling == "linear-mean":
             return scaled + self.target_mean
         counts = torch.bincount(batch["crystal_index"], minlength=batch["n_crystals"])
@@ -215,7 +226,7 @@ class CGCNN(nn.Module):
         return F.softmax(out, dim=-1), out
 
 
-def _warn_missing_labels(dataset) -> None:
+def _warn_missing_labels(dataset: Any) -> None:
     """Warn, with a count, when labels with non-zero weight are NaN: they are trained as missing."""
     try:
         y = np.asarray(dataset.y, dtype=np.float64).reshape(len(dataset), -1)
@@ -237,7 +248,7 @@ class GraphSettingsError(ValueError):
     """Crystal graphs made with featurizer settings other than those the model was trained on."""
 
 
-class CGCNNModel(dc.models.TorchModel):
+class CGCNNModel(TorchModel):
     """CGCNN as a DeepChem model: a drop-in for ``dc.models.CGCNNModel`` without DGL.
 
     Takes the crystal graphs of :class:`~deepchem_cgcnn.CGCNNFeaturizer` as
@@ -313,9 +324,9 @@ class CGCNNModel(dc.models.TorchModel):
         compile_convolutions: bool = False,
         featurizer_params: dict[str, Any] | None = None,
         training_counts: dict[str, dict[str, int]] | None = None,
-        **kwargs,
-    ):
-        self.hyperparameters = dict(
+        **kwargs: Any,
+    ) -> None:
+        self.hyperparameters: dict[str, Any] = dict(
             in_node_dim=in_node_dim,
             hidden_node_dim=hidden_node_dim,
             in_edge_dim=in_edge_dim,
@@ -338,8 +349,8 @@ class CGCNNModel(dc.models.TorchModel):
         self.training_counts: dict[str, dict[str, int]] | None = training_counts
         model = CGCNN(**self.hyperparameters)
         if compile_convolutions:
-            for conv in model.convs:
-                conv.compile(dynamic=True)
+            for layer in model.convs:
+                layer.compile(dynamic=True)
         self.normalize_targets = normalize_targets and mode == "regression"
         if mode == "regression":
             loss, output_types = self._normalized_mse, ["prediction"]
@@ -376,7 +387,7 @@ class CGCNNModel(dc.models.TorchModel):
         return torch.where(labelled, losses * weight, torch.zeros_like(losses)).mean()
 
     # ------------------------------------------------------------------ data
-    def _prepare_batch(self, batch: tuple[Any, Any, Any]):
+    def _prepare_batch(self, batch: tuple[Any, Any, Any]) -> Any:
         """Collate a batch of :class:`CrystalGraph` into one graph of tensors."""
         inputs, labels, weights = batch
         graphs = inputs[0]
@@ -454,12 +465,12 @@ class CGCNNModel(dc.models.TorchModel):
 
     def default_generator(
         self,
-        dataset,
+        dataset: Any,
         epochs: int = 1,
         mode: str = "fit",
         deterministic: bool = True,
         pad_batches: bool = False,
-    ):
+    ) -> Any:
         """Batches of ``([graphs], [y], [w])``; never padded (CGCNN needs no fixed batch size)."""
         return super().default_generator(
             dataset, epochs=epochs, mode=mode, deterministic=deterministic, pad_batches=False
@@ -484,7 +495,7 @@ class CGCNNModel(dc.models.TorchModel):
         min_count: int | None = None,
         max_vacuum_gap: float | None = None,
         with_formula: bool = True,
-    ):
+    ) -> list["DomainRecord"]:
         """One :class:`~deepchem_cgcnn.domain.DomainRecord` per crystal: id, formula, flags.
 
         Parameters
@@ -519,7 +530,7 @@ class CGCNNModel(dc.models.TorchModel):
             with_formula,
         )
 
-    def _predict(self, *args, **kwargs):
+    def _predict(self, *args: Any, **kwargs: Any) -> Any:
         """DeepChem's prediction loop, without building autograd graphs (faster, less memory)."""
         with torch.inference_mode():
             return super()._predict(*args, **kwargs)
@@ -541,7 +552,7 @@ class CGCNNModel(dc.models.TorchModel):
         self.model.target_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.model.target_std.copy_(torch.as_tensor(std, dtype=torch.float32))
 
-    def fit(self, dataset, nb_epoch: int = 10, *args, **kwargs) -> float:
+    def fit(self, dataset: Any, nb_epoch: int = 10, *args: Any, **kwargs: Any) -> float:
         """``TorchModel.fit``; the first call (normalizer still the identity) also fits the normalizer."""
         _warn_missing_labels(dataset)
         if self.featurizer_params is None or self.training_counts is None:
@@ -561,10 +572,10 @@ class CGCNNModel(dc.models.TorchModel):
             self.fit_normalizer(dataset.y, dataset.w)
         with warnings.catch_warnings():  # DeepChem 2.8 converts its running loss tensor itself
             warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
-            return super().fit(dataset, nb_epoch, *args, **kwargs)
+            return float(super().fit(dataset, nb_epoch, *args, **kwargs))
 
     # ------------------------------------------------------------------ interpretation
-    def atom_contributions(self, inputs: Any, batch_size: int = 256):
+    def atom_contributions(self, inputs: Any, batch_size: int = 256) -> Any:
         """Each site's contribution to the prediction, for a linear-pooling model.
 
         Parameters
@@ -626,15 +637,17 @@ class CGCNNModel(dc.models.TorchModel):
 
     # ------------------------------------------------------------------ constructors
     @classmethod
-    def from_cgcnn_checkpoint(cls, path: str, **kwargs) -> "CGCNNModel":
+    def from_cgcnn_checkpoint(cls, path: str, **kwargs: Any) -> "CGCNNModel":
         """Load an original CGCNN ``.pth.tar`` checkpoint; see :func:`deepchem_cgcnn.checkpoints.load_cgcnn_checkpoint`."""
         from deepchem_cgcnn.checkpoints import load_cgcnn_checkpoint
 
-        return load_cgcnn_checkpoint(path, model_class=cls, **kwargs)
+        model: CGCNNModel = load_cgcnn_checkpoint(path, model_class=cls, **kwargs)
+        return model
 
     @classmethod
-    def pretrained(cls, name: str, **kwargs) -> "CGCNNModel":
+    def pretrained(cls, name: str, **kwargs: Any) -> "CGCNNModel":
         """A model shipped with the package, by name (see :func:`deepchem_cgcnn.checkpoints.available_pretrained`)."""
         from deepchem_cgcnn.checkpoints import load_pretrained
 
-        return load_pretrained(name, model_class=cls, **kwargs)
+        model: CGCNNModel = load_pretrained(name, model_class=cls, **kwargs)
+        return model

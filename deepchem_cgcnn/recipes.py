@@ -8,13 +8,18 @@ of the training budget (used by :func:`deepchem_cgcnn.training.train_with_valida
 
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from deepchem_cgcnn._quiet import import_deepchem
 
 dc = import_deepchem()
+if TYPE_CHECKING:
+    from deepchem.models.optimizers import Optimizer
+else:
+    Optimizer = dc.models.optimizers.Optimizer
 
 
-class SGD(dc.models.optimizers.Optimizer):
+class SGD(Optimizer):
     """Stochastic gradient descent with momentum, as the original CGCNN code trains.
 
     DeepChem's ``GradientDescent`` has no momentum; this is ``torch.optim.SGD``.
@@ -121,7 +126,7 @@ FAST = Recipe(
 RECIPES = {recipe.name: recipe for recipe in (PAPER, FAST)}
 
 
-def make_optimizer(recipe: Recipe) -> "dc.models.optimizers.Optimizer":
+def make_optimizer(recipe: Recipe) -> Optimizer:
     """The DeepChem optimizer of a recipe.
 
     Examples

@@ -252,6 +252,6 @@ def precision_recall_at_k(
     """
     top = k if top is None else top
     ranked = [key for key in predicted_order if key in true_values]
-    relevant = set(sorted(true_values, key=true_values.get)[:top])
+    relevant = set(sorted(true_values, key=lambda key: true_values[key])[:top])
     hits = len(relevant & set(ranked[:k]))
     return hits / k, hits / len(relevant)

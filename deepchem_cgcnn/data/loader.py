@@ -293,7 +293,10 @@ class MaterialsProjectLoader:
                 **table_kw,
             )
         if isinstance(source, tuple):
-            return table_from_structures(*source, tasks=self.tasks)
+            structures, labels, *ids = source
+            return table_from_structures(
+                structures, labels, ids[0] if ids else None, tasks=self.tasks
+            )
         if source == MP_API:
             store.private_folder(self.data_dir)
             return self._read_mp_api()
@@ -404,7 +407,8 @@ class MaterialsProjectLoader:
         if isinstance(self.featurizer, CGCNNFeaturizer):
             X = self.featurizer.featurize(table.structures, n_jobs=self.n_jobs)
             return X, list(self.featurizer.failures)
-        structures, failures = [], []
+        structures: list[Any] = []
+        failures: list[tuple[int, str]] = []
         for i, item in enumerate(table.structures):
             try:
                 structures.append(CGCNNFeaturizer.to_structure(item))
@@ -424,7 +428,7 @@ class MaterialsProjectLoader:
             if i not in failed_now and isinstance(x, np.ndarray) and x.size == 0
         ]
         with contextlib.suppress(ValueError):
-            X = np.stack(X) if not failures else X
+            X = np.stack(list(X)) if not failures else X
         return X, sorted(failures)
 
     # ------------------------------------------------------------------ caching
@@ -448,8 +452,8 @@ class MaterialsProjectLoader:
 
     def _featurized_dataset(self, table: StructureTable, folder: str | None, summary: LoadSummary):
         """All usable rows as one dataset, from the cache when it holds them."""
-        done = folder and os.path.join(folder, "featurized.json")
-        if done and self.reload and os.path.exists(done) and _verified(folder):
+        done = os.path.join(folder, "featurized.json") if folder else None
+        if folder and done and self.reload and os.path.exists(done) and _verified(folder):
             cached = _readable_cache(
                 folder,
                 lambda f: (
@@ -554,11 +558,11 @@ class MaterialsProjectLoader:
         source = self.source
         if isinstance(source, str) and source in NAMED_DATASETS:
             sha256 = local_sha256(source, self.data_dir)
-            return sha256 and (sha256, list(self.tasks or NAMED_DATASETS[source].tasks))
+            return (sha256, list(self.tasks or NAMED_DATASETS[source].tasks)) if sha256 else None
         source_file = self._source_file()
         if source_file:
             content = self._remembered_content(file_sha256(source_file))
-            return content and (content, list(self.tasks or []))
+            return (content, list(self.tasks or [])) if content else None
         return None
 
     def _source_file(self) -> str | None:

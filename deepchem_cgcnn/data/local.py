@@ -149,16 +149,16 @@ def table_from_structures(
         tasks = ["target"] if y.shape[1] == 1 else [f"target_{i}" for i in range(y.shape[1])]
     if len(tasks) != y.shape[1]:
         raise ValueError(f"{y.shape[1]} label columns but tasks {list(tasks)}")
-    ids = np.array(
+    id_array = np.array(
         [str(i) for i in (ids if ids is not None else range(len(structures)))], dtype=object
     )
-    if len(ids) != len(structures):
-        raise ValueError(f"{len(ids)} ids for {len(structures)} structures")
-    digest = hashlib.sha256(y.tobytes() + json.dumps(ids.tolist()).encode())
+    if len(id_array) != len(structures):
+        raise ValueError(f"{len(id_array)} ids for {len(structures)} structures")
+    digest = hashlib.sha256(y.tobytes() + json.dumps(id_array.tolist()).encode())
     for structure in structures:
         digest.update(_fingerprint(structure))
     return StructureTable(
-        ids=ids,
+        ids=id_array,
         structures=structures,
         y=y,
         tasks=list(tasks),

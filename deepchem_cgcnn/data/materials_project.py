@@ -24,7 +24,7 @@ import os
 import re
 import tempfile
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -136,12 +136,12 @@ def query_summary(
             "%d of %d requested material ids were not returned by the Materials "
             "Project (deprecated or removed?); see frame.attrs['missing_ids']",
             len(missing_ids),
-            len(ids),
+            len(ids or []),
         )
     return _frame_of(records, columns, missing_ids)
 
 
-def _unique(items: Sequence[str]) -> list[str]:
+def _unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(str(item) for item in items))
 
 

@@ -6,6 +6,7 @@ fetches the file once (checksum-verified, atomically) into ``data_dir`` and read
 it into a :class:`~deepchem_cgcnn.data.table.StructureTable`.
 """
 
+import functools
 import json
 import os
 import tarfile
@@ -150,7 +151,9 @@ def _check_archive(member: str, max_expanded: int):
                     if not info.isfile():
                         continue
                     source = archive.extractfile(info)
-                    for block in iter(lambda source=source: source.read(1 << 20), b""):
+                    if source is None:
+                        continue
+                    for block in iter(functools.partial(source.read, 1 << 20), b""):
                         expanded += len(block)
                         if expanded > max_expanded:
                             raise ValueError(
@@ -223,7 +226,9 @@ def _extract_member(archive_path: str, member: str, data_dir: str) -> str:
         try:
             with os.fdopen(handle, "wb") as out:
                 source = archive.extractfile(info)
-                for block in iter(lambda: source.read(1 << 20), b""):
+                if source is None:
+                    raise ValueError(f"{archive_path}: {member} cannot be read")
+                for block in iter(functools.partial(source.read, 1 << 20), b""):
                     out.write(block)
             os.replace(temporary, target)
         finally:
@@ -238,18 +243,25 @@ def deepchem_json_path(dataset: NamedDataset, data_dir: str, **fetch_kwargs) -> 
     As in ``dc.molnet``: an existing ``<stem>.json`` in ``data_dir`` is used as is,
     else an existing ``<stem>.tar.gz`` is checked and extracted, else it is downloaded.
     """
-    json_path = os.path.join(data_dir, dataset.member)
+    member = _member(dataset)
+    json_path = os.path.join(data_dir, member)
     if os.path.exists(json_path):
         return json_path
     archive = fetch(dataset.remote, data_dir, **fetch_kwargs)
-    return _extract_member(archive, dataset.member, data_dir)
+    return _extract_member(archive, member, data_dir)
+
+
+def _member(dataset: NamedDataset) -> str:
+    if dataset.member is None:
+        raise ValueError(f"{dataset.name} is not an archive with a member file")
+    return dataset.member
 
 
 def local_sha256(name: str, data_dir: str) -> str | None:
     """The checksum :func:`read_named_dataset` would key the dataset by, if its file is already local."""
     dataset = named_dataset(name)
     if dataset.kind == "deepchem":
-        path = os.path.join(data_dir, dataset.member)
+        path = os.path.join(data_dir, _member(dataset))
         return file_sha256(path) if os.path.exists(path) else None
     path = os.path.join(data_dir, dataset.remote.filename)
     return dataset.remote.sha256 if check_file(path, dataset.remote) is None else None
@@ -283,7 +295,7 @@ def read_named_dataset(
         path = deepchem_json_path(dataset, data_dir, **fetch_kwargs)
         frame = read_json_lines(path)
         if not any(c in frame.columns for c in ID_COLUMNS) and "line" in frame.columns:
-            frame["line"] = [f"{dataset.member[:-5]}:{n}" for n in frame["line"]]
+            frame["line"] = [f"{_member(dataset)[:-5]}:{n}" for n in frame["line"]]
         table = table_from_frame(
             frame,
             tasks,

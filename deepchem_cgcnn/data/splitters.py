@@ -12,17 +12,19 @@ import random
 import warnings
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import (
-    Any,
-)
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from deepchem_cgcnn._quiet import import_deepchem
 
 dc = import_deepchem()
-Dataset = dc.data.Dataset
-Splitter = dc.splits.Splitter
+if TYPE_CHECKING:
+    from deepchem.data import Dataset
+    from deepchem.splits import Splitter
+else:
+    Dataset = dc.data.Dataset
+    Splitter = dc.splits.Splitter
 
 Indices = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -45,7 +47,7 @@ def _checked_fractions(
     return fractions
 
 
-def _as_index_arrays(*parts: Sequence[int]) -> Indices:
+def _as_index_arrays(*parts: Sequence[int] | np.ndarray) -> Indices:
     return tuple(np.asarray(part, dtype=np.int64) for part in parts)  # type: ignore[return-value]
 
 

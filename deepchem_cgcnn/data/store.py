@@ -212,7 +212,7 @@ def transformers_to_json(transformers: Sequence[Any]) -> list[dict[str, Any]] | 
         cls = type(transformer)
         if getattr(dc.trans, cls.__name__, None) is not cls:
             return None
-        state = {}
+        state: dict[str, Any] = {}
         for key, value in vars(transformer).items():
             if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
                 state[key] = {"ndarray": value.tolist(), "dtype": str(value.dtype)}
@@ -231,7 +231,7 @@ def transformers_from_json(stored: Sequence[dict[str, Any]]) -> list[Any]:
         cls = getattr(dc.trans, entry["class"], None)
         if not (isinstance(cls, type) and issubclass(cls, dc.trans.Transformer)):
             raise ValueError(f"{entry['class']!r} is not a DeepChem transformer")
-        transformer = cls.__new__(cls)
+        transformer: Any = object.__new__(cls)
         for key, value in entry["state"].items():
             if isinstance(value, dict):
                 value = np.array(value["ndarray"], dtype=value["dtype"])

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Every check, in one place: lint, format, types, then the test suite (doctests included).
+# Run from anywhere: bash dev/check.sh   (uses the project's .venv when present)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-.venv/bin/python}
+[ -x "$python" ] || python=python3
+paths=(deepchem_cgcnn tests benchmarks dev)
+
+echo "== ruff (lint)";   "$python" -m ruff check "${paths[@]}"
+echo "== ruff (format)"; "$python" -m ruff format --check "${paths[@]}"
+echo "== mypy";          "$python" -m mypy deepchem_cgcnn
+echo "== pytest";        "$python" -m pytest -q -m "not slow"

@@ -10,4 +10,4 @@ paths=(deepchem_cgcnn tests benchmarks dev)
 echo "== ruff (lint)";   "$python" -m ruff check "${paths[@]}"
 echo "== ruff (format)"; "$python" -m ruff format --check "${paths[@]}"
 echo "== mypy";          "$python" -m mypy deepchem_cgcnn
-echo "== pytest";        "$python" -m pytest -q -m "not slow"
+echo "== pytest";        "$python" -m pytest -q

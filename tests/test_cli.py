@@ -228,6 +228,7 @@ def test_shipped_band_gap_is_never_negative():
 
 
 @pytest.mark.torch
+@pytest.mark.shared  # the whole MP table
 def test_elemental_ground_states_are_right_or_carry_a_warning(no_network):
     """Every element's lowest-energy elemental crystal in the shared MP table (and diamond,
     which the table lacks): the formation energy is within 0.2 eV/atom of MP's (about four

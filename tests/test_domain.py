@@ -150,7 +150,9 @@ def test_a_new_model_takes_the_settings_of_its_training_graphs():
 def test_original_checkpoints_expect_the_original_settings():
     from conftest import PRETRAINED, need
 
-    model = CGCNNModel.from_cgcnn_checkpoint(str(need(PRETRAINED / "band-gap.pth.tar")))
+    model = CGCNNModel.from_cgcnn_checkpoint(
+        str(need(PRETRAINED / "formation-energy-per-atom.pth.tar"))
+    )
     complete = CGCNNFeaturizer(selection="complete").featurize([NACL])
     with pytest.raises(GraphSettingsError, match="selection"):
         model.predict(dc.data.NumpyDataset(complete))

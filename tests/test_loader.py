@@ -409,14 +409,14 @@ def test_deepchem_molnet_script_runs_with_only_its_imports_changed(dirs, no_netw
     """DeepChem's perovskite example (dc.molnet.load_perovskite + CGCNNFeaturizer + CGCNNModel)
     on DeepChem's file format in data_dir, with only `dc.molnet.` / `dc.feat.` / `dc.models.`
     replaced by our imports."""
-    from conftest import SHARED
+    from conftest import CASTELLI_FIRST_1500, CASTELLI_TABLE, _first_rows
     from pymatgen.core import Structure
 
     from deepchem_cgcnn import CGCNNModel
     from deepchem_cgcnn._quiet import import_deepchem
 
     dc = import_deepchem()
-    table = pd.read_csv(need(SHARED / "datasets" / "castelli_perovskites.csv.gz"), nrows=60)
+    table = _first_rows(CASTELLI_TABLE, CASTELLI_FIRST_1500, 60)
     lines = [
         json.dumps({"structure": Structure.from_str(c, fmt="cif").as_dict(), "formation_energy": e})
         for c, e in zip(table.cif, table.heat_all)

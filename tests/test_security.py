@@ -174,7 +174,7 @@ def test_broken_model_files_raise_checkpoint_error_naming_the_file(tmp_path, dam
 def test_broken_original_checkpoints_raise_checkpoint_error(tmp_path, damage, message):
     from conftest import PRETRAINED, need
 
-    checkpoint = read_cgcnn_checkpoint(str(need(PRETRAINED / "band-gap.pth.tar")))
+    checkpoint = read_cgcnn_checkpoint(str(need(PRETRAINED / "formation-energy-per-atom.pth.tar")))
     damage(checkpoint)
     path = tmp_path / "broken.pth.tar"
     torch.save(checkpoint, path)

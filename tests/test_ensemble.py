@@ -63,21 +63,30 @@ def test_calibration_of_exact_gaussian_errors_and_of_an_overconfident_model():
 
 
 @pytest.mark.torch
-def test_predict_prints_mean_and_sigma_for_an_ensemble(monkeypatch, capsys):
-    from deepchem_cgcnn import checkpoints
-    from deepchem_cgcnn.cli import main
-
-    monkeypatch.setattr(checkpoints, "ensemble_members", lambda name: [name, name])
-    assert main(["predict", "--model", "mp-formation-energy"]) == 0
+def test_predict_prints_mean_and_sigma_of_the_shipped_ensemble(capsys):
+    """The CLI's mean ± sigma for the shipped three-seed perovskite ensemble: the members'
+    mean and their scaled spread, which is not zero."""
     import re
 
+    from deepchem_cgcnn import CGCNNFeaturizer
+    from deepchem_cgcnn.cli import main
+    from deepchem_cgcnn.examples import example_structures
+
+    assert main(["predict", "--model", "castelli-perovskites"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    header, nacl = (re.split(r"\s{2,}", line) for line in lines[:2])
-    value = dict(zip(header, nacl))
-    assert value["structure"] == "NaCl (rock salt)" and value["warnings"] == "-"
-    mean, sigma = value["formation energy per atom (eV/atom)"].split(" ± ")
-    assert sigma == "0.000"  # two identical members: no spread
-    assert float(mean) < -1.5
+    header = re.split(r"\s{2,}", lines[0])
+    rows = {r[0]: dict(zip(header, r)) for r in (re.split(r"\s{2,}", line) for line in lines[1:])}
+    ensemble = CGCNNEnsemble.pretrained("castelli-perovskites")
+    assert len(ensemble) == 3 and ensemble.std_scale > 1
+    crystals = example_structures()
+    graphs = CGCNNFeaturizer(**ensemble.featurizer_params).featurize(list(crystals.values()))
+    mean, std = ensemble.predict_uncertainty(dc.data.NumpyDataset(graphs))
+    column = "heat of formation (eV/cell)"
+    for k, name in enumerate(crystals):
+        printed_mean, printed_std = rows[name][column].split(" ± ")
+        assert float(printed_mean) == pytest.approx(mean[k, 0], abs=6e-4)
+        assert float(printed_std) == pytest.approx(std[k, 0], abs=6e-4)
+    assert (std[:, 0] > 0.01).all()
 
 
 @pytest.mark.torch

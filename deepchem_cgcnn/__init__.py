@@ -6,7 +6,6 @@
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
-from deepchem_cgcnn.checkpoints import CheckpointError, available_pretrained, pretrained_card
 from deepchem_cgcnn.data import (
     CGCNNRandomSplitter,
     CompositionGroupedSplitter,
@@ -29,6 +28,13 @@ from deepchem_cgcnn.featurizer import CGCNNFeaturizer, FeaturizationError
 from deepchem_cgcnn.graph import CrystalGraph, CrystalGraphBatch, batch_graphs
 from deepchem_cgcnn.layers import GatedConv, GaussianExpansion, SimpleConv
 from deepchem_cgcnn.model import CGCNN, CGCNNModel, GraphSettingsError
+from deepchem_cgcnn.original import CheckpointError
+from deepchem_cgcnn.registry import (
+    available_pretrained,
+    load_model,
+    pretrained_card,
+    save_model,
+)
 from deepchem_cgcnn.training import RunMismatchError, TrainingDivergedError
 
 try:
@@ -61,6 +67,8 @@ __all__ = [
     "SimpleConv",
     "StratifiedSplitter",
     "available_pretrained",
+    "load_model",
+    "save_model",
     "batch_graphs",
     "calibration",
     "load_mp_band_gap",

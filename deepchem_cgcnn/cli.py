@@ -132,21 +132,19 @@ def _predict_chunk(models, structures: list[Any], failures: dict[int, str]):
 def _predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from deepchem_cgcnn.checkpoints import pretrained_card
     from deepchem_cgcnn.domain import DomainWarning
-    from deepchem_cgcnn.ensemble import load_pretrained_predictor
 
     _check_writable(args.out, "--out")
     warnings.simplefilter("ignore", DomainWarning)  # the warnings column says it per crystal
-    models = [
-        (load_pretrained_predictor(name), pretrained_card(name))
-        for name in args.model or _general_models()
-    ]
+    models = [_predictor_and_card(name) for name in args.model or _general_models()]
     items = _input_items(args)
     header = [
         "structure",
         "formula",
-        *(f"{card['property']} ({card['units']})" for _, card in models),
+        *(
+            f"{card['property']} ({card['units']})" if card["units"] else card["property"]
+            for _, card in models
+        ),
         "warnings",
     ]
     writer = _RowWriter(header, max((len(name) for name, _ in items), default=0), args.out)
@@ -180,15 +178,31 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if n_failed else 0
 
 
+def _predictor_and_card(name_or_path: str) -> tuple[Any, dict[str, Any]]:
+    """A model (or shipped ensemble) and its card; a saved file carries its card, an original
+    ``.pth.tar`` checkpoint gets a minimal one named after the file."""
+    from deepchem_cgcnn.ensemble import CGCNNEnsemble, load_pretrained_predictor
+    from deepchem_cgcnn.registry import pretrained_card
+
+    model: Any = load_pretrained_predictor(name_or_path)
+    if isinstance(model, CGCNNEnsemble):
+        return model, pretrained_card(name_or_path)
+    card = getattr(model, "card", None)
+    if not card:
+        stem = os.path.basename(name_or_path).split(".")[0]
+        card = {"property": f"{stem} (original checkpoint)", "units": "", "mode": model.model.mode}
+    return model, card
+
+
 def _general_models() -> list[str]:
     """Shipped models for any crystal: those whose card names no narrower ``domain``."""
-    from deepchem_cgcnn.checkpoints import available_pretrained, pretrained_card
+    from deepchem_cgcnn.registry import available_pretrained, pretrained_card
 
     return [n for n in available_pretrained() if not pretrained_card(n).get("domain")]
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from deepchem_cgcnn.checkpoints import available_pretrained, load_pretrained, pretrained_card
+    from deepchem_cgcnn.registry import available_pretrained, load_pretrained, pretrained_card
 
     names, structures, failures = _read_inputs(args)
     linear = [
@@ -264,9 +278,9 @@ def _check_writable(path: str | None, option: str) -> None:
 def _screen(args: argparse.Namespace) -> int:
     _check_writable(args.out, "--out")
     _check_writable(args.plot, "--plot")
-    from deepchem_cgcnn.checkpoints import pretrained_card
     from deepchem_cgcnn.ensemble import load_pretrained_predictor
     from deepchem_cgcnn.plots import screening_plot
+    from deepchem_cgcnn.registry import pretrained_card
     from deepchem_cgcnn.screening import LatticeConstantModel, enumerate_candidates, screen
 
     lattice = LatticeConstantModel.pretrained(args.model)
@@ -308,12 +322,12 @@ def _train(args: argparse.Namespace) -> int:
     import torch
 
     from deepchem_cgcnn._io import atomic_write_json
-    from deepchem_cgcnn.checkpoints import save_pretrained
     from deepchem_cgcnn.data.loader import MaterialsProjectLoader
     from deepchem_cgcnn.data.splitters import CGCNNRandomSplitter
     from deepchem_cgcnn.featurizer import CGCNNFeaturizer, featurizer_params
     from deepchem_cgcnn.model import CGCNNModel
     from deepchem_cgcnn.recipes import RECIPES, make_optimizer
+    from deepchem_cgcnn.registry import save_pretrained
     from deepchem_cgcnn.training import (
         RunMismatchError,
         TrainingDivergedError,
@@ -615,9 +629,10 @@ class UserError(Exception):
 
 
 def _user_errors() -> tuple:
-    from deepchem_cgcnn.checkpoints import CheckpointError, UnknownModelError
     from deepchem_cgcnn.data.download import DownloadError
     from deepchem_cgcnn.model import GraphSettingsError
+    from deepchem_cgcnn.original import CheckpointError
+    from deepchem_cgcnn.registry import UnknownModelError
 
     return (
         UserError,

@@ -133,14 +133,15 @@ class CGCNNEnsemble:
 
         Its ``std_scale`` is the one recorded in the card of ``name`` (1 if none).
         """
-        from deepchem_cgcnn.checkpoints import ensemble_members, load_pretrained, pretrained_card
+        from deepchem_cgcnn.registry import ensemble_members, load_pretrained, pretrained_card
 
         scale = pretrained_card(name).get("ensemble", {}).get("std_scale", 1.0)
         return cls([load_pretrained(member) for member in ensemble_members(name)], std_scale=scale)
 
 
-def load_pretrained_predictor(name: str) -> Union["CGCNNEnsemble", object]:
-    """A shipped model by name: its ensemble when it has seed members, else the model alone.
+def load_pretrained_predictor(name_or_path: str) -> Union["CGCNNEnsemble", object]:
+    """A model by shipped name (its ensemble when it has seed members), saved file or original
+    ``.pth.tar`` checkpoint (see :func:`deepchem_cgcnn.registry.load_model`).
 
     Examples
     --------
@@ -149,11 +150,12 @@ def load_pretrained_predictor(name: str) -> Union["CGCNNEnsemble", object]:
     >>> type(load_pretrained_predictor("mp-band-gap")).__name__
     'CGCNNModel'
     """
-    from deepchem_cgcnn.checkpoints import ensemble_members, load_pretrained
+    from deepchem_cgcnn.registry import available_pretrained, ensemble_members, load_model
 
-    if len(ensemble_members(name)) > 1:
-        return CGCNNEnsemble.pretrained(name)
-    return load_pretrained(name)
+    shipped = name_or_path in available_pretrained(include_members=True)
+    if shipped and len(ensemble_members(name_or_path)) > 1:
+        return CGCNNEnsemble.pretrained(name_or_path)
+    return load_model(name_or_path)
 
 
 def calibration(

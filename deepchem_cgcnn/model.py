@@ -347,6 +347,7 @@ class CGCNNModel(TorchModel):
             dict(featurizer_params) if featurizer_params else None
         )
         self.training_counts: dict[str, dict[str, int]] | None = training_counts
+        self.card: dict[str, Any] | None = None
         model = CGCNN(**self.hyperparameters)
         if compile_convolutions:
             for layer in model.convs:
@@ -424,7 +425,7 @@ class CGCNNModel(TorchModel):
         A checkpoint that holds anything but tensors and plain data, or does not fit the
         model, raises :class:`~deepchem_cgcnn.CheckpointError` naming the file.
         """
-        from deepchem_cgcnn.checkpoints import CheckpointError
+        from deepchem_cgcnn.original import CheckpointError
 
         self._ensure_built()
         if checkpoint is None:
@@ -638,16 +639,16 @@ class CGCNNModel(TorchModel):
     # ------------------------------------------------------------------ constructors
     @classmethod
     def from_cgcnn_checkpoint(cls, path: str, **kwargs: Any) -> "CGCNNModel":
-        """Load an original CGCNN ``.pth.tar`` checkpoint; see :func:`deepchem_cgcnn.checkpoints.load_cgcnn_checkpoint`."""
-        from deepchem_cgcnn.checkpoints import load_cgcnn_checkpoint
+        """Load an original CGCNN ``.pth.tar`` checkpoint; see :func:`deepchem_cgcnn.original.load_cgcnn_checkpoint`."""
+        from deepchem_cgcnn.original import load_cgcnn_checkpoint
 
         model: CGCNNModel = load_cgcnn_checkpoint(path, model_class=cls, **kwargs)
         return model
 
     @classmethod
     def pretrained(cls, name: str, **kwargs: Any) -> "CGCNNModel":
-        """A model shipped with the package, by name (see :func:`deepchem_cgcnn.checkpoints.available_pretrained`)."""
-        from deepchem_cgcnn.checkpoints import load_pretrained
+        """A model shipped with the package, by name (see :func:`deepchem_cgcnn.registry.available_pretrained`)."""
+        from deepchem_cgcnn.registry import load_pretrained
 
         model: CGCNNModel = load_pretrained(name, model_class=cls, **kwargs)
         return model

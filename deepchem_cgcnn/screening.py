@@ -128,7 +128,7 @@ class LatticeConstantModel:
         import json
         from importlib import resources
 
-        from deepchem_cgcnn.checkpoints import PRETRAINED_PACKAGE
+        from deepchem_cgcnn.registry import PRETRAINED_PACKAGE
 
         path = resources.files(PRETRAINED_PACKAGE) / f"{name}.lattice.json"
         if not path.is_file():

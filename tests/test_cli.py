@@ -268,3 +268,20 @@ def test_elemental_ground_states_are_right_or_carry_a_warning(no_network):
     ]
     assert not silent_misses
     assert not records[-1].in_domain and "elemental C" in " ".join(records[-1].flags)
+
+
+@pytest.mark.torch
+def test_predict_takes_a_saved_model_or_an_original_checkpoint(tmp_path, capsys):
+    from conftest import PRETRAINED, need
+
+    from deepchem_cgcnn import load_model, save_model
+
+    saved = tmp_path / "my-gap.pt"
+    save_model(load_model("mp-band-gap"), str(saved), card=pretrained_card("mp-band-gap"))
+    original = need(PRETRAINED / "formation-energy-per-atom.pth.tar")
+    assert main(["predict", "--model", str(saved), "--model", str(original)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    header = re.split(r"\s{2,}", lines[0])
+    assert header[2:4] == ["band gap (eV)", "formation-energy-per-atom (original checkpoint)"]
+    nacl = dict(zip(header, re.split(r"\s{2,}", lines[1])))
+    assert float(nacl["band gap (eV)"]) > 3 and float(nacl[header[3]]) < -1.5

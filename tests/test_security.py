@@ -212,7 +212,7 @@ def test_predict_exits_non_zero_when_any_input_failed(tmp_path, capsys):
 def test_unknown_model_is_one_line_not_a_traceback(capsys):
     assert main(["predict", "--model", "no-such-model"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: no pretrained model named 'no-such-model'; available: ")
+    assert err.startswith("error: 'no-such-model' is neither a file nor a shipped model; shipped: ")
     assert len(err.strip().splitlines()) == 1
 
 
@@ -223,3 +223,34 @@ def test_screen_checks_its_output_folder_before_computing(tmp_path, capsys, monk
     out = tmp_path / "missing" / "dir" / "x.csv"
     assert main(["screen", "--a", "Sr", "--b", "Ti", "--x", "O3", "--out", str(out)]) == 2
     assert f"the folder {out.parent} does not exist" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- one artifact, versioned
+def test_a_saved_model_is_one_versioned_artifact(tmp_path):
+    from deepchem_cgcnn import load_model, save_model
+
+    model = load_model("mp-band-gap")
+    path = tmp_path / "gap.pt"
+    save_model(model, str(path), card={"name": "gap", "units": "eV"})
+    saved = torch.load(path, weights_only=True)
+    assert saved["format_version"] == 1 and saved["featurizer"] == model.featurizer_params
+    again = load_model(str(path))
+    assert again.card == {"name": "gap", "units": "eV"} and again.hyperparameters["nonnegative"]
+    assert again.training_counts == model.training_counts
+    saved["format_version"] = 99
+    torch.save(saved, path)
+    with pytest.raises(CheckpointError, match="format version 99.*reads up to 1"):
+        load_model(str(path))
+
+
+def test_load_model_takes_a_name_a_saved_file_or_an_original_checkpoint(tmp_path):
+    from conftest import PRETRAINED, need
+
+    from deepchem_cgcnn import load_model
+    from deepchem_cgcnn.registry import UnknownModelError
+
+    original = load_model(str(need(PRETRAINED / "formation-energy-per-atom.pth.tar")))
+    assert original.featurizer_params["selection"] == "cgcnn"
+    assert load_model("mp-formation-energy").card["task"] == "formation_energy_per_atom"
+    with pytest.raises(UnknownModelError, match="neither a file nor a shipped model"):
+        load_model(str(tmp_path / "missing.pt"))

@@ -1,6 +1,6 @@
 """The paper's perovskite study on the Castelli data, and a screening run validated on held-out cells.
 
-Needs the models trained by ``benchmarks/train_models.py --only castelli-perovskites
+Needs the models trained by ``dev/train_models.py --only castelli-perovskites
 castelli-perovskites-linear castelli-perovskites.1 ... castelli-perovskites.4`` (exported to
 ``work/export``; the seed members are optional); models not found there are taken from the
 package's shipped ones, so on a fresh clone this one command regenerates everything. It also

@@ -1,6 +1,6 @@
 """The paper's recipe against ours on formation energy: validation MAE against training time.
 
-Reads the cards of two ``benchmarks/train_models.py`` runs on the same split, data and
+Reads the cards of two ``dev/train_models.py`` runs on the same split, data and
 45-minute budget -- ``mp-formation-energy-paper-recipe`` (SGD, momentum 0.9, lr 0.01,
 batch 256, constant rate: the original code's defaults) and ``mp-formation-energy-fast-45min``
 (AdamW, lr 2e-3, batch 128, cosine decay over the budget) -- and the shipped
@@ -99,7 +99,7 @@ def main(argv=None) -> None:
     cards = read_cards()
     if not cards:
         raise SystemExit(
-            "no recipe run has finished; run benchmarks/train_models.py --only " + " ".join(RUNS)
+            "no recipe run has finished; run dev/train_models.py --only " + " ".join(RUNS)
         )
     from deepchem_cgcnn import pretrained_card
 

@@ -13,7 +13,7 @@ also the MAE on the test crystals with a gap, the paper's non-metal protocol).
 
 Usage
 -----
-``nice -n 10 .venv/bin/python benchmarks/make_figures.py``
+``nice -n 10 .venv/bin/python dev/make_figures.py``
 """
 
 import argparse
@@ -23,7 +23,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _common import PROJECT_ROOT, markdown_table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from _common import PROJECT_ROOT, markdown_table  # noqa: E402 (the shared helpers live beside the benchmarks)
 
 SHARED_DATASETS = PROJECT_ROOT.parent / "shared" / "datasets"
 
@@ -116,7 +118,7 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--cache-dir",
         default=str(PROJECT_ROOT / "work" / "cache"),
-        help="featurized-data cache, shared with benchmarks/train_models.py",
+        help="featurized-data cache, shared with dev/train_models.py",
     )
     args = parser.parse_args(argv)
     os.makedirs(args.cache_dir, exist_ok=True)

@@ -8,17 +8,19 @@ size of the shipped folder.
 
 Usage
 -----
-``.venv/bin/python benchmarks/ship_models.py mp-band-gap mp-metallicity mp-fermi-energy``
-``.venv/bin/python benchmarks/ship_models.py castelli-perovskites castelli-perovskites.1 \\
+``.venv/bin/python dev/ship_models.py mp-band-gap mp-metallicity mp-fermi-energy``
+``.venv/bin/python dev/ship_models.py castelli-perovskites castelli-perovskites.1 \\
     --domain "ABX3 perovskites: 5-atom cubic cells (Castelli et al. 2012)"``
 """
 
 import argparse
 import json
 import shutil
+import sys
 from pathlib import Path
 
-from _common import PROJECT_ROOT
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from _common import PROJECT_ROOT  # noqa: E402 (the shared helpers live beside the benchmarks)
 
 EXPORT = PROJECT_ROOT / "work" / "export"
 PACKAGE = PROJECT_ROOT / "deepchem_cgcnn" / "pretrained"

@@ -7,16 +7,18 @@ run side by side on two cores (``--slot 0`` and ``--slot 1``), each with one tor
 
 Usage
 -----
-``OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python benchmarks/train_models.py --slot 0 --slots 2``
-``.venv/bin/python benchmarks/train_models.py --list``
+``OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python dev/train_models.py --slot 0 --slots 2``
+``.venv/bin/python dev/train_models.py --list``
 """
 
 import argparse
 import os
 import subprocess
 import sys
+from pathlib import Path
 
-from _common import PROJECT_ROOT
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from _common import PROJECT_ROOT  # noqa: E402 (the shared helpers live beside the benchmarks)
 
 SHARED = PROJECT_ROOT.parent / "shared" / "datasets"
 MP = str(SHARED / "mp_cgcnn.csv.gz")

@@ -6,13 +6,15 @@ figure where the card's property has one -> ``docs/training-curves.png``; prints
 
 Usage
 -----
-``.venv/bin/python benchmarks/training_curves.py``
+``.venv/bin/python dev/training_curves.py``
 """
 
 import argparse
+import sys
 from pathlib import Path
 
-from _common import PROJECT_ROOT, markdown_table
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from _common import PROJECT_ROOT, markdown_table  # noqa: E402 (the shared helpers live beside the benchmarks)
 
 PUBLISHED = {  # task -> (figure, label); the paper's unless said otherwise
     "formation_energy_per_atom": (0.039, "paper 0.039"),

@@ -10,15 +10,19 @@ of ``mp-formation-energy`` on graphs made with the default ``CGCNNFeaturizer()``
 selection) instead of its own ``'complete'`` ones -- what a user got silently before graphs
 carried their settings.
 
-Usage: ``.venv/bin/python benchmarks/card_training_counts.py [--check-only]``
+Usage: ``.venv/bin/python dev/card_training_counts.py [--check-only]``
 """
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
-from _common import PROJECT_ROOT
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from _common import PROJECT_ROOT  # noqa: E402 (the shared helpers live beside the benchmarks)
 
 SHARED = PROJECT_ROOT.parent / "shared" / "datasets"
 PACKAGE = PROJECT_ROOT / "deepchem_cgcnn" / "pretrained"

@@ -96,7 +96,7 @@ def _predict_chunk(models, structures: list[Any], failures: dict[int, str]):
     flags: dict[int, list[str]] = {i: [] for i in range(len(structures))}
     columns: list[list[str]] = []
     graphs_by_settings: dict[str, np.ndarray] = {}
-    for model, card in models:
+    for model, (_, mode) in models:
         is_ensemble = isinstance(model, CGCNNEnsemble)
         settings = model.featurizer_params
         key = json.dumps(settings, sort_keys=True)
@@ -116,7 +116,7 @@ def _predict_chunk(models, structures: list[Any], failures: dict[int, str]):
                 mean, std = model.predict_uncertainty(dataset)
             else:
                 mean, std = np.asarray(model.predict(dataset)), None
-            column = 1 if card["mode"] == "classification" else 0
+            column = 1 if mode == "classification" else 0
             for j, i in enumerate(ok):
                 cells[i] = f"{mean[j, column]:.3f}" + (
                     f" ± {std[j, column]:.3f}" if std is not None else ""
@@ -141,10 +141,7 @@ def _predict(args: argparse.Namespace) -> int:
     header = [
         "structure",
         "formula",
-        *(
-            f"{card['property']} ({card['units']})" if card["units"] else card["property"]
-            for _, card in models
-        ),
+        *(label for _, (label, _) in models),
         "warnings",
     ]
     writer = _RowWriter(header, max((len(name) for name, _ in items), default=0), args.out)
@@ -178,27 +175,25 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if n_failed else 0
 
 
-def _predictor_and_card(name_or_path: str) -> tuple[Any, dict[str, Any]]:
-    """A model (or shipped ensemble) and its card; a saved file carries its card, an original
-    ``.pth.tar`` checkpoint gets a minimal one named after the file."""
+def _predictor_and_card(name_or_path: str) -> tuple[Any, tuple[str, str]]:
+    """A model (or shipped ensemble) and its column label and mode, from its card: a saved
+    file carries its card; an original ``.pth.tar`` checkpoint is named after the file."""
     from deepchem_cgcnn.ensemble import CGCNNEnsemble, load_pretrained_predictor
     from deepchem_cgcnn.registry import pretrained_card
 
     model: Any = load_pretrained_predictor(name_or_path)
-    if isinstance(model, CGCNNEnsemble):
-        return model, pretrained_card(name_or_path)
-    card = getattr(model, "card", None)
-    if not card:
-        stem = os.path.basename(name_or_path).split(".")[0]
-        card = {"property": f"{stem} (original checkpoint)", "units": "", "mode": model.model.mode}
-    return model, card
+    card = pretrained_card(name_or_path) if isinstance(model, CGCNNEnsemble) else model.card
+    if card is not None:
+        return model, (card.label, card.mode)
+    stem = os.path.basename(name_or_path).split(".")[0]
+    return model, (f"{stem} (original checkpoint)", model.model.mode)
 
 
 def _general_models() -> list[str]:
     """Shipped models for any crystal: those whose card names no narrower ``domain``."""
     from deepchem_cgcnn.registry import available_pretrained, pretrained_card
 
-    return [n for n in available_pretrained() if not pretrained_card(n).get("domain")]
+    return [n for n in available_pretrained() if not pretrained_card(n).domain]
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -208,7 +203,7 @@ def _explain(args: argparse.Namespace) -> int:
     linear = [
         n
         for n in available_pretrained()
-        if pretrained_card(n).get("model", {}).get("pooling", "").startswith("linear")
+        if str(pretrained_card(n).model.get("pooling", "")).startswith("linear")
     ]
     name = args.model or (linear[0] if linear else None)
     if name is None:
@@ -219,9 +214,9 @@ def _explain(args: argparse.Namespace) -> int:
         return 2
     model = load_pretrained(name)
     card = pretrained_card(name)
-    if card.get("domain"):
+    if card.domain:
         sys.stderr.write(
-            f"note: {name} was trained on {card['domain']}; its contributions "
+            f"note: {name} was trained on {card.domain}; its contributions "
             f"mean little for other crystals\n"
         )
     out = sys.stdout
@@ -239,8 +234,8 @@ def _explain(args: argparse.Namespace) -> int:
         how = "mean" if model.hyperparameters["pooling"] == "linear-mean" else "sum"
         total = getattr(table.contribution, how)()
         out.write(
-            f"{label} ({structure.composition.reduced_formula}): {card['property']} "
-            f"{total:.3f} {card['units']} = {how} of the site contributions\n"
+            f"{label} ({structure.composition.reduced_formula}): {card.property} "
+            f"{total:.3f} {card.units} = {how} of the site contributions\n"
         )
         for row in table.itertuples():
             role = f"  {roles[row.site]}" if roles else ""
@@ -296,11 +291,10 @@ def _screen(args: argparse.Namespace) -> int:
         sys.stderr.write(f"skipped {a}{b}{''.join(x)}: {reason}\n")
     ranked.to_csv(args.out, index=False)
     if args.plot:
-        screening_plot(ranked, args.plot, top=args.top, units=card["units"])
+        screening_plot(ranked, args.plot, top=args.top, units=card.units)
     shown = ranked.head(args.top)
     sys.stdout.write(
-        f"{len(ranked):,} candidates ranked by {card['property']} ({card['units']}), "
-        f"lowest first; all in {args.out}\n"
+        f"{len(ranked):,} candidates ranked by {card.label}, lowest first; all in {args.out}\n"
     )
     sys.stdout.write(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}") + "\n")
     return 0 if len(ranked) else 1
@@ -322,12 +316,13 @@ def _train(args: argparse.Namespace) -> int:
     import torch
 
     from deepchem_cgcnn._io import atomic_write_json
+    from deepchem_cgcnn.card import ModelCard
     from deepchem_cgcnn.data.loader import MaterialsProjectLoader
     from deepchem_cgcnn.data.splitters import CGCNNRandomSplitter
     from deepchem_cgcnn.featurizer import CGCNNFeaturizer, featurizer_params
     from deepchem_cgcnn.model import CGCNNModel
     from deepchem_cgcnn.recipes import RECIPES, make_optimizer
-    from deepchem_cgcnn.registry import save_pretrained
+    from deepchem_cgcnn.registry import save_model
     from deepchem_cgcnn.training import (
         RunMismatchError,
         TrainingDivergedError,
@@ -434,13 +429,13 @@ def _train(args: argparse.Namespace) -> int:
         }
     else:
         metrics = {"mae": {name: mean_absolute_error(model, data) for name, data in splits}}
-    card = {
-        "name": args.name,
-        "property": args.property or args.target,
-        "units": args.units,
-        "task": args.target,
-        "mode": args.mode,
-        "data": {
+    card = ModelCard(
+        name=args.name,
+        property=args.property or args.target,
+        units=args.units,
+        task=args.target,
+        mode=args.mode,
+        data={
             "source": os.path.basename(os.path.normpath(args.data)),
             "query": args.query,
             "sha256": summary.sha256,
@@ -448,7 +443,7 @@ def _train(args: argparse.Namespace) -> int:
             "n_loaded": summary.n_loaded,
             "dropped": summary.counts(),
         },
-        "split": {
+        split={
             "kind": "random (CGCNNRandomSplitter = DeepChem RandomSplitter's permutation)",
             "fractions": [0.6, 0.2, 0.2],
             "seed": args.seed,
@@ -462,9 +457,9 @@ def _train(args: argparse.Namespace) -> int:
             + "; "
             "test used only for this card",
         },
-        "featurizer": featurizer_params(featurizer),
-        "model": model.hyperparameters,
-        "recipe": {
+        featurizer=featurizer_params(featurizer),
+        model=model.hyperparameters,
+        recipe={
             **recipe.to_dict(),
             "init_seed": init_seed,
             "compiled": args.compile,
@@ -473,26 +468,28 @@ def _train(args: argparse.Namespace) -> int:
             "epochs_run": len(record.epochs),
             "best_epoch": record.best_epoch,
         },
-        "metrics": metrics,
-        "training_counts": model.training_counts,
-        "history": record.history(),
-        "wall_time_s": {
+        metrics=metrics,
+        training_counts=model.training_counts,
+        history=record.history(),
+        wall_time_s={
             "featurize": round(featurize_seconds, 1),
             "train": round(record.seconds[-1] if record.seconds else 0.0, 1),
             "total": round(time.time() - started, 1),
         },
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
-        f"{torch.get_num_threads()} torch threads, no GPU",
-        "command": "deepchem-cgcnn " + " ".join(sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%d"),
-    }
+        machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"{torch.get_num_threads()} torch threads, "
+        + (f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"),
+        command="deepchem-cgcnn " + " ".join(sys.argv[1:]),
+        date=time.strftime("%Y-%m-%d"),
+    )
     if record.stopped:
-        card["recipe"]["stopped"] = record.stopped
+        card.recipe["stopped"] = record.stopped
     model_path = os.path.join(args.export, f"{args.name}.pt")
     card_path = os.path.join(args.export, f"{args.name}.json")
-    save_pretrained(model, model_path, featurizer_params(featurizer))
-    atomic_write_json(card_path, card, indent=2)
-    print(json.dumps(card["metrics"]))
+    model.featurizer_params = featurizer_params(featurizer)
+    save_model(model, model_path, card)
+    atomic_write_json(card_path, card.to_dict(), indent=2)
+    print(json.dumps(card.metrics))
     print(
         f"model written to {model_path}\ncard written to {card_path}\n"
         f"run folder (checkpoints, record): {run_dir}"

@@ -135,7 +135,7 @@ class CGCNNEnsemble:
         """
         from deepchem_cgcnn.registry import ensemble_members, load_pretrained, pretrained_card
 
-        scale = pretrained_card(name).get("ensemble", {}).get("std_scale", 1.0)
+        scale = pretrained_card(name).extra.get("ensemble", {}).get("std_scale", 1.0)
         return cls([load_pretrained(member) for member in ensemble_members(name)], std_scale=scale)
 
 

@@ -19,6 +19,7 @@ dc = import_deepchem()
 if TYPE_CHECKING:
     from deepchem.models import TorchModel
 
+    from deepchem_cgcnn.card import ModelCard
     from deepchem_cgcnn.domain import DomainRecord
 else:
     TorchModel = dc.models.TorchModel
@@ -347,7 +348,7 @@ class CGCNNModel(TorchModel):
             dict(featurizer_params) if featurizer_params else None
         )
         self.training_counts: dict[str, dict[str, int]] | None = training_counts
-        self.card: dict[str, Any] | None = None
+        self.card: ModelCard | None = None
         model = CGCNN(**self.hyperparameters)
         if compile_convolutions:
             for layer in model.convs:

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from deepchem_cgcnn.card import ModelCard
 from deepchem_cgcnn.original import CheckpointError, check_state_dict, load_cgcnn_checkpoint
 
 PRETRAINED_PACKAGE = "deepchem_cgcnn.pretrained"
@@ -68,11 +69,11 @@ def ensemble_members(name: str) -> list[str]:
     return [name] + sorted(extra, key=lambda n: int(_member_index(n)))
 
 
-def pretrained_card(name: str) -> dict[str, Any]:
-    """The model card (data, split, recipe, metrics) of a shipped model."""
+def pretrained_card(name: str) -> ModelCard:
+    """The model card (data, split, recipe, metrics) of a shipped model, validated."""
     _check_name(name)
     with (resources.files(PRETRAINED_PACKAGE) / f"{name}.json").open("r") as handle:
-        return json.load(handle)
+        return ModelCard.from_dict(json.load(handle))
 
 
 def _check_name(name: str) -> None:
@@ -83,7 +84,7 @@ def _check_name(name: str) -> None:
         )
 
 
-def save_model(model: Any, path: str, card: dict[str, Any] | None = None) -> None:
+def save_model(model: Any, path: str, card: ModelCard | None = None) -> None:
     """Write a trained model as one artifact (atomically): everything :func:`load_model` needs.
 
     Not DeepChem's ``Model.save()``/``restore()`` (those keep DeepChem's meaning: checkpoints of
@@ -113,7 +114,7 @@ def save_model(model: Any, path: str, card: dict[str, Any] | None = None) -> Non
             "hyperparameters": model.hyperparameters,
             "featurizer": model.featurizer_params,
             "training_counts": model.training_counts,
-            "card": card,
+            "card": card.to_dict() if card is not None else None,
             "state_dict": {k: v.detach().cpu() for k, v in model.model.state_dict().items()},
         },
     )
@@ -159,7 +160,7 @@ def load_pretrained(name: str, model_class: type | None = None, **kwargs):
         model = load_saved(handle, model_class, **kwargs)
     model.card = pretrained_card(name)
     if model.training_counts is None:
-        model.training_counts = model.card.get("training_counts")
+        model.training_counts = model.card.training_counts
     return model
 
 
@@ -207,7 +208,7 @@ def load_saved(file, model_class: type | None = None, **kwargs):
             **kwargs,
         )
         model.model.load_state_dict(saved["state_dict"])
-        model.card = saved.get("card")
+        model.card = ModelCard.from_dict(saved["card"]) if saved.get("card") else None
     except (TypeError, ValueError, RuntimeError) as error:
         raise CheckpointError(
             f"{name}: the weights do not fit the hyperparameters ({str(error).splitlines()[0]})"

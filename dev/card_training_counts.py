@@ -91,7 +91,7 @@ def main(argv=None) -> None:
     loaded = {}
     rows = []
     for name in available_pretrained(include_members=True):
-        card = pretrained_card(name)
+        card = pretrained_card(name).to_dict()
         source = "castelli" if "castelli" in name else "mp"
         if source not in loaded:
             loaded[source] = all_rows(source)

@@ -94,19 +94,20 @@ def test_mean_pooling_has_no_exact_contributions_and_says_why():
 
 @pytest.mark.torch
 def test_explain_prints_site_contributions_that_add_up(monkeypatch, capsys):
-    from deepchem_cgcnn import checkpoints
+    from types import SimpleNamespace
+
+    from deepchem_cgcnn import registry
     from deepchem_cgcnn.cli import main
 
     torch.manual_seed(3)
     model = CGCNNModel(num_conv=2, pooling="linear-mean")
     model.fit_normalizer(np.array([[-1.0], [0.5], [2.0]]))
-    monkeypatch.setattr(checkpoints, "available_pretrained", lambda: ["toy-linear"])
-    monkeypatch.setattr(checkpoints, "load_pretrained", lambda name: model)
-    monkeypatch.setattr(
-        checkpoints,
-        "pretrained_card",
-        lambda name: {"property": "energy", "units": "eV/atom", "model": model.hyperparameters},
+    card = SimpleNamespace(
+        property="energy", units="eV/atom", model=model.hyperparameters, domain=None
     )
+    monkeypatch.setattr(registry, "available_pretrained", lambda: ["toy-linear"])
+    monkeypatch.setattr(registry, "load_pretrained", lambda name: model)
+    monkeypatch.setattr(registry, "pretrained_card", lambda name: card)
     assert main(["explain", "--perovskite"]) == 0
     text = capsys.readouterr().out
     lines = text.splitlines()

@@ -231,11 +231,11 @@ def test_a_saved_model_is_one_versioned_artifact(tmp_path):
 
     model = load_model("mp-band-gap")
     path = tmp_path / "gap.pt"
-    save_model(model, str(path), card={"name": "gap", "units": "eV"})
+    save_model(model, str(path), card=model.card)
     saved = torch.load(path, weights_only=True)
     assert saved["format_version"] == 1 and saved["featurizer"] == model.featurizer_params
     again = load_model(str(path))
-    assert again.card == {"name": "gap", "units": "eV"} and again.hyperparameters["nonnegative"]
+    assert again.card == model.card and again.hyperparameters["nonnegative"]
     assert again.training_counts == model.training_counts
     saved["format_version"] = 99
     torch.save(saved, path)
@@ -251,6 +251,6 @@ def test_load_model_takes_a_name_a_saved_file_or_an_original_checkpoint(tmp_path
 
     original = load_model(str(need(PRETRAINED / "formation-energy-per-atom.pth.tar")))
     assert original.featurizer_params["selection"] == "cgcnn"
-    assert load_model("mp-formation-energy").card["task"] == "formation_energy_per_atom"
+    assert load_model("mp-formation-energy").card.task == "formation_energy_per_atom"
     with pytest.raises(UnknownModelError, match="neither a file nor a shipped model"):
         load_model(str(tmp_path / "missing.pt"))

@@ -1,0 +1,144 @@
+"""ModelCard: what a trained model is — data, split, recipe, metrics, history — validated.
+
+Every shipped model has one (``deepchem_cgcnn/pretrained/<name>.json``), ``deepchem-cgcnn
+train`` writes one beside each model, and :func:`deepchem_cgcnn.registry.save_model` stores it
+inside the model file. Fields are attributes; read-only ``card["key"]`` / ``card.get("key")``
+keep working for scripts written against the plain-dict cards of version 0.1.
+
+Examples
+--------
+>>> from deepchem_cgcnn.registry import pretrained_card
+>>> card = pretrained_card("mp-band-gap")
+>>> card.units, card.output_constraint.startswith("non-negative"), card.metric_name
+('eV', True, 'mae')
+>>> ModelCard.from_dict(card.to_dict()) == card
+True
+>>> ModelCard.from_dict({**card.to_dict(), "mode": "ranking"})
+Traceback (most recent call last):
+...
+ValueError: model card 'mp-band-gap': mode must be 'regression' or 'classification', got 'ranking'
+"""
+
+import builtins
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class ModelCard:
+    """A trained model's card.
+
+    Attributes
+    ----------
+    name, property, units, task, mode: str
+        Model name; the property in words and its units; the label column; ``'regression'``
+        or ``'classification'``.
+    data, split, featurizer, model, recipe: dict
+        Data source (file, checksum, rows kept and dropped), the split (kind, fractions,
+        seed, sizes, model selection), the featurizer settings, the hyperparameters and the
+        training recipe (optimizer, schedule, budget, epochs run, best epoch).
+    metrics: dict
+        ``{metric: {"train": x, "valid": x, "test": x}}`` (``mae`` or ``roc_auc``).
+    wall_time_s: dict
+        Seconds for featurization, training and in total.
+    command, date, machine: str
+        How, when and where it was trained.
+    history: dict, optional
+        Validation error against training seconds, per epoch.
+    training_counts: dict, optional
+        Per element, training crystals holding it and elemental crystals of it.
+    output_constraint, domain: str, optional
+        E.g. ``"non-negative ..."``; the crystals the model is meant for (``None``: any).
+    extra: dict
+        Any other fields (ensemble calibration, metrics before clipping, ...), kept as they are.
+    """
+
+    name: str
+    property: str
+    units: str
+    task: str
+    mode: str
+    data: dict[str, Any]
+    split: dict[str, Any]
+    featurizer: dict[str, Any]
+    model: dict[str, Any]
+    recipe: dict[str, Any]
+    metrics: dict[str, dict[str, float]]
+    wall_time_s: dict[str, float]
+    command: str
+    date: str
+    machine: str = ""
+    history: dict[str, list[float]] | None = None
+    training_counts: dict[str, dict[str, int]] | None = None
+    output_constraint: str | None = None
+    domain: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @builtins.property
+    def metric_name(self) -> str:
+        """``'roc_auc'`` for classifiers, ``'mae'`` for regression."""
+        return "roc_auc" if self.mode == "classification" else "mae"
+
+    @builtins.property
+    def label(self) -> str:
+        """``"band gap (eV)"``: the property with its units, for column headers."""
+        return f"{self.property} ({self.units})" if self.units else self.property
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the card and the field that is wrong."""
+
+        def fail(why: str) -> None:
+            raise ValueError(f"model card {self.name!r}: {why}")
+
+        for name in ("name", "property", "task", "command", "date"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                fail(f"{name} must be a non-empty string")
+        if self.mode not in ("regression", "classification"):
+            fail(f"mode must be 'regression' or 'classification', got {self.mode!r}")
+        for name in ("data", "split", "featurizer", "model", "recipe", "wall_time_s"):
+            if not isinstance(getattr(self, name), dict):
+                fail(f"{name} must be a dict")
+        scores = self.metrics.get(self.metric_name) if isinstance(self.metrics, dict) else None
+        if not isinstance(scores, dict) or set(scores) != set(SPLITS):
+            fail(f"metrics must hold {self.metric_name} on {', '.join(SPLITS)}")
+        if self.history is not None and not {"seconds", "valid_error"} <= set(self.history):
+            fail("history must hold seconds and valid_error")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelCard":
+        """A card from its JSON form; unknown keys go to ``extra``."""
+        known = {f.name for f in fields(cls)} - {"extra"}
+        required = sorted(known - _OPTIONAL - set(data))
+        if required:
+            raise ValueError(f"model card {data.get('name')!r}: missing {required}")
+        return cls(
+            **{k: v for k, v in data.items() if k in known},
+            extra={k: v for k, v in data.items() if k not in known},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: every field, ``extra`` merged in, unset optional fields left out."""
+        data = {k: v for k, v in asdict(self).items() if k != "extra"}
+        data = {k: v for k, v in data.items() if not (k in _OPTIONAL and v is None)}
+        return {**data, **self.extra}
+
+    # read-only dict view, for scripts written against the 0.1 plain-dict cards
+    def __getitem__(self, key: str) -> Any:
+        data = self.to_dict()
+        if key not in data:
+            raise KeyError(key)
+        return data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.to_dict().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.to_dict()
+
+
+_OPTIONAL = {"machine", "history", "training_counts", "output_constraint", "domain"}

@@ -103,8 +103,8 @@ def test_train_command_exports_a_card_that_its_model_reproduces(mp_rows, tmp_pat
     import json
 
     from deepchem_cgcnn import MaterialsProjectLoader
-    from deepchem_cgcnn.checkpoints import load_saved
     from deepchem_cgcnn.data.splitters import CGCNNRandomSplitter
+    from deepchem_cgcnn.registry import load_saved
     from deepchem_cgcnn.training import mean_absolute_error
 
     table = tmp_path / "mp100.csv"

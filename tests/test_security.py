@@ -10,8 +10,9 @@ import torch
 from pymatgen.core import Lattice, Structure
 
 from deepchem_cgcnn import CGCNNFeaturizer, CGCNNModel, CheckpointError
-from deepchem_cgcnn.checkpoints import load_saved, read_cgcnn_checkpoint
 from deepchem_cgcnn.cli import main
+from deepchem_cgcnn.original import read_cgcnn_checkpoint
+from deepchem_cgcnn.registry import load_saved
 
 NACL = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
 

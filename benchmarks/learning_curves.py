@@ -25,8 +25,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 from _common import PROJECT_ROOT, markdown_table
@@ -48,11 +46,10 @@ def card_path(conv: str, size: int) -> Path:
 def run_point(
     work: Path, conv: str, size: int, epochs: int, max_minutes: float, valid_size: int = 1000
 ) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "deepchem_cgcnn.cli",
-        "train",
+    from deepchem_cgcnn.cli import build_parser, training_config
+    from deepchem_cgcnn.training import train_model
+
+    options = [
         "--data",
         str(DATA),
         "--target",
@@ -79,8 +76,8 @@ def run_point(
         "--valid-size",
         str(valid_size),
     ]
-    with open(work / f"{conv}-{size}.log", "a") as log:
-        subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT)
+    command = "deepchem-cgcnn train " + " ".join(options)
+    train_model(training_config(build_parser().parse_args(["train", *options]), command))
     RESULTS.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(work / "export" / f"curve-{conv}-{size}.json", card_path(conv, size))
 

@@ -12,13 +12,12 @@ Examples::
 
 import argparse
 import csv
+import dataclasses
 import json
 import logging
 import os
-import platform
 import re
 import sys
-import time
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -310,191 +309,48 @@ def _perovskite_roles(structure):
 
 
 def _train(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    import numpy as np
-    import torch
-
-    from deepchem_cgcnn._io import atomic_write_json
-    from deepchem_cgcnn.card import ModelCard
-    from deepchem_cgcnn.data.loader import MaterialsProjectLoader
-    from deepchem_cgcnn.data.splitters import CGCNNRandomSplitter
-    from deepchem_cgcnn.featurizer import CGCNNFeaturizer, featurizer_params
-    from deepchem_cgcnn.model import CGCNNModel
-    from deepchem_cgcnn.recipes import RECIPES, make_optimizer
-    from deepchem_cgcnn.registry import save_model
-    from deepchem_cgcnn.training import (
-        RunMismatchError,
-        TrainingDivergedError,
-        classification_error,
-        mean_absolute_error,
-        train_with_validation,
-    )
+    from deepchem_cgcnn.training import RunMismatchError, TrainingDivergedError, train_model
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    run_dir = args.run_dir or os.path.join(args.work_dir, args.name)
-    os.makedirs(run_dir, exist_ok=True)
-    started = time.time()
-    featurizer = CGCNNFeaturizer(selection=args.selection)
-    cache = args.cache_dir or os.path.join(args.work_dir, "cache")
-    loader = MaterialsProjectLoader(
-        args.data,
-        tasks=[args.target],
-        featurizer=featurizer,
-        splitter=CGCNNRandomSplitter(seed=args.seed),
-        data_dir=cache,
-        save_dir=cache,
-        n_jobs=args.n_jobs,
-        query=args.query,
-    )
-    loaded = loader.load()
-    _, (train, valid, test), _ = loaded
-    summary = loaded.summary
-    featurize_seconds = time.time() - started
-    if args.train_size and args.train_size < len(train):
-        keep = np.sort(np.random.RandomState(args.seed).permutation(len(train))[: args.train_size])
-        train = train.select(keep)
-    classify = args.mode == "classification"
-    recipe = dataclasses.replace(
-        RECIPES[args.recipe],
-        **{
-            k: v
-            for k, v in (
-                ("learning_rate", args.lr),
-                ("batch_size", args.batch_size),
-                ("weight_decay", args.weight_decay),
-            )
-            if v is not None
-        },
-    )
-    init_seed = args.seed if args.init_seed is None else args.init_seed
-    torch.manual_seed(init_seed)
-    hyper = dict(
-        hidden_node_dim=args.hidden,
-        num_conv=args.num_conv,
-        conv=args.conv,
-        pooling=args.pooling,
-        predictor_hidden_feats=args.predictor_hidden,
-        n_hidden_layers=args.n_hidden_layers,
-        mode=args.mode,
-    )
-    model = CGCNNModel(
-        **hyper,
-        batch_size=recipe.batch_size,
-        optimizer=make_optimizer(recipe),
-        compile_convolutions=args.compile,
-        model_dir=os.path.join(run_dir, "model"),
-    )
-    evaluate = classification_error if classify else mean_absolute_error
-    selection = valid
-    if args.valid_size and args.valid_size < len(valid):
-        keep = np.sort(np.random.RandomState(args.seed).permutation(len(valid))[: args.valid_size])
-        selection = valid.select(keep)
-    run_key = {
-        "data": {"source": os.path.basename(os.path.normpath(args.data)), "sha256": summary.sha256},
-        "target": args.target,
-        "query": args.query,
-        "mode": args.mode,
-        "featurizer": featurizer_params(featurizer),
-        "model": hyper,
-        "recipe": recipe.to_dict(),
-        "init_seed": init_seed,
-        "split_seed": args.seed,
-        "train_size": len(train),
-        "valid_size": len(selection),
-        "max_epochs": args.max_epochs,
-        "max_minutes": args.max_minutes,
-    }
+    config = training_config(args, command="deepchem-cgcnn " + " ".join(sys.argv[1:]))
     try:
-        record = train_with_validation(
-            model,
-            train,
-            selection,
-            run_dir,
-            learning_rate_at=recipe.learning_rate_at,
-            max_epochs=args.max_epochs,
-            max_minutes=args.max_minutes,
-            evaluate=evaluate,
-            config=run_key,
-        )
+        result = train_model(config)
     except (RunMismatchError, TrainingDivergedError) as error:
         sys.stderr.write(f"error: {error}\n")
         return 2
-    if record.stopped:
-        sys.stderr.write(f"warning: {record.stopped}\n")
-    splits = (("train", train), ("valid", valid), ("test", test))
-    if classify:
-        metrics = {
-            "roc_auc": {name: 1.0 - classification_error(model, data) for name, data in splits}
-        }
-    else:
-        metrics = {"mae": {name: mean_absolute_error(model, data) for name, data in splits}}
-    card = ModelCard(
-        name=args.name,
-        property=args.property or args.target,
-        units=args.units,
-        task=args.target,
-        mode=args.mode,
-        data={
-            "source": os.path.basename(os.path.normpath(args.data)),
-            "query": args.query,
-            "sha256": summary.sha256,
-            "n_structures": summary.n_rows,
-            "n_loaded": summary.n_loaded,
-            "dropped": summary.counts(),
-        },
-        split={
-            "kind": "random (CGCNNRandomSplitter = DeepChem RandomSplitter's permutation)",
-            "fractions": [0.6, 0.2, 0.2],
-            "seed": args.seed,
-            "sizes": [len(train), len(valid), len(test)],
-            "model_selection": f"best validation {'ROC-AUC' if classify else 'MAE'}"
-            + (
-                f" on {len(selection)} validation crystals drawn at random"
-                if len(selection) < len(valid)
-                else ""
-            )
-            + "; "
-            "test used only for this card",
-        },
-        featurizer=featurizer_params(featurizer),
-        model=model.hyperparameters,
-        recipe={
-            **recipe.to_dict(),
-            "init_seed": init_seed,
-            "compiled": args.compile,
-            "max_epochs": args.max_epochs,
-            "max_minutes": args.max_minutes,
-            "epochs_run": len(record.epochs),
-            "best_epoch": record.best_epoch,
-        },
-        metrics=metrics,
-        training_counts=model.training_counts,
-        history=record.history(),
-        wall_time_s={
-            "featurize": round(featurize_seconds, 1),
-            "train": round(record.seconds[-1] if record.seconds else 0.0, 1),
-            "total": round(time.time() - started, 1),
-        },
-        machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, "
-        f"{torch.get_num_threads()} torch threads, "
-        + (f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"),
-        command="deepchem-cgcnn " + " ".join(sys.argv[1:]),
-        date=time.strftime("%Y-%m-%d"),
-    )
-    if record.stopped:
-        card.recipe["stopped"] = record.stopped
-    model_path = os.path.join(args.export, f"{args.name}.pt")
-    card_path = os.path.join(args.export, f"{args.name}.json")
-    model.featurizer_params = featurizer_params(featurizer)
-    save_model(model, model_path, card)
-    atomic_write_json(card_path, card.to_dict(), indent=2)
-    print(json.dumps(card.metrics))
+    if result.record.stopped:
+        sys.stderr.write(f"warning: {result.record.stopped}\n")
+    print(json.dumps(result.card.metrics))
     print(
-        f"model written to {model_path}\ncard written to {card_path}\n"
-        f"run folder (checkpoints, record): {run_dir}"
+        f"model written to {result.model_path}\ncard written to {result.card_path}\n"
+        f"run folder (checkpoints, record): {result.run_dir}"
     )
     return 0
+
+
+def training_config(args: argparse.Namespace, command: str = "") -> Any:
+    """The :class:`~deepchem_cgcnn.training.TrainConfig` of parsed ``train`` options.
+
+    Examples
+    --------
+    >>> args = build_parser().parse_args(["train", "--data", "t.csv", "--target", "y", "--name", "m"])
+    >>> config = training_config(args)
+    >>> config.num_conv, config.selection, config.defaults
+    (4, 'complete', 'cli-v1')
+    """
+    from deepchem_cgcnn.training import TrainConfig
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)} - {"command", "defaults"}
+    return TrainConfig(
+        **{k: v for k, v in vars(args).items() if k in names},
+        defaults=CLI_DEFAULTS_NAME,
+        command=command,
+    )
+
+
+CLI_DEFAULTS_NAME = "cli-v1"
+"""The command line's own training defaults (4 convolutions, 'complete' neighbour selection),
+named in every card it writes; the library keeps DeepChem's and the original's (3, 'cgcnn')."""
 
 
 def build_parser() -> argparse.ArgumentParser:

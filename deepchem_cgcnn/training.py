@@ -271,3 +271,233 @@ def train_with_validation(
     if record.stopped:
         atomic_write_json(os.path.join(out_dir, RECORD), asdict(record))
     return record
+
+
+# ---------------------------------------------------------------- one call: data -> model + card
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run, typed; its fields are the run key and go
+    into the model card. Field names match ``deepchem-cgcnn train``'s options.
+
+    The defaults are the library's (DeepChem's and the original code's: 3 convolutions,
+    ``selection='cgcnn'``); the command line uses its own named defaults (``defaults``).
+    """
+
+    data: str
+    target: str
+    name: str
+    property: str | None = None
+    units: str = ""
+    query: str | None = None
+    mode: str = "regression"
+    work_dir: str = "work/train"
+    run_dir: str | None = None
+    cache_dir: str | None = None
+    export: str | None = "work/export"
+    selection: str = "cgcnn"
+    seed: int = 123
+    valid_size: int | None = None
+    compile: bool = False
+    init_seed: int | None = None
+    train_size: int | None = None
+    recipe: str = "fast"
+    lr: float | None = None
+    batch_size: int | None = None
+    weight_decay: float | None = None
+    conv: str = "gated"
+    pooling: str = "mean"
+    hidden: int = 64
+    num_conv: int = 3
+    predictor_hidden: int = 128
+    n_hidden_layers: int = 1
+    max_epochs: int = 300
+    max_minutes: float = 90.0
+    n_jobs: int = 1
+    defaults: str = "library"
+    command: str = ""
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_model` made: the model (best epoch), its card, the run record, paths."""
+
+    model: Any
+    card: Any
+    record: TrainingRecord
+    run_dir: str
+    model_path: str | None
+    card_path: str | None
+
+
+def train_model(config: TrainConfig) -> TrainResult:
+    """Load, featurize and split ``config.data``, train with validation, score, write the card.
+
+    Resumable: rerunning the same config resumes its run folder (``<work_dir>/<name>``); a
+    different config in that folder raises :class:`RunMismatchError`. With ``config.export``
+    set, the model (one :func:`~deepchem_cgcnn.registry.save_model` artifact) and its card
+    (JSON) are written there as ``<name>.pt`` and ``<name>.json``.
+    """
+    import dataclasses
+    import platform
+    import sys
+
+    import torch
+
+    from deepchem_cgcnn._io import atomic_write_json
+    from deepchem_cgcnn.card import ModelCard
+    from deepchem_cgcnn.data.loader import MaterialsProjectLoader  # the one upward import
+    from deepchem_cgcnn.data.splitters import CGCNNRandomSplitter
+    from deepchem_cgcnn.featurizer import CGCNNFeaturizer, featurizer_params
+    from deepchem_cgcnn.model import CGCNNModel
+    from deepchem_cgcnn.recipes import RECIPES, make_optimizer
+    from deepchem_cgcnn.registry import save_model
+
+    run_dir = config.run_dir or os.path.join(config.work_dir, config.name)
+    os.makedirs(run_dir, exist_ok=True)
+    started = time.time()
+    featurizer = CGCNNFeaturizer(selection=config.selection)
+    cache = config.cache_dir or os.path.join(config.work_dir, "cache")
+    loaded = MaterialsProjectLoader(
+        config.data,
+        tasks=[config.target],
+        featurizer=featurizer,
+        splitter=CGCNNRandomSplitter(seed=config.seed),
+        data_dir=cache,
+        save_dir=cache,
+        n_jobs=config.n_jobs,
+        query=config.query,
+    ).load()
+    _, (train, valid, test), _ = loaded
+    summary = loaded.summary
+    featurize_seconds = time.time() - started
+    seeded = np.random.RandomState
+    if config.train_size and config.train_size < len(train):
+        train = train.select(
+            np.sort(seeded(config.seed).permutation(len(train))[: config.train_size])
+        )
+    selection = valid
+    if config.valid_size and config.valid_size < len(valid):
+        selection = valid.select(
+            np.sort(seeded(config.seed).permutation(len(valid))[: config.valid_size])
+        )
+    classify = config.mode == "classification"
+    overrides: dict[str, Any] = {
+        "learning_rate": config.lr,
+        "batch_size": config.batch_size,
+        "weight_decay": config.weight_decay,
+    }
+    recipe = dataclasses.replace(
+        RECIPES[config.recipe], **{k: v for k, v in overrides.items() if v is not None}
+    )
+    init_seed = config.seed if config.init_seed is None else config.init_seed
+    torch.manual_seed(init_seed)
+    hyper: dict[str, Any] = dict(
+        hidden_node_dim=config.hidden,
+        num_conv=config.num_conv,
+        conv=config.conv,
+        pooling=config.pooling,
+        predictor_hidden_feats=config.predictor_hidden,
+        n_hidden_layers=config.n_hidden_layers,
+        mode=config.mode,
+    )
+    model = CGCNNModel(
+        **hyper,
+        batch_size=recipe.batch_size,
+        optimizer=make_optimizer(recipe),
+        compile_convolutions=config.compile,
+        model_dir=os.path.join(run_dir, "model"),
+    )
+    run_key = {
+        "data": {
+            "source": os.path.basename(os.path.normpath(config.data)),
+            "sha256": summary.sha256,
+        },
+        "target": config.target,
+        "query": config.query,
+        "mode": config.mode,
+        "featurizer": featurizer_params(featurizer),
+        "model": hyper,
+        "recipe": recipe.to_dict(),
+        "init_seed": init_seed,
+        "split_seed": config.seed,
+        "train_size": len(train),
+        "valid_size": len(selection),
+        "max_epochs": config.max_epochs,
+        "max_minutes": config.max_minutes,
+    }
+    record = train_with_validation(
+        model,
+        train,
+        selection,
+        run_dir,
+        learning_rate_at=recipe.learning_rate_at,
+        max_epochs=config.max_epochs,
+        max_minutes=config.max_minutes,
+        evaluate=classification_error if classify else mean_absolute_error,
+        config=run_key,
+    )
+    splits = (("train", train), ("valid", valid), ("test", test))
+    if classify:
+        metrics = {"roc_auc": {n: 1.0 - classification_error(model, d) for n, d in splits}}
+    else:
+        metrics = {"mae": {n: mean_absolute_error(model, d) for n, d in splits}}
+    subset = f" on {len(selection)} validation crystals drawn at random"
+    device = f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"
+    card = ModelCard(
+        name=config.name,
+        property=config.property or config.target,
+        units=config.units,
+        task=config.target,
+        mode=config.mode,
+        data={
+            "source": os.path.basename(os.path.normpath(config.data)),
+            "query": config.query,
+            "sha256": summary.sha256,
+            "n_structures": summary.n_rows,
+            "n_loaded": summary.n_loaded,
+            "dropped": summary.counts(),
+        },
+        split={
+            "kind": "random (CGCNNRandomSplitter = DeepChem RandomSplitter's permutation)",
+            "fractions": [0.6, 0.2, 0.2],
+            "seed": config.seed,
+            "sizes": [len(train), len(valid), len(test)],
+            "model_selection": f"best validation {'ROC-AUC' if classify else 'MAE'}"
+            + (subset if len(selection) < len(valid) else "")
+            + "; test used only for this card",
+        },
+        featurizer=featurizer_params(featurizer),
+        model=model.hyperparameters,
+        recipe={
+            **recipe.to_dict(),
+            "defaults": config.defaults,
+            "init_seed": init_seed,
+            "compiled": config.compile,
+            "max_epochs": config.max_epochs,
+            "max_minutes": config.max_minutes,
+            "epochs_run": len(record.epochs),
+            "best_epoch": record.best_epoch,
+            **({"stopped": record.stopped} if record.stopped else {}),
+        },
+        metrics=metrics,
+        training_counts=model.training_counts,
+        history=record.history(),
+        wall_time_s={
+            "featurize": round(featurize_seconds, 1),
+            "train": round(record.seconds[-1] if record.seconds else 0.0, 1),
+            "total": round(time.time() - started, 1),
+        },
+        machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"{torch.get_num_threads()} torch threads, {device}",
+        command=config.command or f"{sys.argv[0]} (train_model)",
+        date=time.strftime("%Y-%m-%d"),
+    )
+    model.featurizer_params = featurizer_params(featurizer)
+    model.card = card
+    model_path = card_path = None
+    if config.export:
+        model_path = os.path.join(config.export, f"{config.name}.pt")
+        card_path = os.path.join(config.export, f"{config.name}.json")
+        save_model(model, model_path, card)
+        atomic_write_json(card_path, card.to_dict(), indent=2)
+    return TrainResult(model, card, record, run_dir, model_path, card_path)

@@ -13,9 +13,11 @@ Usage
 
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
+
+from deepchem_cgcnn.cli import build_parser, training_config
+from deepchem_cgcnn.training import train_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from _common import PROJECT_ROOT  # noqa: E402 (the shared helpers live beside the benchmarks)
@@ -196,10 +198,9 @@ def main(argv=None) -> None:
         if index % args.slots != args.slot or done(name):
             continue
         os.makedirs(WORK / name, exist_ok=True)
-        command = [sys.executable, "-m", "deepchem_cgcnn.cli", "train", *JOBS[name]]
-        print("running", " ".join(command), flush=True)
-        with open(WORK / name / "train.log", "a") as log:
-            subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT)
+        command = "deepchem-cgcnn train " + " ".join(JOBS[name])
+        print("running", command, flush=True)
+        train_model(training_config(build_parser().parse_args(["train", *JOBS[name]]), command))
 
 
 if __name__ == "__main__":

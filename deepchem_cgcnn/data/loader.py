@@ -17,7 +17,6 @@ import numpy as np
 from deepchem_cgcnn._io import (
     atomic_write_json,
     file_lock,
-    file_sha256,
     read_json,
     verify_manifest,
     write_manifest,
@@ -25,17 +24,14 @@ from deepchem_cgcnn._io import (
 from deepchem_cgcnn._quiet import import_deepchem
 from deepchem_cgcnn.data import store
 from deepchem_cgcnn.data import summary as reasons
-from deepchem_cgcnn.data.local import read_cif_directory, table_from_structures
-from deepchem_cgcnn.data.remote import NAMED_DATASETS, local_sha256, read_named_dataset
+from deepchem_cgcnn.data.sources import source_for
 from deepchem_cgcnn.data.splitters import get_splitter
 from deepchem_cgcnn.data.summary import LoadSummary
-from deepchem_cgcnn.data.table import StructureTable, read_structure_table, table_from_frame
+from deepchem_cgcnn.data.table import StructureTable
 from deepchem_cgcnn.featurizer import CGCNNFeaturizer, featurizer_params
 
 dc = import_deepchem()
 logger = logging.getLogger(__name__)
-
-MP_API = "mp_api"
 
 
 class LoadResult(tuple):
@@ -143,7 +139,10 @@ def _digest(key: Any) -> str:
 
 
 class MaterialsProjectLoader:
-    """Load crystals with labels from a source, featurize, split and cache them.
+    """Load crystals with labels from any source, featurize, split and cache them.
+
+    The name is the one users know; the source can be anything below (each kind is one
+    class of :mod:`deepchem_cgcnn.data.sources`).
 
     Parameters
     ----------
@@ -245,118 +244,15 @@ class MaterialsProjectLoader:
         self.label_columns = dict(label_columns or {})
         self.query = query
         self.n_jobs = n_jobs
-        self.name = name or self._default_name()
         self.source_kwargs = source_kwargs
+        self._source = source_for(source, self.label_columns, **source_kwargs)
+        self.name = name or self._source.name
         self.summary: LoadSummary | None = None
 
     # ------------------------------------------------------------------ reading
-    def _default_name(self) -> str:
-        if isinstance(self.source, (str, os.PathLike)):
-            base = os.path.basename(os.path.normpath(os.fspath(self.source)))
-            return base.split(".")[0] or "dataset"
-        return "in-memory"
-
-    def _fetch_kwargs(self) -> dict:
-        return {
-            k: self.source_kwargs[k]
-            for k in ("timeout", "retries", "offline")
-            if k in self.source_kwargs
-        }
-
     def read(self) -> StructureTable:
         """Read the source into a :class:`StructureTable` (no featurization)."""
-        import pandas as pd
-
-        source, kw = self.source, self.source_kwargs
-        table_kw = {k: kw[k] for k in ("structure_column", "id_column") if k in kw}
-        if isinstance(source, StructureTable):
-            return source
-        if isinstance(source, pd.DataFrame):
-            from deepchem_cgcnn.data.local import _fingerprint
-
-            digest = hashlib.sha256(
-                pd.util.hash_pandas_object(
-                    source.drop(columns=[c for c in source.columns if source[c].dtype == object]),
-                    index=True,
-                )
-                .to_numpy()
-                .tobytes()
-            )
-            for value in source.select_dtypes(include="object").itertuples(index=False):
-                digest.update(b"".join(_fingerprint(v) for v in value))
-            return table_from_frame(
-                source,
-                self._required_tasks(),
-                digest.hexdigest(),
-                "in-memory DataFrame",
-                label_columns=self.label_columns,
-                **table_kw,
-            )
-        if isinstance(source, tuple):
-            structures, labels, *ids = source
-            return table_from_structures(
-                structures, labels, ids[0] if ids else None, tasks=self.tasks
-            )
-        if source == MP_API:
-            store.private_folder(self.data_dir)
-            return self._read_mp_api()
-        if isinstance(source, str) and source in NAMED_DATASETS:
-            store.private_folder(self.data_dir)
-            return read_named_dataset(source, self.data_dir, self.tasks, **self._fetch_kwargs())
-        path = os.fspath(source)
-        if os.path.isdir(path):
-            return read_cif_directory(path, self.tasks)
-        if os.path.isfile(path):
-            return read_structure_table(
-                path, self._required_tasks(), label_columns=self.label_columns, **table_kw
-            )
-        raise FileNotFoundError(
-            f"source {source!r} is not a named dataset, 'mp_api', a file or a folder; "
-            f"named datasets are {sorted(NAMED_DATASETS)}"
-        )
-
-    def _required_tasks(self) -> list[str]:
-        if not self.tasks:
-            raise ValueError(f"{self.source!r}: say which columns to learn with tasks=[...]")
-        return self.tasks
-
-    def _read_mp_api(self) -> StructureTable:
-        from deepchem_cgcnn.data.materials_project import (
-            cgcnn_paper_ids,
-            mp_fields,
-            query_summary,
-            task_values,
-        )
-
-        tasks = self._required_tasks()
-        ids = self.source_kwargs.get("material_ids", "cgcnn-46744")
-        if isinstance(ids, str):
-            ids = cgcnn_paper_ids(int(ids.split("-")[-1]), self.data_dir, **self._fetch_kwargs())
-        fields = mp_fields(tasks)
-        os.makedirs(self.data_dir, exist_ok=True)
-        cache = os.path.join(self.data_dir, f"mp_api_{_digest([sorted(ids), fields])}.json.gz")
-        frame = query_summary(
-            ids,
-            fields,
-            api_key=self.source_kwargs.get("api_key"),
-            endpoint=self.source_kwargs.get("endpoint"),
-            cache_path=cache,
-        )
-        for task in tasks:
-            frame[task] = task_values(frame, task)
-        table = table_from_frame(
-            frame,
-            tasks,
-            file_sha256(cache),
-            f"Materials Project API ({len(ids)} ids)",
-            structure_column="structure",
-            id_column="material_id",
-        )
-        table.unread = [
-            (i, "not returned by the Materials Project API")
-            for i in frame.attrs.get("missing_ids", [])
-        ]
-        return table
+        return self._source.read(self.tasks, self.data_dir)
 
     # ------------------------------------------------------------------ cleaning
     def clean(
@@ -502,7 +398,8 @@ class MaterialsProjectLoader:
             splitter) with ``.summary``; also kept as ``self.summary``.
         """
         started = time.perf_counter()
-        known = self._local_sha256_and_tasks()
+        index_dir = os.path.join(self.save_dir, f"{self.name}-featurized")
+        known = self._source.quick_key(self.tasks, self.data_dir, index_dir)
         if known and self.reload:  # a cached split can be served without parsing the source
             split_folder = self._folders(*known)[2]
             if os.path.exists(os.path.join(split_folder, "summary.json")) and _verified(
@@ -512,9 +409,8 @@ class MaterialsProjectLoader:
                 if result is not None:
                     return result
         table = self.read()
-        source_file = self._source_file()
-        if source_file and self.reload:
-            self._remember_content(file_sha256(source_file), table)
+        if self.reload:
+            self._source.remember(table, index_dir)
         summary = LoadSummary(
             source=table.source, sha256=table.sha256, n_rows=len(table) + len(table.unread)
         )
@@ -547,51 +443,6 @@ class MaterialsProjectLoader:
         if split_folder and stored is not None and all(store.can_store(d) for d in datasets):
             self._save_split(split_folder, datasets, stored, summary)
         return self._finish(table.tasks, datasets, transformers, summary)
-
-    def _local_sha256_and_tasks(self) -> tuple[str, list[str]] | None:
-        """The source's content checksum and tasks when they are known without parsing it.
-
-        For a table whose rows point to structure files, the checksum covers those
-        files' contents too: it is remembered from the last full read together with
-        each file's checksum, and used only while every file still matches.
-        """
-        source = self.source
-        if isinstance(source, str) and source in NAMED_DATASETS:
-            sha256 = local_sha256(source, self.data_dir)
-            return (sha256, list(self.tasks or NAMED_DATASETS[source].tasks)) if sha256 else None
-        source_file = self._source_file()
-        if source_file:
-            content = self._remembered_content(file_sha256(source_file))
-            return (content, list(self.tasks or [])) if content else None
-        return None
-
-    def _source_file(self) -> str | None:
-        """The table file a source names (None for other sources)."""
-        source = self.source
-        if isinstance(source, (str, os.PathLike)) and os.path.isfile(source) and self.tasks:
-            return os.fspath(source)
-        return None
-
-    def _content_index(self, file_sha256_: str) -> str:
-        return os.path.join(
-            self.save_dir, f"{self.name}-featurized", f"source-{file_sha256_[:32]}.json"
-        )
-
-    def _remember_content(self, file_sha256_: str, table: StructureTable) -> None:
-        atomic_write_json(
-            self._content_index(file_sha256_),
-            {"sha256": table.sha256, "referenced_files": table.referenced_files},
-        )
-
-    def _remembered_content(self, file_sha256_: str) -> str | None:
-        try:
-            index = read_json(self._content_index(file_sha256_))
-            referenced = index["referenced_files"]
-            if all(os.path.isfile(p) and file_sha256(p) == h for p, h in referenced.items()):
-                return index["sha256"]
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-        return None
 
     def _folders(self, sha256: str, tasks: Sequence[str]):
         """Cache folders: the key's root, its featurized rows, and its split (None without reload)."""

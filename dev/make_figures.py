@@ -110,7 +110,7 @@ def roc_plot(name: str, y: np.ndarray, probability: np.ndarray, out: Path) -> fl
 
 def main(argv=None) -> None:
     from deepchem_cgcnn import available_pretrained, pretrained_card
-    from deepchem_cgcnn.checkpoints import load_pretrained
+    from deepchem_cgcnn.registry import load_pretrained
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="*", help="shipped model names (default: all)")
@@ -122,7 +122,7 @@ def main(argv=None) -> None:
     )
     args = parser.parse_args(argv)
     os.makedirs(args.cache_dir, exist_ok=True)
-    rows = []
+    rows, mismatches = [], []
     for name in args.models or available_pretrained():
         card = pretrained_card(name)
         test = test_split(card, args.cache_dir)
@@ -136,6 +136,8 @@ def main(argv=None) -> None:
             value = parity_plot(name, card, y, prediction[:, 0], args.out)
             metric, recorded = f"MAE ({card['units']})", card["metrics"]["mae"]["test"]
         rows.append([name, metric, f"{len(y):,}", f"{value:.4f}", f"{recorded:.4f}"])
+        if abs(value - recorded) > 1e-4:
+            mismatches.append(f"{name}: {metric} {value:.5f} now, {recorded:.5f} in its card")
         if card["task"] == "band_gap":
             # the paper's protocol scores non-metals only (gap > 0)
             gapped = y > 0
@@ -150,6 +152,8 @@ def main(argv=None) -> None:
             )
     print(markdown_table(["model", "metric", "test crystals", "this run", "card"], rows))
     print(json.dumps({"figures": str(args.out)}))
+    if mismatches:
+        raise SystemExit("cards out of date:\n" + "\n".join(mismatches))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+import deepchem_cgcnn.data.store as store
+import deepchem_cgcnn.data.summary as reasons
 from deepchem_cgcnn._io import (
     atomic_write_json,
     file_lock,
@@ -22,8 +24,6 @@ from deepchem_cgcnn._io import (
     write_manifest,
 )
 from deepchem_cgcnn._quiet import import_deepchem
-from deepchem_cgcnn.data import store
-from deepchem_cgcnn.data import summary as reasons
 from deepchem_cgcnn.data.sources import source_for
 from deepchem_cgcnn.data.splitters import get_splitter
 from deepchem_cgcnn.data.summary import LoadSummary

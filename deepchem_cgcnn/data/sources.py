@@ -17,8 +17,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import deepchem_cgcnn.data.store as store
 from deepchem_cgcnn._io import atomic_write_json, file_sha256, read_json
-from deepchem_cgcnn.data import store
 from deepchem_cgcnn.data.local import read_cif_directory, table_from_structures
 from deepchem_cgcnn.data.remote import NAMED_DATASETS, local_sha256, read_named_dataset
 from deepchem_cgcnn.data.table import StructureTable, read_structure_table, table_from_frame

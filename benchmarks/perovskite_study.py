@@ -46,7 +46,7 @@ MODELS = {"mean pooling": "castelli-perovskites", "linear pooling": "castelli-pe
 def load_model(export: Path, name: str):
     """``work/export/<name>.pt`` if trained here, else the shipped model of that name."""
     from deepchem_cgcnn import CGCNNModel
-    from deepchem_cgcnn.checkpoints import load_saved
+    from deepchem_cgcnn.registry import load_saved
 
     if not (export / f"{name}.pt").exists():
         return CGCNNModel.pretrained(name)

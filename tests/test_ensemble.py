@@ -110,6 +110,30 @@ def test_fitted_std_scale_calibrates_the_median_error_and_scales_sigma(members_a
 
 
 @pytest.mark.torch
+@pytest.mark.shared  # the whole Castelli table, for the validation split
+def test_shipped_std_scale_is_refitted_from_the_validation_split(tmp_path):
+    """Recompute the shipped ensemble's sigma scale on its validation split (seed 123) rather
+    than reading it back from the card."""
+    from conftest import CASTELLI_TABLE, need
+
+    from deepchem_cgcnn import CGCNNFeaturizer, MaterialsProjectLoader, pretrained_card
+    from deepchem_cgcnn.data.splitters import CGCNNRandomSplitter
+
+    ensemble = CGCNNEnsemble.pretrained("castelli-perovskites")
+    recorded = ensemble.std_scale
+    _, (_, valid, _), _ = MaterialsProjectLoader(
+        str(need(CASTELLI_TABLE)),
+        tasks=["heat_all"],
+        featurizer=CGCNNFeaturizer(**ensemble.featurizer_params),
+        splitter=CGCNNRandomSplitter(seed=123),
+        save_dir=str(tmp_path),
+        reload=False,
+    ).load()
+    assert len(valid) == pretrained_card("castelli-perovskites").split["sizes"][1]
+    assert ensemble.fit_std_scale(valid) == pytest.approx(recorded, abs=1e-3)
+
+
+@pytest.mark.torch
 def test_shipped_ensemble_carries_its_validation_fitted_std_scale():
     from deepchem_cgcnn import load_pretrained_predictor, pretrained_card
 

@@ -33,18 +33,27 @@ def _numpy_scalar_globals() -> list[Any]:
     return [(scalar, "numpy.core.multiarray.scalar"), scalar, np.dtype, float_dtype]
 
 
+def load_plain_data(file: Any, what: str, map_location: Any = "cpu") -> Any:
+    """``torch.load(..., weights_only=True)``: tensors and plain data only, never code.
+
+    Anything else (a pickled object, a damaged file) raises :class:`CheckpointError` naming
+    the file and saying it is not a loadable ``what``.
+    """
+    try:
+        return torch.load(file, map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise CheckpointError(
+            f"{getattr(file, 'name', file)}: not a loadable {what} ({type(error).__name__}: "
+            f"{str(error).splitlines()[0][:300]})"
+        ) from error
+
+
 def read_cgcnn_checkpoint(path: str) -> dict[str, Any]:
     """``torch.load`` an original checkpoint with ``weights_only=True``, allowing NumPy scalars only."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no CGCNN checkpoint at {path!r}")
-    try:
-        with torch.serialization.safe_globals(_numpy_scalar_globals()):
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(
-            f"{path}: not a loadable checkpoint ({type(error).__name__}: "
-            f"{str(error).splitlines()[0][:300]})"
-        ) from error
+    with torch.serialization.safe_globals(_numpy_scalar_globals()):
+        checkpoint = load_plain_data(path, "checkpoint")
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path}: holds a {type(checkpoint).__name__}, not a checkpoint dict")
     missing = {"state_dict", "normalizer"} - set(checkpoint)

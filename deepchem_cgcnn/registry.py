@@ -13,10 +13,13 @@ import os
 from importlib import resources
 from typing import Any
 
-import torch
-
 from deepchem_cgcnn.card import ModelCard
-from deepchem_cgcnn.original import CheckpointError, check_state_dict, load_cgcnn_checkpoint
+from deepchem_cgcnn.original import (
+    CheckpointError,
+    check_state_dict,
+    load_cgcnn_checkpoint,
+    load_plain_data,
+)
 
 PRETRAINED_PACKAGE = "deepchem_cgcnn.pretrained"
 FORMAT = "deepchem-cgcnn model"
@@ -171,13 +174,7 @@ def load_saved(file, model_class: type | None = None, **kwargs):
 
         model_class = CGCNNModel
     name = getattr(file, "name", file)
-    try:
-        saved = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(
-            f"{name}: not a loadable model file ({type(error).__name__}: "
-            f"{str(error).splitlines()[0][:300]})"
-        ) from error
+    saved = load_plain_data(file, "model file")
     if not isinstance(saved, dict) or not {"hyperparameters", "featurizer", "state_dict"} <= set(
         saved
     ):

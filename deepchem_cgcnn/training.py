@@ -120,16 +120,16 @@ def _lookup(config: dict, dotted: str) -> Any:
 
 
 def _load_state(path: str) -> dict | None:
-    import torch
+    from deepchem_cgcnn.original import CheckpointError, load_plain_data
 
     if not os.path.isfile(path):
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # atomic writes make this a damaged disk, not a crash
+        state: dict = load_plain_data(path, "training state")
+        return state
+    except CheckpointError as error:  # atomic writes make this a damaged disk, not a crash
         raise RuntimeError(
-            f"{path} cannot be read ({type(error).__name__}: {error}); it was "
-            f"written atomically, so the file was damaged after writing: "
+            f"{error}; it was written atomically, so the file was damaged after writing: "
             f"delete the run folder to start over"
         ) from error
 

@@ -22,14 +22,37 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+STRUCTURE_SUFFIXES = (".cif", ".mcif", ".vasp", ".poscar", ".json")
+
+
+def _is_structure_file(name: str) -> bool:
+    upper = name.upper()
+    return name.lower().endswith(STRUCTURE_SUFFIXES) or upper.startswith(("POSCAR", "CONTCAR"))
+
 
 def _input_items(args: argparse.Namespace) -> list[tuple[str, Any]]:
-    """``(name, file path or Structure)`` of each input: the files, or the built-in examples."""
+    """``(name, file path or Structure)`` of each input: files, folders (searched recursively
+    for CIF/POSCAR/vasp/JSON files), ``-`` (paths read from standard input, one a line), or
+    the built-in examples when nothing is given."""
     from deepchem_cgcnn.examples import example_structures
 
     if not args.files:
         return list(example_structures().items())
-    return [(os.path.basename(p), p) for p in args.files]
+    items: list[tuple[str, Any]] = []
+    for entry in args.files:
+        if entry == "-":
+            items += [(os.path.basename(p), p) for p in (line.strip() for line in sys.stdin) if p]
+        elif os.path.isdir(entry):
+            found = sorted(
+                os.path.join(root, name)
+                for root, _, names in os.walk(entry)
+                for name in names
+                if _is_structure_file(name)
+            )
+            items += [(os.path.relpath(p, entry), p) for p in found]
+        else:
+            items.append((os.path.basename(entry), entry))
+    return items
 
 
 def _read_structures(items: Sequence[tuple[str, Any]]):
@@ -55,31 +78,64 @@ def _read_inputs(args: argparse.Namespace):
 
 
 class _RowWriter:
-    """Rows to the terminal (aligned on the header) and to ``--out`` (CSV), as they come."""
+    """Rows to the terminal (aligned on the header) and to ``--out`` as they come.
+
+    ``--out`` by suffix: ``.csv`` and ``.jsonl`` are written row by row (a killed run keeps
+    what finished); ``.json`` (a list of row objects) and ``.parquet`` are written once, at
+    the end, atomically.
+    """
+
+    FORMATS = (".csv", ".jsonl", ".json", ".parquet")
 
     def __init__(self, header: list[str], name_width: int, out: str | None):
-        self.widths = [max(len(header[0]), name_width), 10, *(len(h) for h in header[2:-1]), 0]
-        self.csv_file = open(out, "w", newline="") if out else None  # noqa: SIM115 (held open while rows stream)
-        self.csv = csv.writer(self.csv_file) if self.csv_file else None
-        self._write(header)
+        self.header = header
+        self.widths = [max(len(header[0]), name_width), 10, *(len(h) for h in header[2:-2]), 0, 0]
+        self.out = out
+        self.kept: list[list[str]] = []
+        self.stream = None
+        if out and out.endswith((".csv", ".jsonl")):
+            self.stream = open(out, "w", newline="")  # noqa: SIM115 (held open while rows stream)
+        self.csv = (
+            csv.writer(self.stream)
+            if self.stream is not None and str(out).endswith(".csv")
+            else None
+        )
+        if self.csv:
+            self.csv.writerow(header)
+        self._print(header)
 
-    def _write(self, row: list[str]) -> None:
+    def _print(self, row: list[str]) -> None:
         sys.stdout.write(
             "  ".join(str(v).ljust(w) for v, w in zip(row, self.widths)).rstrip() + "\n"
         )
-        if self.csv:
-            self.csv.writerow(row)
 
     def write(self, rows: list[list[str]]) -> None:
         for row in rows:
-            self._write(row)
+            self._print(row)
+            if self.csv:
+                self.csv.writerow(row)
+            elif self.stream:
+                self.stream.write(json.dumps(dict(zip(self.header, row))) + "\n")
+            elif self.out:
+                self.kept.append(row)
         sys.stdout.flush()
-        if self.csv_file:
-            self.csv_file.flush()
+        if self.stream:
+            self.stream.flush()
 
     def close(self) -> None:
-        if self.csv_file:
-            self.csv_file.close()
+        if self.stream:
+            self.stream.close()
+        elif self.out:
+            import pandas as pd
+
+            from deepchem_cgcnn._io import atomic_write
+
+            frame = pd.DataFrame(self.kept, columns=self.header)
+            if self.out.endswith(".parquet"):
+                atomic_write(self.out, lambda handle: frame.to_parquet(handle, index=False))
+            else:
+                rows = frame.to_dict(orient="records")
+                atomic_write(self.out, lambda h: json.dump(rows, h, indent=1), binary=False)
 
 
 def _predict_chunk(models, structures: list[Any], failures: dict[int, str]):
@@ -134,14 +190,21 @@ def _predict(args: argparse.Namespace) -> int:
     from deepchem_cgcnn.domain import DomainWarning
 
     _check_writable(args.out, "--out")
+    if args.out and not args.out.endswith(_RowWriter.FORMATS):
+        raise UserError(f"--out {args.out}: use one of {', '.join(_RowWriter.FORMATS)}")
     warnings.simplefilter("ignore", DomainWarning)  # the warnings column says it per crystal
-    models = [_predictor_and_card(name) for name in args.model or _general_models()]
+    device = _device(args.device)
+    models = [
+        _predictor_and_card(name, device, args.batch_size)
+        for name in args.model or _general_models()
+    ]
     items = _input_items(args)
     header = [
         "structure",
         "formula",
         *(label for _, (label, _) in models),
         "warnings",
+        "error",
     ]
     writer = _RowWriter(header, max((len(name) for name, _ in items), default=0), args.out)
     n_failed = 0
@@ -160,6 +223,7 @@ def _predict(args: argparse.Namespace) -> int:
                         s.composition.reduced_formula if s is not None else "?",
                         *(cells[i] for cells in columns),
                         "; ".join(flags[i]) or "-",
+                        failures.get(i, ""),
                     ]
                     for i, ((name, _), s) in enumerate(zip(chunk, structures))
                 ]
@@ -174,13 +238,31 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if n_failed else 0
 
 
-def _predictor_and_card(name_or_path: str) -> tuple[Any, tuple[str, str]]:
+def _device(choice: str) -> Any:
+    import torch
+
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available to torch here")
+    return torch.device(choice)
+
+
+def _predictor_and_card(
+    name_or_path: str, device: Any = None, batch_size: int | None = None
+) -> tuple[Any, tuple[str, str]]:
     """A model (or shipped ensemble) and its column label and mode, from its card: a saved
     file carries its card; an original ``.pth.tar`` checkpoint is named after the file."""
     from deepchem_cgcnn.ensemble import CGCNNEnsemble, load_pretrained_predictor
     from deepchem_cgcnn.registry import pretrained_card
 
     model: Any = load_pretrained_predictor(name_or_path)
+    for member in getattr(model, "models", [model]):
+        if device is not None and member.device != device:
+            member.device = device
+            member.model.to(device)
+        if batch_size:
+            member.batch_size = batch_size
     card = pretrained_card(name_or_path) if isinstance(model, CGCNNEnsemble) else model.card
     if card is not None:
         return model, (card.label, card.mode)
@@ -353,18 +435,38 @@ CLI_DEFAULTS_NAME = "cli-v1"
 named in every card it writes; the library keeps DeepChem's and the original's (3, 'cgcnn')."""
 
 
+def _version() -> str:
+    from deepchem_cgcnn import __version__
+
+    return str(__version__)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepchem-cgcnn", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     predict = commands.add_parser("predict", help="predict properties of CIF/POSCAR files")
-    predict.add_argument("files", nargs="*", help="CIF or POSCAR files; none: built-in examples")
+    predict.add_argument(
+        "files",
+        nargs="*",
+        help="CIF/POSCAR/vasp/JSON files, folders (searched recursively), or - (paths on "
+        "standard input); none: the built-in examples",
+    )
     predict.add_argument(
         "--model",
         action="append",
         help="shipped model name (repeatable); default: every model for "
         "general crystals (the perovskite models only when named)",
     )
-    predict.add_argument("--out", help="also write the rows to this CSV file, as they finish")
+    predict.add_argument(
+        "--out",
+        help="also write the rows to this file: .csv or .jsonl (row by row, as they finish), "
+        ".json or .parquet (at the end)",
+    )
+    predict.add_argument(
+        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to predict"
+    )
+    predict.add_argument("--batch-size", type=int, help="crystals per forward pass")
     predict.add_argument(
         "--chunk-size",
         type=int,

@@ -1,5 +1,6 @@
 """CGCNNFeaturizer: pymatgen Structure (or CIF) -> compact crystal graph."""
 
+import json
 import logging
 import os
 import warnings
@@ -159,14 +160,7 @@ class CGCNNFeaturizer(MaterialStructureFeaturizer):
             path = os.fspath(datapoint)
             if not os.path.isfile(path):
                 raise FeaturizationError(f"{path!r} is neither a file nor a CIF string")
-            if path.lower().endswith((".cif", ".mcif")):
-                with open(path, "rb") as handle:
-                    return read_cif(
-                        _cif_text(handle.read(), os.path.basename(path)), os.path.basename(path)
-                    )
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return Structure.from_file(path)
+            return read_structure_file(path)
         if isinstance(datapoint, str):
             return read_cif(datapoint)
         raise FeaturizationError(f"cannot read a crystal structure from {type(datapoint).__name__}")
@@ -371,6 +365,45 @@ def _check_modules(node: Any, where: str, name: str) -> None:
     elif isinstance(node, list):
         for index, value in enumerate(node):
             _check_modules(value, f"{where}[{index}]", name)
+
+
+def read_structure_file(path: str) -> "Structure":
+    """A Structure from a CIF, POSCAR/CONTCAR/vasp or pymatgen-JSON file, recognised by its
+    suffix or, failing that, by its content; JSON is read without importing anything."""
+    from pymatgen.core import Structure
+    from pymatgen.io.vasp import Poscar
+
+    name = os.path.basename(path)
+    with open(path, "rb") as handle:
+        data = handle.read()
+    text = _cif_text(data, name)
+    stripped = text.lstrip()
+    if name.lower().endswith((".cif", ".mcif")) or (
+        "_cell_length_a" in text and "_atom_site_" in text
+    ):
+        return read_cif(text, name)
+    if name.lower().endswith(".json") or stripped.startswith("{"):
+        try:
+            loaded = json.loads(text)
+        except ValueError as error:
+            raise FeaturizationError(f"{name}: not valid JSON ({error})") from error
+        if not isinstance(loaded, dict):
+            raise FeaturizationError(f"{name}: JSON that is not a structure object")
+        return structure_from_dict(loaded, name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            structure: Structure = Structure.from_file(path)
+            return structure
+        except Exception:
+            pass
+        try:
+            poscar: Structure = Poscar.from_str(text).structure
+            return poscar
+        except Exception as error:
+            raise FeaturizationError(
+                f"{name}: not a CIF, POSCAR or structure JSON ({type(error).__name__}: {error})"
+            ) from error
 
 
 def _cif_text(data: bytes, name: str) -> str:

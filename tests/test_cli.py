@@ -285,3 +285,53 @@ def test_predict_takes_a_saved_model_or_an_original_checkpoint(tmp_path, capsys)
     assert header[2:4] == ["band gap (eV)", "formation-energy-per-atom (original checkpoint)"]
     nacl = dict(zip(header, re.split(r"\s{2,}", lines[1])))
     assert float(nacl["band gap (eV)"]) > 3 and float(nacl[header[3]]) < -1.5
+
+
+@pytest.mark.torch
+def test_predict_reads_folders_stdin_and_files_recognised_by_content(tmp_path, monkeypatch, capsys):
+    import io
+
+    import pandas as pd
+
+    crystals = example_structures()
+    folder = tmp_path / "crystals"
+    (folder / "deeper").mkdir(parents=True)
+    crystals["NaCl (rock salt)"].to(filename=str(folder / "nacl.cif"))
+    (folder / "deeper" / "POSCAR").write_text(crystals["MgO (rock salt)"].to(fmt="poscar"))
+    (folder / "deeper" / "licl.json").write_text(json.dumps(crystals["LiF (rock salt)"].as_dict()))
+    (folder / "notes.txt").write_text("not a crystal")  # not a structure file: not picked up
+    renamed = tmp_path / "cif-without-suffix.dat"
+    renamed.write_text(crystals["CsCl (B2)"].to(fmt="cif"))
+    for out in ("rows.json", "rows.parquet", "rows.jsonl"):
+        monkeypatch.setattr("sys.stdin", io.StringIO(f"{renamed}\n\n"))
+        path = tmp_path / out
+        assert (
+            main(
+                ["predict", "--model", "mp-formation-energy", "--out", str(path), str(folder), "-"]
+            )
+            == 0
+        )
+        frame = (
+            pd.read_parquet(path)
+            if out.endswith("parquet")
+            else pd.read_json(path, lines=out.endswith("jsonl"))
+        )
+        assert frame.structure.tolist() == [
+            "deeper/POSCAR",
+            "deeper/licl.json",
+            "nacl.cif",
+            "cif-without-suffix.dat",
+        ]
+        assert frame.formula.tolist() == ["MgO", "LiF", "NaCl", "CsCl"]
+        assert (frame.error.fillna("") == "").all()
+    capsys.readouterr()
+    assert main(["predict", "--out", str(tmp_path / "rows.xlsx")]) == 2
+    assert "use one of .csv, .jsonl, .json, .parquet" in capsys.readouterr().err
+
+
+def test_version_is_the_installed_one(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"deepchem-cgcnn {version('deepchem-cgcnn')}"

@@ -324,6 +324,55 @@ def _explain(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _embed(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from deepchem_cgcnn._io import atomic_write
+    from deepchem_cgcnn._quiet import import_deepchem
+    from deepchem_cgcnn.featurizer import CGCNNFeaturizer
+    from deepchem_cgcnn.registry import load_model
+
+    if not args.out.endswith((".npy", ".parquet", ".csv")):
+        raise UserError(f"--out {args.out}: use .npy, .parquet or .csv")
+    _check_writable(args.out, "--out")
+    model = load_model(args.model, device=_device(args.device))
+    items = _input_items(args)
+    structures, failures = _read_structures(items)
+    readable = [i for i, s in enumerate(structures) if s is not None]
+    names = np.array([items[i][0] for i in readable], dtype=object)
+    featurizer = CGCNNFeaturizer(**(model.featurizer_params or {}))
+    graphs = featurizer.featurize([structures[i] for i in readable])
+    for index, reason in featurizer.failures:
+        failures[readable[index]] = reason
+    ok = [j for j, g in enumerate(graphs) if not isinstance(g, np.ndarray)]
+    for index, reason in sorted(failures.items()):
+        sys.stderr.write(f"{items[index][0]}: {reason}\n")
+    if not ok:
+        return 1
+    dataset = import_deepchem().data.NumpyDataset(
+        np.array([graphs[j] for j in ok], dtype=object), ids=names[ok]
+    )
+    table = model.embed(dataset, per_atom=args.per_atom)
+    if args.out.endswith(".parquet"):
+        atomic_write(args.out, lambda handle: table.to_parquet(handle, index=False))
+    elif args.out.endswith(".csv"):
+        atomic_write(args.out, lambda handle: table.to_csv(handle, index=False), binary=False)
+    else:
+        vectors = table.filter(regex=r"^v\d+$").to_numpy(dtype=np.float32)
+        atomic_write(args.out, lambda handle: np.save(handle, vectors))
+        ids = table[["id", "site"]] if args.per_atom else table[["id"]]
+        atomic_write(
+            args.out[: -len(".npy")] + ".ids.csv",
+            lambda handle: ids.to_csv(handle, index=False),
+            binary=False,
+        )
+    sys.stdout.write(
+        f"{len(table):,} {'atom' if args.per_atom else 'crystal'} vectors of length "
+        f"{table.shape[1] - (3 if args.per_atom else 1)} written to {args.out}\n"
+    )
+    return 1 if failures else 0
+
+
 def _anion_set(text: str):
     """``"O3"`` -> ``('O', 'O', 'O')``, ``"NO2"`` -> ``('N', 'O', 'O')``: three X-site elements."""
     from pymatgen.core import Composition
@@ -493,6 +542,20 @@ def build_parser() -> argparse.ArgumentParser:
             "failed (one line per failure on stderr; the others are still "
             "answered), 2 for a usage error"
         )
+
+    embed = commands.add_parser(
+        "embed", help="learned crystal (or atom) vectors of a model, for your own analyses"
+    )
+    embed.add_argument("files", nargs="*", help="as for predict; none: built-in examples")
+    embed.add_argument(
+        "--model", default="mp-formation-energy", help="shipped name, saved model or .pth.tar"
+    )
+    embed.add_argument(
+        "--out", required=True, help=".npy (+ <name>.ids.csv), .parquet or .csv with ids"
+    )
+    embed.add_argument("--per-atom", action="store_true", help="one vector per site")
+    embed.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    embed.set_defaults(run=_embed)
 
     screen = commands.add_parser(
         "screen", help="rank cubic ABX3 perovskites from element lists by a shipped model"

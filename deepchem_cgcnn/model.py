@@ -620,6 +620,62 @@ class CGCNNModel(TorchModel):
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
 
+    def embed(self, inputs: Any, per_atom: bool = False, batch_size: int = 256) -> Any:
+        """Learned crystal (or atom) vectors: what the model's head sees.
+
+        Parameters
+        ----------
+        inputs: Dataset of CrystalGraph, or Structures / CIF strings / paths
+            Crystals; structures are featurized with the model's featurizer settings.
+        per_atom: bool, default False
+            One row per site (the atom vectors after the last convolution) instead of one
+            per crystal (those vectors pooled as the model pools them: mean, sum or max;
+            mean for linear pooling).
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``id`` (and ``site``, ``element`` per atom), then ``v0`` ... ``v{A-1}``.
+
+        Examples
+        --------
+        >>> from deepchem_cgcnn.examples import example_structures
+        >>> model = CGCNNModel.pretrained("mp-formation-energy")
+        >>> table = model.embed(list(example_structures().values())[:2])
+        >>> table.shape, table.columns[:3].tolist()
+        ((2, 65), ['id', 'v0', 'v1'])
+        """
+        import pandas as pd
+        from pymatgen.core.periodic_table import Element
+
+        from deepchem_cgcnn.layers import pool_atoms
+
+        graphs, ids = self._graphs_and_ids(inputs)
+        how = "mean" if self.model.pooling.startswith("linear") else self.model.pooling
+        self.model.eval()
+        frames = []
+        for start in range(0, len(graphs), batch_size):
+            chunk = list(graphs[start : start + batch_size])
+            tensors, _, _ = self._prepare_batch(([np.array(chunk, dtype=object)], [], []))
+            with torch.inference_mode():
+                atoms = self.model.atom_vectors(tensors)
+                vectors = (
+                    atoms
+                    if per_atom
+                    else pool_atoms(atoms, tensors["crystal_index"], tensors["n_crystals"], how)
+                )
+            values = vectors.cpu().numpy()
+            frame = pd.DataFrame(values, columns=[f"v{k}" for k in range(values.shape[1])])
+            chunk_ids = np.asarray(ids, dtype=object)[start : start + len(chunk)]
+            if per_atom:
+                numbers = np.concatenate([g.atomic_numbers for g in chunk]).astype(int)
+                frame.insert(0, "element", [Element.from_Z(z).symbol for z in numbers])
+                frame.insert(0, "site", np.concatenate([np.arange(g.num_nodes) for g in chunk]))
+                chunk_ids = np.repeat(chunk_ids, [g.num_nodes for g in chunk])
+            frame.insert(0, "id", [str(i) for i in chunk_ids])
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True)
+
     def _graphs_and_ids(self, inputs: Any) -> tuple[np.ndarray, np.ndarray]:
         """Crystal graphs and ids of a dataset, or of structures featurized here."""
         if isinstance(inputs, dc.data.Dataset):

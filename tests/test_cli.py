@@ -335,3 +335,36 @@ def test_version_is_the_installed_one(capsys):
     with pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out.strip() == f"deepchem-cgcnn {version('deepchem-cgcnn')}"
+
+
+@pytest.mark.torch
+def test_embed_gives_the_vectors_the_head_turns_into_the_prediction(tmp_path, capsys):
+    import pandas as pd
+    import torch
+    import torch.nn.functional as F
+
+    model = CGCNNModel.pretrained("mp-formation-energy")
+    crystals = example_structures()
+    graphs = CGCNNFeaturizer(**model.featurizer_params).featurize(list(crystals.values()))
+    dataset = dc.data.NumpyDataset(graphs, ids=np.array(list(crystals)))
+    crystal = model.embed(dataset)
+    atoms = model.embed(dataset, per_atom=True)
+    assert crystal.id.tolist() == list(crystals) and len(atoms) == sum(g.num_nodes for g in graphs)
+    columns = [f"v{k}" for k in range(64)]
+    np.testing.assert_allclose(  # crystal vectors are the mean of the atom vectors
+        atoms.groupby("id", sort=False)[columns].mean().loc[list(crystals)].to_numpy(),
+        crystal[columns].to_numpy(),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    net = model.model
+    with torch.no_grad():
+        v = torch.tensor(crystal[columns].to_numpy(), dtype=torch.float32)
+        head = net.fc_out(F.softplus(net.conv_to_fc(F.softplus(v)))) * net.target_std
+        head = (head + net.target_mean).numpy()
+    np.testing.assert_allclose(head, model.predict(dataset), rtol=1e-5, atol=1e-5)
+
+    out = tmp_path / "vectors.npy"
+    assert main(["embed", "--out", str(out)]) == 0
+    np.testing.assert_allclose(np.load(out), crystal[columns].to_numpy(), rtol=1e-5, atol=1e-5)
+    assert pd.read_csv(tmp_path / "vectors.ids.csv").id.tolist() == list(crystals)

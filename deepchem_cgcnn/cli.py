@@ -295,15 +295,19 @@ def _explain(args: argparse.Namespace) -> int:
         return 2
     model = load_pretrained(name)
     card = pretrained_card(name)
-    if card.domain:
-        sys.stderr.write(
-            f"note: {name} was trained on {card.domain}; its contributions "
-            f"mean little for other crystals\n"
-        )
+    perovskites_only = bool(card.domain and "perovskite" in card.domain.lower())
     out = sys.stdout
     for index, (label, structure) in enumerate(zip(names, structures)):
         if structure is None:
             sys.stderr.write(f"{label}: {failures[index]}\n")
+            continue
+        outside = _outside_explain_domain(model, card, structure, perovskites_only)
+        if outside and not args.force:
+            failures[index] = outside
+            sys.stderr.write(
+                f"{label}: not explained: {outside}; its site contributions would be "
+                f"misleading (--force shows them anyway)\n"
+            )
             continue
         try:
             table = model.atom_contributions([structure])
@@ -322,6 +326,18 @@ def _explain(args: argparse.Namespace) -> int:
             role = f"  {roles[row.site]}" if roles else ""
             out.write(f"  site {row.site:3d}  {row.element:<3}{role}  {row.contribution:+.3f}\n")
     return 1 if failures else 0
+
+
+def _outside_explain_domain(model: Any, card: Any, structure: Any, perovskites_only: bool) -> str:
+    """Why ``model`` should not explain ``structure`` (empty: it may)."""
+    from deepchem_cgcnn.domain import DomainWarning
+
+    if perovskites_only and _perovskite_roles(structure) is None:
+        return f"{card.name} was trained on {card.domain}, and this is not one"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DomainWarning)
+        flags = model.check_domain([structure])[0].flags
+    return "; ".join(flags)
 
 
 def _embed(args: argparse.Namespace) -> int:
@@ -530,6 +546,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("files", nargs="*", help="CIF or POSCAR files; none: built-in examples")
     explain.add_argument("--model", help="shipped linear-pooling model (default: the first)")
+    explain.add_argument(
+        "--force",
+        action="store_true",
+        help="explain crystals outside the model's training domain too",
+    )
     explain.add_argument(
         "--perovskite",
         action="store_true",

@@ -1,6 +1,21 @@
 """Well-known crystals, built with pymatgen from their space groups and experimental lattice constants."""
 
+from importlib import resources
+from pathlib import Path
+
 from pymatgen.core import Lattice, Structure
+
+
+def example_files() -> list[Path]:
+    """The same twelve crystals as CIF files shipped with the package (sorted by name).
+
+    Examples
+    --------
+    >>> [p.name for p in example_files()][:2]
+    ['C_diamond.cif', 'CsCl_B2.cif']
+    """
+    folder = resources.files("deepchem_cgcnn") / "example_cifs"
+    return sorted(Path(str(entry)) for entry in folder.iterdir() if entry.name.endswith(".cif"))
 
 
 def example_structures() -> dict[str, Structure]:

@@ -467,7 +467,15 @@ def _train(args: argparse.Namespace) -> int:
         return 2
     if result.record.stopped:
         sys.stderr.write(f"warning: {result.record.stopped}\n")
-    print(json.dumps(result.card.metrics))
+    card = result.card
+    test = card.metrics[card.metric_name]["test"]
+    baseline = card.metrics.get("mean_predictor_mae", {}).get("test")
+    print(
+        f"test {'ROC-AUC' if card.mode == 'classification' else 'MAE'} {test:.4f} "
+        f"{card.units if card.mode == 'regression' else ''}".rstrip()
+        + (f" (predicting the training mean: {baseline:.4f})" if baseline is not None else "")
+    )
+    print(json.dumps(card.metrics))
     print(
         f"model written to {result.model_path}\ncard written to {result.card_path}\n"
         f"run folder (checkpoints, record): {result.run_dir}"
@@ -659,6 +667,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-epochs", type=int, default=300)
     train.add_argument("--max-minutes", type=float, default=90.0)
     train.add_argument("--n-jobs", type=int, default=2)
+    train.add_argument(
+        "--patience", type=int, help="stop after this many epochs without a better validation"
+    )
     train.set_defaults(run=_train)
     return parser
 

@@ -24,6 +24,15 @@ def _predict_quietly(model, dataset) -> np.ndarray:
         return np.asarray(model.predict(dataset))
 
 
+def _label(text: str) -> Callable[[Callable], Callable]:
+    def attach(function: Callable) -> Callable:
+        function.label = text  # type: ignore[attr-defined]
+        return function
+
+    return attach
+
+
+@_label("1 - ROC-AUC")
 def classification_error(model, dataset) -> float:
     """1 - ROC-AUC of a binary classifier on a dataset (lower is better, like an MAE)."""
     from sklearn.metrics import roc_auc_score
@@ -34,6 +43,7 @@ def classification_error(model, dataset) -> float:
     return float(1.0 - roc_auc_score(labels[labelled], probability[labelled]))
 
 
+@_label("MAE")
 def mean_absolute_error(model, dataset) -> float:
     """MAE of a regression model on a dataset, over the labels with non-zero weight."""
     prediction = _predict_quietly(model, dataset).reshape(len(dataset), -1)
@@ -168,6 +178,7 @@ def train_with_validation(
     max_minutes: float,
     evaluate: Callable = mean_absolute_error,
     config: dict | None = None,
+    patience: int | None = None,
 ) -> TrainingRecord:
     """Train epoch by epoch, keep the best validation checkpoint, resume after a stop.
 
@@ -191,7 +202,8 @@ def train_with_validation(
 
     A non-finite training loss or validation error stops the run: the best finite
     state is restored and ``record.stopped`` says why; with no finite epoch at all,
-    :class:`TrainingDivergedError` is raised.
+    :class:`TrainingDivergedError` is raised. With ``patience``, the run also stops early
+    after that many epochs without a better validation error (``record.stopped`` says so).
     """
     from deepchem_cgcnn._io import atomic_write_json, remove_stale_temporaries
 
@@ -253,9 +265,22 @@ def train_with_validation(
         _save_state(model, last_path, record, epoch, mae)
         atomic_write_json(os.path.join(out_dir, RECORD), asdict(record))
         logger.info(
-            "epoch %d  lr %.2e  loss %.4f  valid %.4f  (%.0f s)", epoch, lr, loss, mae, used
+            "epoch %d  lr %.2e  training loss %.4f  validation %s %.4f  (%.0f s)",
+            epoch,
+            lr,
+            loss,
+            getattr(evaluate, "label", "error"),
+            mae,
+            used,
         )
         epoch += 1
+        if patience is not None and epoch - 1 - record.best_epoch >= patience:
+            record.stopped = (
+                f"early stop after epoch {epoch - 1}: no better validation error for "
+                f"{patience} epochs (best epoch {record.best_epoch})"
+            )
+            logger.info("%s: %s", out_dir, record.stopped)
+            break
     best = _load_state(best_path)
     if best is None:
         if record.stopped:
@@ -312,6 +337,7 @@ class TrainConfig:
     n_hidden_layers: int = 1
     max_epochs: int = 300
     max_minutes: float = 90.0
+    patience: int | None = None
     n_jobs: int = 1
     defaults: str = "library"
     command: str = ""
@@ -435,12 +461,18 @@ def train_model(config: TrainConfig) -> TrainResult:
         max_minutes=config.max_minutes,
         evaluate=classification_error if classify else mean_absolute_error,
         config=run_key,
+        patience=config.patience,
     )
     splits = (("train", train), ("valid", valid), ("test", test))
     if classify:
         metrics = {"roc_auc": {n: 1.0 - classification_error(model, d) for n, d in splits}}
     else:
         metrics = {"mae": {n: mean_absolute_error(model, d) for n, d in splits}}
+        # the baseline a model must beat: predict the training mean for every crystal
+        mean = float(np.mean(train.y[:, 0]))
+        metrics["mean_predictor_mae"] = {
+            n: float(np.abs(d.y[:, 0] - mean).mean()) for n, d in splits
+        }
     subset = f" on {len(selection)} validation crystals drawn at random"
     device = f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"
     card = ModelCard(

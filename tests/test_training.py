@@ -260,3 +260,22 @@ def test_nan_labels_are_trained_as_missing(datasets):
     assert np.isfinite(loss)
     assert all(torch.isfinite(p).all() for p in model.model.parameters())
     assert np.isfinite(model.predict(dataset)).all()
+
+
+@pytest.mark.torch
+def test_patience_stops_a_run_that_stopped_improving(datasets, tmp_path):
+    train, valid = datasets
+    errors = iter([0.5, 0.4, 0.45, 0.46, 0.3, 0.2])
+    record = train_with_validation(
+        _model(),
+        train,
+        valid,
+        str(tmp_path),
+        FAST.learning_rate_at,
+        max_epochs=6,
+        max_minutes=10,
+        evaluate=lambda model, data: next(errors),
+        patience=2,
+    )
+    assert record.epochs == [0, 1, 2, 3] and record.best_epoch == 1
+    assert record.stopped.startswith("early stop after epoch 3: no better validation error")

@@ -514,6 +514,72 @@ def _version() -> str:
     return str(__version__)
 
 
+def _add_training_options(train: argparse.ArgumentParser) -> None:
+    """The options of ``train`` (and ``finetune``): data, target, model, recipe, budget."""
+    train.add_argument(
+        "--data",
+        required=True,
+        help="a CSV/JSON (.gz) table with a cif column, a CIF folder with "
+        "id_prop.csv, or a named dataset (e.g. matbench_mp_gap)",
+    )
+    train.add_argument("--target", required=True, help="label column (or task name)")
+    train.add_argument("--name", required=True, help="name of the exported model")
+    train.add_argument("--property", help="human name of the target for the card")
+    train.add_argument("--units", default="eV/atom")
+    train.add_argument("--query", help='keep rows whose label satisfies this, e.g. "band_gap > 0"')
+    train.add_argument("--mode", default="regression", choices=["regression", "classification"])
+    train.add_argument(
+        "--work-dir",
+        default="work/train",
+        help="holds one run folder per model name (<work-dir>/<name>: "
+        "checkpoints and record; a rerun resumes it) and the data cache",
+    )
+    train.add_argument("--run-dir", help="the run folder (default: <work-dir>/<name>)")
+    train.add_argument("--cache-dir", help="featurized-data cache (default: <work-dir>/cache)")
+    train.add_argument("--export", default="work/export", help="folder for <name>.pt/.json")
+    train.add_argument("--selection", default="complete", choices=["cgcnn", "complete"])
+    train.add_argument("--seed", type=int, default=123, help="split seed")
+    train.add_argument(
+        "--valid-size",
+        type=int,
+        help="pick the best epoch on this many validation crystals (seeded draw) "
+        "instead of all; the card still scores the whole split",
+    )
+    train.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the convolutions (~1.3x faster on CPU, same weights)",
+    )
+    train.add_argument("--init-seed", type=int, help="weight-initialization seed (default: --seed)")
+    train.add_argument("--train-size", type=int, help="train on this many of the training split")
+    train.add_argument(
+        "--recipe",
+        default="fast",
+        choices=["fast", "paper"],
+        help="fast: AdamW + cosine; paper: SGD 0.01, momentum 0.9, batch 256",
+    )
+    train.add_argument("--lr", type=float, help="override the recipe's learning rate")
+    train.add_argument("--batch-size", type=int, help="override the recipe's batch size")
+    train.add_argument("--weight-decay", type=float, help="override the recipe's weight decay")
+    train.add_argument("--conv", default="gated", choices=["gated", "simple"])
+    train.add_argument(
+        "--pooling",
+        default="mean",
+        choices=["mean", "sum", "max", "linear-mean", "linear-sum"],
+        help="linear-*: per-atom contributions (deepchem-cgcnn explain)",
+    )
+    train.add_argument("--hidden", type=int, default=64)
+    train.add_argument("--num-conv", type=int, default=4)
+    train.add_argument("--predictor-hidden", type=int, default=128)
+    train.add_argument("--n-hidden-layers", type=int, default=1)
+    train.add_argument("--max-epochs", type=int, default=300)
+    train.add_argument("--max-minutes", type=float, default=90.0)
+    train.add_argument("--n-jobs", type=int, default=2)
+    train.add_argument(
+        "--patience", type=int, help="stop after this many epochs without a better validation"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepchem-cgcnn", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -608,69 +674,34 @@ def build_parser() -> argparse.ArgumentParser:
     screen.set_defaults(run=_screen)
 
     train = commands.add_parser("train", help="train a model on a table of crystals")
-    train.add_argument(
-        "--data",
-        required=True,
-        help="a CSV/JSON (.gz) table with a cif column, a CIF folder with "
-        "id_prop.csv, or a named dataset (e.g. matbench_mp_gap)",
-    )
-    train.add_argument("--target", required=True, help="label column (or task name)")
-    train.add_argument("--name", required=True, help="name of the exported model")
-    train.add_argument("--property", help="human name of the target for the card")
-    train.add_argument("--units", default="eV/atom")
-    train.add_argument("--query", help='keep rows whose label satisfies this, e.g. "band_gap > 0"')
-    train.add_argument("--mode", default="regression", choices=["regression", "classification"])
-    train.add_argument(
-        "--work-dir",
-        default="work/train",
-        help="holds one run folder per model name (<work-dir>/<name>: "
-        "checkpoints and record; a rerun resumes it) and the data cache",
-    )
-    train.add_argument("--run-dir", help="the run folder (default: <work-dir>/<name>)")
-    train.add_argument("--cache-dir", help="featurized-data cache (default: <work-dir>/cache)")
-    train.add_argument("--export", default="work/export", help="folder for <name>.pt/.json")
-    train.add_argument("--selection", default="complete", choices=["cgcnn", "complete"])
-    train.add_argument("--seed", type=int, default=123, help="split seed")
-    train.add_argument(
-        "--valid-size",
-        type=int,
-        help="pick the best epoch on this many validation crystals (seeded draw) "
-        "instead of all; the card still scores the whole split",
-    )
-    train.add_argument(
-        "--compile",
-        action="store_true",
-        help="torch.compile the convolutions (~1.3x faster on CPU, same weights)",
-    )
-    train.add_argument("--init-seed", type=int, help="weight-initialization seed (default: --seed)")
-    train.add_argument("--train-size", type=int, help="train on this many of the training split")
-    train.add_argument(
-        "--recipe",
-        default="fast",
-        choices=["fast", "paper"],
-        help="fast: AdamW + cosine; paper: SGD 0.01, momentum 0.9, batch 256",
-    )
-    train.add_argument("--lr", type=float, help="override the recipe's learning rate")
-    train.add_argument("--batch-size", type=int, help="override the recipe's batch size")
-    train.add_argument("--weight-decay", type=float, help="override the recipe's weight decay")
-    train.add_argument("--conv", default="gated", choices=["gated", "simple"])
-    train.add_argument(
-        "--pooling",
-        default="mean",
-        choices=["mean", "sum", "max", "linear-mean", "linear-sum"],
-        help="linear-*: per-atom contributions (deepchem-cgcnn explain)",
-    )
-    train.add_argument("--hidden", type=int, default=64)
-    train.add_argument("--num-conv", type=int, default=4)
-    train.add_argument("--predictor-hidden", type=int, default=128)
-    train.add_argument("--n-hidden-layers", type=int, default=1)
-    train.add_argument("--max-epochs", type=int, default=300)
-    train.add_argument("--max-minutes", type=float, default=90.0)
-    train.add_argument("--n-jobs", type=int, default=2)
-    train.add_argument(
-        "--patience", type=int, help="stop after this many epochs without a better validation"
-    )
+    _add_training_options(train)
     train.set_defaults(run=_train)
+
+    finetune = commands.add_parser(
+        "finetune",
+        help="train starting from a shipped model, a saved model or an original checkpoint",
+    )
+    finetune.add_argument(
+        "--from", dest="init_from", required=True, help="shipped name, saved .pt or .pth.tar"
+    )
+    finetune.add_argument(
+        "--reset-head", action="store_true", help="new output layers (a different property)"
+    )
+    finetune.add_argument(
+        "--freeze",
+        nargs="+",
+        default=(),
+        choices=["embedding", "convs"],
+        help="keep these parts of the source model fixed",
+    )
+    finetune.add_argument(
+        "--body-lr-factor",
+        type=float,
+        default=0.1,
+        help="learning rate of the unfrozen body relative to the head's",
+    )
+    _add_training_options(finetune)
+    finetune.set_defaults(run=_train)
     return parser
 
 

@@ -239,7 +239,7 @@ def train_with_validation(
         fraction = max(epoch / max_epochs, used / (max_minutes * 60))
         lr = learning_rate_at(fraction)
         for group in model._pytorch_optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         start = time.perf_counter()
         loss = float(model.fit(train, nb_epoch=1, checkpoint_interval=0))
         elapsed = used + time.perf_counter() - start
@@ -338,6 +338,10 @@ class TrainConfig:
     max_epochs: int = 300
     max_minutes: float = 90.0
     patience: int | None = None
+    init_from: str | None = None
+    reset_head: bool = False
+    freeze: tuple[str, ...] = ()
+    body_lr_factor: float = 1.0
     n_jobs: int = 1
     defaults: str = "library"
     command: str = ""
@@ -381,7 +385,12 @@ def train_model(config: TrainConfig) -> TrainResult:
     run_dir = config.run_dir or os.path.join(config.work_dir, config.name)
     os.makedirs(run_dir, exist_ok=True)
     started = time.time()
-    featurizer = CGCNNFeaturizer(selection=config.selection)
+    source = _finetune_source(config)
+    featurizer = (
+        CGCNNFeaturizer(**source.featurizer_params)
+        if source is not None
+        else CGCNNFeaturizer(selection=config.selection)
+    )
     cache = config.cache_dir or os.path.join(config.work_dir, "cache")
     loaded = MaterialsProjectLoader(
         config.data,
@@ -426,6 +435,9 @@ def train_model(config: TrainConfig) -> TrainResult:
         n_hidden_layers=config.n_hidden_layers,
         mode=config.mode,
     )
+    if source is not None:  # fine-tuning keeps the source's architecture
+        hyper = {k: v for k, v in source.hyperparameters.items() if k != "nonnegative"}
+        hyper["mode"] = config.mode
     model = CGCNNModel(
         **hyper,
         batch_size=recipe.batch_size,
@@ -433,6 +445,8 @@ def train_model(config: TrainConfig) -> TrainResult:
         compile_convolutions=config.compile,
         model_dir=os.path.join(run_dir, "model"),
     )
+    if source is not None:
+        _start_from(model, source, config)
     run_key = {
         "data": {
             "source": os.path.basename(os.path.normpath(config.data)),
@@ -450,6 +464,18 @@ def train_model(config: TrainConfig) -> TrainResult:
         "valid_size": len(selection),
         "max_epochs": config.max_epochs,
         "max_minutes": config.max_minutes,
+        **(
+            {
+                "finetune": {
+                    "from": config.init_from,
+                    "reset_head": config.reset_head,
+                    "freeze": list(config.freeze),
+                    "body_lr_factor": config.body_lr_factor,
+                }
+            }
+            if source is not None
+            else {}
+        ),
     }
     record = train_with_validation(
         model,
@@ -509,6 +535,7 @@ def train_model(config: TrainConfig) -> TrainResult:
             "max_minutes": config.max_minutes,
             "epochs_run": len(record.epochs),
             "best_epoch": record.best_epoch,
+            **({"finetune": run_key["finetune"]} if source is not None else {}),
             **({"stopped": record.stopped} if record.stopped else {}),
         },
         metrics=metrics,
@@ -533,3 +560,50 @@ def train_model(config: TrainConfig) -> TrainResult:
         save_model(model, model_path, card)
         atomic_write_json(card_path, card.to_dict(), indent=2)
     return TrainResult(model, card, record, run_dir, model_path, card_path)
+
+
+HEAD_PREFIXES = ("conv_to_fc.", "fcs.", "fc_out.", "atom_out.")
+BODY_PARTS = {"embedding": ("embedding.",), "convs": ("convs.",)}
+
+
+def _finetune_source(config: TrainConfig) -> Any:
+    """The model to start from (shipped name, saved file or original checkpoint), or None."""
+    if not config.init_from:
+        return None
+    from deepchem_cgcnn.registry import load_model
+
+    unknown = set(config.freeze) - set(BODY_PARTS)
+    if unknown:
+        raise ValueError(f"freeze {sorted(unknown)}: choose from {sorted(BODY_PARTS)}")
+    return load_model(config.init_from)
+
+
+def _start_from(model: Any, source: Any, config: TrainConfig) -> None:
+    """Copy the source's weights (all, or the body only with ``reset_head``), freeze the asked
+    parts, and give the body ``body_lr_factor`` times the learning rate."""
+    state = source.model.state_dict()
+    same_head = source.model.mode == model.model.mode and not config.reset_head
+    keep = {
+        k: v
+        for k, v in state.items()
+        if k not in ("target_mean", "target_std")  # refitted on the new labels
+        and (same_head or not k.startswith(HEAD_PREFIXES))
+    }
+    model.model.load_state_dict(keep, strict=False)
+    frozen = tuple(p for part in config.freeze for p in BODY_PARTS[part])
+    body, head = [], []
+    for name, parameter in model.model.named_parameters():
+        if name.startswith(frozen):
+            parameter.requires_grad_(False)
+        elif name.startswith(HEAD_PREFIXES):
+            head.append(parameter)
+        else:
+            body.append(parameter)
+    model._ensure_built()
+    optimizer = model._pytorch_optimizer
+    lr = optimizer.defaults["lr"]
+    optimizer.param_groups.clear()  # regrouped before any step: no optimizer state to keep
+    optimizer.add_param_group({"params": head, "lr": lr, "lr_scale": 1.0})
+    if body:
+        scale = config.body_lr_factor
+        optimizer.add_param_group({"params": body, "lr": lr * scale, "lr_scale": scale})

@@ -368,3 +368,60 @@ def test_embed_gives_the_vectors_the_head_turns_into_the_prediction(tmp_path, ca
     assert main(["embed", "--out", str(out)]) == 0
     np.testing.assert_allclose(np.load(out), crystal[columns].to_numpy(), rtol=1e-5, atol=1e-5)
     assert pd.read_csv(tmp_path / "vectors.ids.csv").id.tolist() == list(crystals)
+
+
+@pytest.mark.torch
+def test_finetune_starts_from_a_shipped_model_with_frozen_and_reset_parts(tmp_path, capsys):
+    import torch
+    from conftest import CASTELLI_FIRST_1500, CASTELLI_TABLE, _first_rows
+
+    from deepchem_cgcnn import load_model
+
+    table = tmp_path / "perovskites.csv"
+    _first_rows(CASTELLI_TABLE, CASTELLI_FIRST_1500, 80).to_csv(table, index=False)
+    export = tmp_path / "export"
+    assert (
+        main(
+            [
+                "finetune",
+                "--from",
+                "mp-formation-energy",
+                "--reset-head",
+                "--freeze",
+                "embedding",
+                "--body-lr-factor",
+                "0.1",
+                "--data",
+                str(table),
+                "--target",
+                "heat_all",
+                "--name",
+                "ft",
+                "--units",
+                "eV/cell",
+                "--work-dir",
+                str(tmp_path / "work"),
+                "--export",
+                str(export),
+                "--max-epochs",
+                "2",
+                "--n-jobs",
+                "1",
+            ]
+        )
+        == 0
+    )
+    source, tuned = load_model("mp-formation-energy"), load_model(str(export / "ft.pt"))
+    before, after = source.model.state_dict(), tuned.model.state_dict()
+    assert torch.equal(before["embedding.weight"], after["embedding.weight"])  # frozen
+    assert not torch.equal(before["convs.0.fc_full.weight"], after["convs.0.fc_full.weight"])
+    assert tuned.featurizer_params == source.featurizer_params
+    assert tuned.hyperparameters["num_conv"] == source.hyperparameters["num_conv"] == 4
+    finetune = tuned.card.recipe["finetune"]
+    assert finetune == {
+        "from": "mp-formation-energy",
+        "reset_head": True,
+        "freeze": ["embedding"],
+        "body_lr_factor": 0.1,
+    }
+    assert "predicting the training mean" in capsys.readouterr().out

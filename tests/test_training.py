@@ -117,7 +117,7 @@ from deepchem_cgcnn.training import (  # noqa: E402
 )
 
 
-def _train(folder, datasets, epochs, **kwargs):
+def _train(folder, datasets, epochs, config=None, **kwargs):
     train, valid = datasets
     model = _model()
     record = train_with_validation(
@@ -128,7 +128,7 @@ def _train(folder, datasets, epochs, **kwargs):
         FAST.learning_rate_at,
         max_epochs=epochs,
         max_minutes=10,
-        config={"run": 1},
+        config=config or {"run": 1},
         **kwargs,
     )
     return model, record
@@ -194,19 +194,9 @@ def test_a_stop_while_writing_leaves_the_previous_file_whole(datasets, tmp_path)
 
 @pytest.mark.torch
 def test_resuming_with_other_settings_names_the_folder_and_fields(datasets, tmp_path):
-    train, valid = datasets
     _train(tmp_path, datasets, 1)
     with pytest.raises(RunMismatchError, match=r"run.*1 there, 2 now") as error:
-        train_with_validation(
-            _model(),
-            train,
-            valid,
-            str(tmp_path),
-            FAST.learning_rate_at,
-            max_epochs=2,
-            max_minutes=10,
-            config={"run": 2},
-        )
+        _train(tmp_path, datasets, 2, config={"run": 2})
     assert str(tmp_path) in str(error.value)
 
 

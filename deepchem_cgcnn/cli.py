@@ -278,7 +278,7 @@ def _general_models() -> list[str]:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from deepchem_cgcnn.registry import available_pretrained, load_pretrained, pretrained_card
+    from deepchem_cgcnn.registry import available_pretrained, load_model, pretrained_card
 
     names, structures, failures = _read_inputs(args)
     linear = [
@@ -293,8 +293,15 @@ def _explain(args: argparse.Namespace) -> int:
             "'deepchem-cgcnn train --pooling linear-mean' and pass --model\n"
         )
         return 2
-    model = load_pretrained(name)
-    card = pretrained_card(name)
+    model = load_model(name)
+    card = model.card
+    if card is None:
+        raise UserError(f"{name}: explain needs a model with its card (a shipped or saved model)")
+    if not str(card.model.get("pooling", "")).startswith("linear"):
+        raise UserError(
+            f"{name} pools with {card.model.get('pooling')!r}: its prediction is not a sum of "
+            f"per-site terms; train one with --pooling linear-mean (or linear-sum)"
+        )
     perovskites_only = bool(card.domain and "perovskite" in card.domain.lower())
     out = sys.stdout
     for index, (label, structure) in enumerate(zip(names, structures)):
@@ -619,7 +626,9 @@ def build_parser() -> argparse.ArgumentParser:
         "explain", help="per-site contributions of a linear-pooling model"
     )
     explain.add_argument("files", nargs="*", help="CIF or POSCAR files; none: built-in examples")
-    explain.add_argument("--model", help="shipped linear-pooling model (default: the first)")
+    explain.add_argument(
+        "--model", help="linear-pooling model: shipped name or saved file (default: shipped)"
+    )
     explain.add_argument(
         "--force",
         action="store_true",

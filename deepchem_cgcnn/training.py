@@ -88,9 +88,23 @@ class TrainingRecord:
         }
 
 
+LOG = "log.csv"
 LAST_STATE = "last.pt"
 BEST_STATE = "best.pt"
 RECORD = "record.json"
+
+
+def _write_log(path: str, record: TrainingRecord) -> None:
+    """The run so far as CSV (epoch, seconds, learning rate, training loss, validation error)."""
+    from deepchem_cgcnn._io import atomic_write
+
+    rows = zip(
+        record.epochs, record.seconds, record.learning_rate, record.train_loss, record.valid_mae
+    )
+    text = "epoch,seconds,learning_rate,train_loss,valid_error\n" + "".join(
+        f"{e},{s:.2f},{lr:.6g},{loss:.6g},{v:.6g}\n" for e, s, lr, loss, v in rows
+    )
+    atomic_write(path, lambda handle: handle.write(text), binary=False)
 
 
 def differing_fields(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -264,6 +278,7 @@ def train_with_validation(
             _save_state(model, best_path, record, epoch, mae)
         _save_state(model, last_path, record, epoch, mae)
         atomic_write_json(os.path.join(out_dir, RECORD), asdict(record))
+        _write_log(os.path.join(out_dir, LOG), record)
         logger.info(
             "epoch %d  lr %.2e  training loss %.4f  validation %s %.4f  (%.0f s)",
             epoch,

@@ -102,12 +102,16 @@ def test_explain_prints_site_contributions_that_add_up(monkeypatch, capsys):
     torch.manual_seed(3)
     model = CGCNNModel(num_conv=2, pooling="linear-mean")
     model.fit_normalizer(np.array([[-1.0], [0.5], [2.0]]))
-    card = SimpleNamespace(
-        property="energy", units="eV/atom", model=model.hyperparameters, domain=None
+    model.card = SimpleNamespace(
+        name="toy-linear",
+        property="energy",
+        units="eV/atom",
+        model=model.hyperparameters,
+        domain=None,
     )
     monkeypatch.setattr(registry, "available_pretrained", lambda: ["toy-linear"])
-    monkeypatch.setattr(registry, "load_pretrained", lambda name: model)
-    monkeypatch.setattr(registry, "pretrained_card", lambda name: card)
+    monkeypatch.setattr(registry, "load_model", lambda name: model)
+    monkeypatch.setattr(registry, "pretrained_card", lambda name: model.card)
     assert main(["explain", "--perovskite"]) == 0
     text = capsys.readouterr().out
     lines = text.splitlines()

@@ -85,6 +85,7 @@ def report() -> None:
 
 def _plot(points: dict) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -95,6 +96,8 @@ def _plot(points: dict) -> None:
         axes.plot(sizes, [points[variant, s]["test_mae"] for s in sizes], "o-", label=variant)
     axes.set_xscale("log")
     axes.set_yscale("log")
+    axes.set_xticks(SIZES, [f"{s:,}" for s in SIZES])
+    axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes.set_xlabel("Castelli training cells")
     axes.set_ylabel("test MAE (eV/cell)")
     axes.legend()

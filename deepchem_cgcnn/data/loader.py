@@ -109,13 +109,15 @@ def _readable_cache(folder: str, read):
     try:
         return read(folder)
     except (OSError, ValueError, KeyError, TypeError) as error:
-        message = (
-            f"cache {folder} cannot be read ({type(error).__name__}: "
-            f"{str(error)[:200]}); rebuilding it"
-        )
-        logger.warning(message)
-        warnings.warn(message, CacheWarning, stacklevel=4)
+        _warn_rebuild(f"cache {folder} cannot be read ({type(error).__name__}: {str(error)[:200]})")
         return None
+
+
+def _warn_rebuild(what: str) -> None:
+    """Say, in the log and as a :class:`CacheWarning`, that a cache entry is rebuilt and why."""
+    message = f"{what}; rebuilding it"
+    logger.warning(message)
+    warnings.warn(message, CacheWarning, stacklevel=5)
 
 
 def _verified(folder: str) -> bool:
@@ -123,10 +125,7 @@ def _verified(folder: str) -> bool:
     problem = verify_manifest(folder)
     if problem is None:
         return True
-    logger.warning("cache %s failed verification (%s); rebuilding it", folder, problem)
-    warnings.warn(
-        f"cache {folder} failed verification ({problem}); rebuilding it", CacheWarning, stacklevel=4
-    )
+    _warn_rebuild(f"cache {folder} failed verification ({problem})")
     return False
 
 

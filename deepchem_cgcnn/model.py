@@ -483,12 +483,15 @@ class CGCNNModel(TorchModel):
         dataset: Any,
         transformers: Sequence[Any] = (),
         output_types: list[str] | None = None,
+        warn_domain: bool = True,
     ) -> Any:
         """``TorchModel.predict``, with a :class:`~deepchem_cgcnn.domain.DomainWarning` naming
-        the crystals outside the training domain (see :meth:`check_domain`)."""
+        the crystals outside the training domain (see :meth:`check_domain`);
+        ``warn_domain=False`` skips that check (scoring during training does)."""
         from deepchem_cgcnn.domain import warn_outside_domain
 
-        warn_outside_domain(self.check_domain(dataset, with_formula=False))
+        if warn_domain:
+            warn_outside_domain(self.check_domain(dataset, with_formula=False))
         return super().predict(dataset, list(transformers), output_types)
 
     def check_domain(

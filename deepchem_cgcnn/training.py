@@ -16,9 +16,13 @@ logger = logging.getLogger(__name__)
 
 
 def _predict_quietly(model, dataset) -> np.ndarray:
-    """Predictions for scoring: the domain warning is for users' predictions, not metrics."""
+    """Predictions for scoring: the domain check is for users' predictions, not for metrics
+    computed every epoch (a CGCNNModel skips it; other predictors' warnings are silenced)."""
     from deepchem_cgcnn.domain import DomainWarning
+    from deepchem_cgcnn.model import CGCNNModel
 
+    if isinstance(model, CGCNNModel):
+        return np.asarray(model.predict(dataset, warn_domain=False))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DomainWarning)
         return np.asarray(model.predict(dataset))

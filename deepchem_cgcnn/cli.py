@@ -138,35 +138,46 @@ class _RowWriter:
                 atomic_write(self.out, lambda h: json.dump(rows, h, indent=1), binary=False)
 
 
+def _graphs_of(
+    structures: list[Any], failures: dict[int, str], settings: dict[str, Any] | None
+) -> tuple[list[int], Any]:
+    """Featurize the readable ``structures`` with a model's settings: the indices that became
+    graphs and a dataset of those graphs (ids = their indices; None when there are none);
+    failures are added by index."""
+    import numpy as np
+
+    from deepchem_cgcnn._quiet import import_deepchem
+    from deepchem_cgcnn.featurizer import CGCNNFeaturizer
+
+    readable = [i for i, s in enumerate(structures) if s is not None]
+    featurizer = CGCNNFeaturizer(**(settings or {}))
+    graphs = featurizer.featurize([structures[i] for i in readable])
+    for index, reason in featurizer.failures:
+        failures[readable[index]] = reason
+    ok = [i for i, g in zip(readable, graphs) if not isinstance(g, np.ndarray)]
+    if not ok:
+        return ok, None
+    kept = np.array([g for g in graphs if not isinstance(g, np.ndarray)], dtype=object)
+    return ok, import_deepchem().data.NumpyDataset(kept, ids=np.array(ok))
+
+
 def _predict_chunk(models, structures: list[Any], failures: dict[int, str]):
     """Each model's cells and each crystal's domain flags for one chunk of structures."""
     import numpy as np
 
-    from deepchem_cgcnn._quiet import import_deepchem
     from deepchem_cgcnn.ensemble import CGCNNEnsemble
-    from deepchem_cgcnn.featurizer import CGCNNFeaturizer
 
-    dc = import_deepchem()
-    readable = [i for i, s in enumerate(structures) if s is not None]
     flags: dict[int, list[str]] = {i: [] for i in range(len(structures))}
     columns: list[list[str]] = []
-    graphs_by_settings: dict[str, np.ndarray] = {}
+    graphs_by_settings: dict[str, tuple[list[int], Any]] = {}
     for model, (_, mode) in models:
         is_ensemble = isinstance(model, CGCNNEnsemble)
-        settings = model.featurizer_params
-        key = json.dumps(settings, sort_keys=True)
+        key = json.dumps(model.featurizer_params, sort_keys=True)
         if key not in graphs_by_settings:
-            featurizer = CGCNNFeaturizer(**settings)
-            graphs_by_settings[key] = featurizer.featurize([structures[i] for i in readable])
-            for index, reason in featurizer.failures:
-                failures[readable[index]] = reason
-        graphs = graphs_by_settings[key]
-        ok = [i for i, g in zip(readable, graphs) if not isinstance(g, np.ndarray)]
+            graphs_by_settings[key] = _graphs_of(structures, failures, model.featurizer_params)
+        ok, dataset = graphs_by_settings[key]
         cells = ["failed"] * len(structures)
         if ok:
-            dataset = dc.data.NumpyDataset(
-                np.array([g for g in graphs if not isinstance(g, np.ndarray)], dtype=object)
-            )
             if is_ensemble:
                 mean, std = model.predict_uncertainty(dataset)
             else:
@@ -352,7 +363,6 @@ def _embed(args: argparse.Namespace) -> int:
 
     from deepchem_cgcnn._io import atomic_write
     from deepchem_cgcnn._quiet import import_deepchem
-    from deepchem_cgcnn.featurizer import CGCNNFeaturizer
     from deepchem_cgcnn.registry import load_model
 
     if not args.out.endswith((".npy", ".parquet", ".csv")):
@@ -361,19 +371,13 @@ def _embed(args: argparse.Namespace) -> int:
     model = load_model(args.model, device=_device(args.device))
     items = _input_items(args)
     structures, failures = _read_structures(items)
-    readable = [i for i, s in enumerate(structures) if s is not None]
-    names = np.array([items[i][0] for i in readable], dtype=object)
-    featurizer = CGCNNFeaturizer(**(model.featurizer_params or {}))
-    graphs = featurizer.featurize([structures[i] for i in readable])
-    for index, reason in featurizer.failures:
-        failures[readable[index]] = reason
-    ok = [j for j, g in enumerate(graphs) if not isinstance(g, np.ndarray)]
+    ok, graphs = _graphs_of(structures, failures, model.featurizer_params)
     for index, reason in sorted(failures.items()):
         sys.stderr.write(f"{items[index][0]}: {reason}\n")
     if not ok:
         return 1
     dataset = import_deepchem().data.NumpyDataset(
-        np.array([graphs[j] for j in ok], dtype=object), ids=names[ok]
+        graphs.X, ids=np.array([items[i][0] for i in ok], dtype=object)
     )
     table = model.embed(dataset, per_atom=args.per_atom)
     if args.out.endswith(".parquet"):

@@ -13,6 +13,7 @@ Examples::
 import argparse
 import csv
 import dataclasses
+import importlib.util
 import json
 import logging
 import os
@@ -250,13 +251,12 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _device(choice: str) -> Any:
-    import torch
+    from deepchem_cgcnn.model import resolve_device
 
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available to torch here")
-    return torch.device(choice)
+    try:
+        return resolve_device(choice)
+    except ValueError as error:
+        raise UserError(f"--device {choice}: {error}") from None
 
 
 def _predictor_and_card(
@@ -471,6 +471,11 @@ def _train(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     config = training_config(args, command="deepchem-cgcnn " + " ".join(sys.argv[1:]))
+    _device(config.device)  # refuse an unavailable device before featurizing
+    if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise UserError(
+            "--tensorboard needs the tensorboard package: pip install 'deepchem-cgcnn[tensorboard]'"
+        )
     try:
         result = train_model(config)
     except (RunMismatchError, TrainingDivergedError) as error:
@@ -577,7 +582,7 @@ def _add_training_options(train: argparse.ArgumentParser) -> None:
         "--pooling",
         default="mean",
         choices=["mean", "sum", "max", "linear-mean", "linear-sum"],
-        help="linear-*: per-atom contributions (deepchem-cgcnn explain)",
+        help="linear-mean, linear-sum: per-atom contributions (deepchem-cgcnn explain)",
     )
     train.add_argument("--hidden", type=int, default=64)
     train.add_argument("--num-conv", type=int, default=4)
@@ -588,6 +593,18 @@ def _add_training_options(train: argparse.ArgumentParser) -> None:
     train.add_argument("--n-jobs", type=int, default=2)
     train.add_argument(
         "--patience", type=int, help="stop after this many epochs without a better validation"
+    )
+    train.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="where to train (auto: CUDA when available); the card records it",
+    )
+    train.add_argument(
+        "--tensorboard",
+        metavar="DIR",
+        help="also log each epoch's loss, validation error and learning rate to TensorBoard "
+        "event files in DIR (needs the tensorboard package); <run folder>/log.csv always",
     )
 
 

@@ -96,7 +96,7 @@ class CGCNNEnsemble:
     def fit_std_scale(self, dataset) -> float:
         """Set ``std_scale`` so that σ is calibrated on ``dataset``; return it.
 
-        The factor is median(|y - mean| / σ) / 0.6745 over ``dataset``, which puts half
+        The factor is ``median(|y - mean| / σ) / 0.6745`` over ``dataset``, which puts half
         of its errors within 0.6745 σ as for a Gaussian: one-parameter variance scaling
         (Levi et al. 2019), with the median so a few outliers do not set it. Fit it on a
         validation split and check it with :func:`calibration` on the test split.

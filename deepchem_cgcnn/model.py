@@ -245,6 +245,21 @@ def _warn_missing_labels(dataset: Any) -> None:
         )
 
 
+def resolve_device(choice: str) -> torch.device:
+    """The torch device for ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ValueError("no CUDA device is available to torch here")
+    return torch.device(choice)
+
+
 class GraphSettingsError(ValueError):
     """Crystal graphs made with featurizer settings other than those the model was trained on."""
 

@@ -186,6 +186,21 @@ def _restore_state(model, state: dict, with_optimizer: bool = True) -> None:
         model._global_step = state["global_step"]
 
 
+def _tensorboard_writer(log_dir: str | None, first_epoch: int) -> Any:
+    """A TensorBoard ``SummaryWriter`` for ``log_dir`` (None without one); on a resume,
+    events logged after the resumed epoch by an interrupted run are purged."""
+    if log_dir is None:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as error:
+        raise ImportError(
+            f"logging to TensorBoard ({log_dir}) needs the tensorboard package: "
+            f"pip install 'deepchem-cgcnn[tensorboard]'"
+        ) from error
+    return SummaryWriter(log_dir, purge_step=first_epoch if first_epoch else None)
+
+
 def train_with_validation(
     model,
     train,
@@ -197,6 +212,7 @@ def train_with_validation(
     evaluate: Callable = mean_absolute_error,
     config: dict | None = None,
     patience: int | None = None,
+    tensorboard_dir: str | None = None,
 ) -> TrainingRecord:
     """Train epoch by epoch, keep the best validation checkpoint, resume after a stop.
 
@@ -222,6 +238,10 @@ def train_with_validation(
     state is restored and ``record.stopped`` says why; with no finite epoch at all,
     :class:`TrainingDivergedError` is raised. With ``patience``, the run also stops early
     after that many epochs without a better validation error (``record.stopped`` says so).
+
+    With ``tensorboard_dir``, each epoch's training loss, validation error and learning
+    rate also go to TensorBoard event files there (needs the ``tensorboard`` package); a
+    resumed run continues the same curves.
     """
     from deepchem_cgcnn._io import atomic_write_json, remove_stale_temporaries
 
@@ -253,6 +273,7 @@ def train_with_validation(
     used = record.seconds[-1] if record.seconds else 0.0
     epoch = record.epochs[-1] + 1 if record.epochs else 0
     record.stopped = ""
+    writer = _tensorboard_writer(tensorboard_dir, epoch)
     while epoch < max_epochs and used < max_minutes * 60:
         fraction = max(epoch / max_epochs, used / (max_minutes * 60))
         lr = learning_rate_at(fraction)
@@ -283,6 +304,11 @@ def train_with_validation(
         _save_state(model, last_path, record, epoch, mae)
         atomic_write_json(os.path.join(out_dir, RECORD), asdict(record))
         _write_log(os.path.join(out_dir, LOG), record)
+        if writer is not None:
+            writer.add_scalar("loss/train", loss, epoch)
+            writer.add_scalar(f"validation/{getattr(evaluate, 'label', 'error')}", mae, epoch)
+            writer.add_scalar("learning_rate", lr, epoch)
+            writer.flush()
         logger.info(
             "epoch %d  lr %.2e  training loss %.4f  validation %s %.4f  (%.0f s)",
             epoch,
@@ -300,6 +326,8 @@ def train_with_validation(
             )
             logger.info("%s: %s", out_dir, record.stopped)
             break
+    if writer is not None:
+        writer.close()
     best = _load_state(best_path)
     if best is None:
         if record.stopped:
@@ -362,6 +390,8 @@ class TrainConfig:
     freeze: tuple[str, ...] = ()
     body_lr_factor: float = 1.0
     n_jobs: int = 1
+    device: str = "auto"
+    tensorboard: str | None = None
     defaults: str = "library"
     command: str = ""
 
@@ -397,7 +427,7 @@ def train_model(config: TrainConfig) -> TrainResult:
     from deepchem_cgcnn.data.loader import MaterialsProjectLoader  # the one upward import
     from deepchem_cgcnn.data.splitters import CGCNNRandomSplitter
     from deepchem_cgcnn.featurizer import CGCNNFeaturizer, featurizer_params
-    from deepchem_cgcnn.model import CGCNNModel
+    from deepchem_cgcnn.model import CGCNNModel, resolve_device
     from deepchem_cgcnn.recipes import RECIPES, make_optimizer
     from deepchem_cgcnn.registry import save_model
 
@@ -463,6 +493,7 @@ def train_model(config: TrainConfig) -> TrainResult:
         optimizer=make_optimizer(recipe),
         compile_convolutions=config.compile,
         model_dir=os.path.join(run_dir, "model"),
+        device=resolve_device(config.device),
     )
     if source is not None:
         _start_from(model, source, config)
@@ -507,6 +538,7 @@ def train_model(config: TrainConfig) -> TrainResult:
         evaluate=classification_error if classify else mean_absolute_error,
         config=run_key,
         patience=config.patience,
+        tensorboard_dir=config.tensorboard,
     )
     splits = (("train", train), ("valid", valid), ("test", test))
     if classify:
@@ -519,7 +551,12 @@ def train_model(config: TrainConfig) -> TrainResult:
             n: float(np.abs(d.y[:, 0] - mean).mean()) for n, d in splits
         }
     subset = f" on {len(selection)} validation crystals drawn at random"
-    device = f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"
+    device = (
+        f"trained on GPU {torch.cuda.get_device_name(model.device)}"
+        if model.device.type == "cuda"
+        else "trained on CPU"
+        + (f" (GPU {torch.cuda.get_device_name(0)} present)" if torch.cuda.is_available() else "")
+    )
     card = ModelCard(
         name=config.name,
         property=config.property or config.target,

@@ -57,6 +57,19 @@ def _job(name: str, data: str, target: str, *extra: str, minutes: float = 100) -
 # The shipped formation-energy model was trained with Adam + cosine (AdamW with no weight
 # decay is the same optimizer), so its ensemble members use exactly that recipe.
 JOBS: dict[str, list[str]] = {
+    "mp-formation-energy": _job(
+        "mp-formation-energy",
+        MP,
+        "formation_energy_per_atom",
+        "--recipe",
+        "fast",
+        "--weight-decay",
+        "0",
+        "--property",
+        "formation energy per atom",
+        "--units",
+        "eV/atom",
+    ),
     "mp-band-gap": _job(
         "mp-band-gap",
         MP,

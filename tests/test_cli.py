@@ -425,3 +425,28 @@ def test_finetune_starts_from_a_shipped_model_with_frozen_and_reset_parts(tmp_pa
         "body_lr_factor": 0.1,
     }
     assert "predicting the training mean" in capsys.readouterr().out
+
+
+@pytest.mark.torch
+@pytest.mark.skipif(
+    __import__("torch").cuda.is_available(), reason="the machine has a GPU: --device cuda is valid"
+)
+def test_train_refuses_an_unavailable_device_before_any_work(tmp_path, capsys):
+    args = ["train", "--data", str(tmp_path / "absent.csv"), "--target", "y", "--name", "m"]
+    assert main([*args, "--device", "cuda", "--work-dir", str(tmp_path)]) == 2
+    assert "--device cuda: no CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
+def test_train_without_tensorboard_installed_says_what_to_install(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "tensorboard" else real(name, *a),
+    )
+    args = ["train", "--data", str(tmp_path / "t.csv"), "--target", "y", "--name", "m"]
+    assert main([*args, "--tensorboard", str(tmp_path / "tb"), "--device", "cpu"]) == 2
+    assert "pip install 'deepchem-cgcnn[tensorboard]'" in capsys.readouterr().err

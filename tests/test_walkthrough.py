@@ -1,11 +1,13 @@
 """The user's path, scripted on the shipped fixtures: train -> predict -> explain -> embed ->
 finetune, each checked for its outputs and exit code."""
 
+import json
 import re
 
 import numpy as np
 import pandas as pd
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from deepchem_cgcnn.cli import main
 
@@ -46,6 +48,10 @@ def test_train_predict_explain_embed_finetune(mp_rows, tmp_path, capsys):
                 "fe",
                 "--pooling",
                 "linear-mean",
+                "--device",
+                "cpu",
+                "--tensorboard",
+                str(tmp_path / "tensorboard"),
             ]
         )
         == 0
@@ -55,6 +61,12 @@ def test_train_predict_explain_embed_finetune(mp_rows, tmp_path, capsys):
     assert (export / "fe.pt").exists() and (export / "fe.json").exists()
     log = pd.read_csv(work / "fe" / "log.csv")
     assert log.epoch.tolist() == [0, 1, 2] and (log.valid_error > 0).all()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    logged = events.Scalars("validation/MAE")
+    assert [e.step for e in logged] == [0, 1, 2]
+    assert [e.value for e in logged] == pytest.approx(log.valid_error.tolist(), rel=1e-5)
+    assert json.loads((export / "fe.json").read_text())["machine"].endswith("trained on CPU")
 
     # 2. predict with it on a folder, to a CSV
     rows = tmp_path / "rows.csv"

@@ -90,7 +90,7 @@ def _document(default_source: str, transformers: Sequence[str]):
     def decorate(function):
         function.__doc__ = function.__doc__.replace(
             "{parameters}",
-            _PARAMETERS.format(source=default_source, transformers=list(transformers)).strip("\n"),
+            _PARAMETERS.format(source=default_source, transformers=list(transformers)).strip(),
         )
         return function
 
@@ -109,18 +109,18 @@ def load_mp_formation_energy(
 ) -> LoadResult:
     """Formation energy per atom (eV/atom) of Materials Project crystals (task ``formation_energy``).
 
-        Default source: DeepChem's ``mp_formation_energy.tar.gz`` (132,752 crystals, the
-        data of Matbench's ``matbench_mp_e_form``); ``source="matbench_mp_e_form"`` reads
-        Matbench's checksummed copy, ``source="../shared/datasets/mp_cgcnn.csv.gz"`` a
-        local table (its ``formation_energy_per_atom`` column), ``source="mp_api"`` the
-        live MP for the CGCNN paper's 46,744 ids.
+    Default source: DeepChem's ``mp_formation_energy.tar.gz`` (132,752 crystals, the
+    data of Matbench's ``matbench_mp_e_form``); ``source="matbench_mp_e_form"`` reads
+    Matbench's checksummed copy, ``source="../shared/datasets/mp_cgcnn.csv.gz"`` a
+    local table (its ``formation_energy_per_atom`` column), ``source="mp_api"`` the
+    live MP for the CGCNN paper's 46,744 ids.
 
     {parameters}
 
-        Examples
-        --------
-        >>> from deepchem_cgcnn import load_mp_formation_energy  # doctest: +SKIP
-        >>> tasks, (train, valid, test), transformers = load_mp_formation_energy()  # doctest: +SKIP
+    Examples
+    --------
+    >>> from deepchem_cgcnn import load_mp_formation_energy  # doctest: +SKIP
+    >>> tasks, (train, valid, test), transformers = load_mp_formation_energy()  # doctest: +SKIP
     """
     return _load(
         "load_mp_formation_energy",
@@ -148,9 +148,9 @@ def load_mp_band_gap(
 ) -> LoadResult:
     """PBE band gap (eV) of Materials Project crystals, metals included (task ``band_gap``).
 
-        Default source: Matbench's ``matbench_mp_gap`` (106,113 crystals). The paper
-        reported band gaps of non-metals only: filter the training split on ``y > 0``
-        for that protocol.
+    Default source: Matbench's ``matbench_mp_gap`` (106,113 crystals). The paper
+    reported band gaps of non-metals only: filter the training split on ``y > 0``
+    for that protocol.
 
     {parameters}
     """
@@ -180,9 +180,9 @@ def load_mp_metallicity(
 ) -> LoadResult:
     """Metal (1) or non-metal (0) for Materials Project crystals (task ``is_metal``).
 
-        Default source: DeepChem's ``mp_is_metal.tar.gz`` (106,113 crystals, the data of
-        ``matbench_mp_is_metal``). Use ``splitter="stratified"`` to keep the class balance
-        in every split.
+    Default source: DeepChem's ``mp_is_metal.tar.gz`` (106,113 crystals, the data of
+    ``matbench_mp_is_metal``). Use ``splitter="stratified"`` to keep the class balance
+    in every split.
 
     {parameters}
     """
@@ -212,10 +212,10 @@ def load_mp_fermi_energy(
 ) -> LoadResult:
     """Fermi energy (eV) of Materials Project crystals (task ``fermi_energy``).
 
-        No public file holds it, so the default source is the live Materials Project
-        for the CGCNN paper's 46,744 ids (an API key: ``api_key=`` or ``MP_API_KEY``),
-        cached in ``data_dir`` after the first call; a local table with an ``efermi``
-        column (``source="../shared/datasets/mp_cgcnn.csv.gz"``) works offline.
+    No public file holds it, so the default source is the live Materials Project
+    for the CGCNN paper's 46,744 ids (an API key: ``api_key=`` or ``MP_API_KEY``),
+    cached in ``data_dir`` after the first call; a local table with an ``efermi``
+    column (``source="../shared/datasets/mp_cgcnn.csv.gz"``) works offline.
 
     {parameters}
     """
@@ -245,7 +245,7 @@ def load_mp_bulk_modulus(
 ) -> LoadResult:
     """log10 of the VRH bulk modulus (log10 GPa) of MP crystals (task ``log10_k_vrh``).
 
-        Default source: Matbench's ``matbench_log_kvrh`` (10,987 crystals).
+    Default source: Matbench's ``matbench_log_kvrh`` (10,987 crystals).
 
     {parameters}
     """
@@ -275,7 +275,7 @@ def load_mp_shear_modulus(
 ) -> LoadResult:
     """log10 of the VRH shear modulus (log10 GPa) of MP crystals (task ``log10_g_vrh``).
 
-        Default source: Matbench's ``matbench_log_gvrh`` (10,987 crystals).
+    Default source: Matbench's ``matbench_log_gvrh`` (10,987 crystals).
 
     {parameters}
     """
@@ -305,9 +305,9 @@ def load_perovskite(
 ) -> LoadResult:
     """Heat of formation (eV per 5-atom cell) of 18,928 cubic perovskites (task ``formation_energy``).
 
-        Default source: DeepChem's ``perovskite.tar.gz`` (Castelli et al. 2012, the data
-        of ``matbench_perovskites``). For the Castelli table in ``../shared`` pass
-        ``source=".../castelli_perovskites.csv.gz", label_columns={"formation_energy": "heat_all"}``.
+    Default source: DeepChem's ``perovskite.tar.gz`` (Castelli et al. 2012, the data
+    of ``matbench_perovskites``). For the Castelli table in ``../shared`` pass
+    ``source=".../castelli_perovskites.csv.gz", label_columns={"formation_energy": "heat_all"}``.
 
     {parameters}
     """

@@ -106,7 +106,7 @@ def read_points():
     if ("gated", FULL_SPLIT) not in points:
         from deepchem_cgcnn import pretrained_card
 
-        points["gated", FULL_SPLIT] = _point(pretrained_card("mp-formation-energy"))
+        points["gated", FULL_SPLIT] = _point(pretrained_card("mp-formation-energy").to_dict())
         OTHER_PROTOCOL.add(("gated", FULL_SPLIT))
     return points
 

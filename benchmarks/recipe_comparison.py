@@ -76,10 +76,10 @@ def plot(cards, out: Path) -> None:
 
     shipped = pretrained_card("mp-formation-energy")
     axis.plot(
-        [shipped["wall_time_s"]["train"] / 60],
-        [shipped["metrics"]["mae"]["test"]],
+        [shipped.wall_time_s["train"] / 60],
+        [shipped.metrics["mae"]["test"]],
         "k*",
-        label=f"shipped model, our recipe 100 min: test {shipped['metrics']['mae']['test']:.3f}",
+        label=f"shipped model, our recipe 100 min: test {shipped.metrics['mae']['test']:.3f}",
     )
     axis.axhline(PAPER_MAE, color="tab:red", lw=0.8, ls=":", label="paper 0.039 (28k, GPU)")
     axis.set_yscale("log")
@@ -106,7 +106,8 @@ def main(argv=None) -> None:
     rows = [recipe_row(RUNS[name], card) for name, card in cards.items()]
     rows.append(
         recipe_row(
-            "shipped mp-formation-energy (our recipe)", pretrained_card("mp-formation-energy")
+            "shipped mp-formation-energy (our recipe)",
+            pretrained_card("mp-formation-energy").to_dict(),
         )
     )
     print(

@@ -168,36 +168,7 @@ class CGCNNFeaturizer(MaterialStructureFeaturizer):
     @staticmethod
     def check_structure(structure: "Structure") -> np.ndarray:
         """Raise :class:`FeaturizationError` for a structure CGCNN cannot use; return its atomic numbers."""
-        if len(structure) == 0:
-            raise FeaturizationError("empty structure (no sites)")
-        if not structure.is_ordered:
-            disordered = [i for i, site in enumerate(structure) if not site.is_ordered]
-            raise FeaturizationError(
-                f"disordered structure: sites {disordered[:10]} have partial occupancy "
-                f"({structure[disordered[0]].species}); CGCNN needs one element per site"
-            )
-        matrix = structure.lattice.matrix
-        if not np.all(np.isfinite(matrix)):
-            raise FeaturizationError("non-finite lattice vectors")
-        if not np.all(np.isfinite(structure.frac_coords)):
-            bad = np.nonzero(~np.isfinite(structure.frac_coords).all(axis=1))[0]
-            raise FeaturizationError(f"non-finite coordinates at sites {bad[:10].tolist()}")
-        volume = abs(np.linalg.det(matrix))
-        lengths = np.linalg.norm(matrix, axis=1)
-        if not volume > 1e-6 * max(lengths.prod(), 1e-30):
-            raise FeaturizationError(
-                f"degenerate lattice (volume {volume:.3g} Å^3, lattice vectors "
-                f"{np.round(lengths, 4).tolist()} Å are coplanar or zero)"
-            )
-        atomic_numbers = np.array([getattr(site.specie, "Z", 0) for site in structure])
-        known = has_embedding(atomic_numbers)
-        if not known.all():
-            i = int(np.argmin(known))
-            raise FeaturizationError(
-                f"element {structure[i].specie} at site {i} has no CGCNN embedding "
-                f"(the table covers Z = 1..100)"
-            )
-        return atomic_numbers
+        return check_structure(structure)
 
     # ------------------------------------------------------------------ graph
     def _featurize(self, datapoint: Any, **kwargs: Any) -> CrystalGraph:
@@ -207,31 +178,14 @@ class CGCNNFeaturizer(MaterialStructureFeaturizer):
         structure = wrapped_into_cell(structure)
         check_bounds(structure, self.radius, self.min_distance, self.max_neighbor_pairs)
         check_overlaps(structure, self.min_distance)
-        n_atoms = len(structure)
-        centers, neighbors, _, distances = structure.get_neighbor_list(self.radius)
-        # Stable: among equal distances pymatgen's own order decides, as in the original.
-        order = np.lexsort((distances, centers))
-        centers, neighbors, distances = centers[order], neighbors[order], distances[order]
-        counts = np.bincount(centers, minlength=n_atoms)
-        starts = np.cumsum(counts) - counts
-        rank = np.arange(len(centers)) - starts[centers]
-        keep = rank < self.max_neighbors
-        if self.selection == "complete":
-            has_full_shell = counts >= self.max_neighbors
-            last_kept = np.full(n_atoms, np.inf)
-            last_kept[has_full_shell] = distances[starts[has_full_shell] + self.max_neighbors - 1]
-            keep |= distances <= last_kept[centers] + self.tie_tolerance
-        n_slots = max(
-            self.max_neighbors, int(np.bincount(centers[keep], minlength=n_atoms).max(initial=0))
+        index, distance, counts = select_neighbors(
+            structure,
+            self.radius,
+            self.max_neighbors,
+            self.selection,
+            self.padding,
+            self.tie_tolerance,
         )
-        if self.padding == "cgcnn":
-            index = np.zeros((n_atoms, n_slots), dtype=np.int64)
-            distance = np.full((n_atoms, n_slots), self.radius + 1.0)
-        else:
-            index = np.tile(np.arange(n_atoms)[:, None], (1, n_slots))
-            distance = np.full((n_atoms, n_slots), np.inf)
-        index[centers[keep], rank[keep]] = neighbors[keep]
-        distance[centers[keep], rank[keep]] = distances[keep]
         geometry = {
             "n_isolated": int((counts == 0).sum()),
             "n_underfull": int((counts < self.max_neighbors).sum()),
@@ -311,6 +265,98 @@ class CGCNNFeaturizer(MaterialStructureFeaturizer):
     def n_failed(self) -> int:
         """How many structures the last :meth:`featurize` call could not featurize."""
         return len(self.failures)
+
+
+def check_structure(structure: "Structure") -> np.ndarray:
+    """Raise :class:`FeaturizationError` for a structure CGCNN cannot use; return its atomic numbers."""
+    if len(structure) == 0:
+        raise FeaturizationError("empty structure (no sites)")
+    if not structure.is_ordered:
+        disordered = [i for i, site in enumerate(structure) if not site.is_ordered]
+        raise FeaturizationError(
+            f"disordered structure: sites {disordered[:10]} have partial occupancy "
+            f"({structure[disordered[0]].species}); CGCNN needs one element per site"
+        )
+    matrix = structure.lattice.matrix
+    if not np.all(np.isfinite(matrix)):
+        raise FeaturizationError("non-finite lattice vectors")
+    if not np.all(np.isfinite(structure.frac_coords)):
+        bad = np.nonzero(~np.isfinite(structure.frac_coords).all(axis=1))[0]
+        raise FeaturizationError(f"non-finite coordinates at sites {bad[:10].tolist()}")
+    volume = abs(np.linalg.det(matrix))
+    lengths = np.linalg.norm(matrix, axis=1)
+    if not volume > 1e-6 * max(lengths.prod(), 1e-30):
+        raise FeaturizationError(
+            f"degenerate lattice (volume {volume:.3g} Å^3, lattice vectors "
+            f"{np.round(lengths, 4).tolist()} Å are coplanar or zero)"
+        )
+    atomic_numbers = np.array([getattr(site.specie, "Z", 0) for site in structure])
+    known = has_embedding(atomic_numbers)
+    if not known.all():
+        i = int(np.argmin(known))
+        raise FeaturizationError(
+            f"element {structure[i].specie} at site {i} has no CGCNN embedding "
+            f"(the table covers Z = 1..100)"
+        )
+    return atomic_numbers
+
+
+def select_neighbors(
+    structure: "Structure",
+    radius: float,
+    max_neighbors: int,
+    selection: str = "cgcnn",
+    padding: str = "cgcnn",
+    tie_tolerance: float = 1e-5,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each atom's nearest neighbours within ``radius`` (periodic images included).
+
+    Neighbours are sorted by distance; among equal distances pymatgen's own order decides,
+    as in the original CGCNN code. ``selection='cgcnn'`` keeps the first ``max_neighbors``
+    (the original's rule); ``'complete'`` also keeps every neighbour tied with the last
+    kept one (within ``tie_tolerance`` Å), so the graph does not depend on site order.
+    Atoms with fewer neighbours are padded: ``padding='cgcnn'`` with atom 0 at distance
+    ``radius + 1`` (the original's padding, real edges the model sees), ``'mask'`` with
+    the atom itself at distance ``inf`` (dropped from the graph).
+
+    Returns
+    -------
+    index, distance: np.ndarray
+        ``(n_atoms, n_slots)`` neighbour indices and distances (Å), ``n_slots >= max_neighbors``.
+    counts: np.ndarray
+        ``(n_atoms,)`` how many neighbours each atom has within ``radius``.
+
+    Examples
+    --------
+    >>> from pymatgen.core import Lattice, Structure
+    >>> nacl = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    >>> index, distance, counts = select_neighbors(nacl, 8.0, 12)
+    >>> index.shape, round(float(distance[0, 0]), 3), counts.tolist()
+    ((2, 12), 4.884, [26, 26])
+    """
+    n_atoms = len(structure)
+    centers, neighbors, _, distances = structure.get_neighbor_list(radius)
+    order = np.lexsort((distances, centers))
+    centers, neighbors, distances = centers[order], neighbors[order], distances[order]
+    counts = np.bincount(centers, minlength=n_atoms)
+    starts = np.cumsum(counts) - counts
+    rank = np.arange(len(centers)) - starts[centers]
+    keep = rank < max_neighbors
+    if selection == "complete":
+        has_full_shell = counts >= max_neighbors
+        last_kept = np.full(n_atoms, np.inf)
+        last_kept[has_full_shell] = distances[starts[has_full_shell] + max_neighbors - 1]
+        keep |= distances <= last_kept[centers] + tie_tolerance
+    n_slots = max(max_neighbors, int(np.bincount(centers[keep], minlength=n_atoms).max(initial=0)))
+    if padding == "cgcnn":
+        index = np.zeros((n_atoms, n_slots), dtype=np.int64)
+        distance = np.full((n_atoms, n_slots), radius + 1.0)
+    else:
+        index = np.tile(np.arange(n_atoms)[:, None], (1, n_slots))
+        distance = np.full((n_atoms, n_slots), np.inf)
+    index[centers[keep], rank[keep]] = neighbors[keep]
+    distance[centers[keep], rank[keep]] = distances[keep]
+    return index, distance, counts
 
 
 TRUSTED_MODULES = ("pymatgen.core", "pymatgen.electronic_structure.core", "numpy")

@@ -21,8 +21,12 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from deepchem_cgcnn.card import ModelCard
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from _common import PROJECT_ROOT, markdown_table  # noqa: E402 (the shared helpers live beside the benchmarks)
@@ -30,32 +34,32 @@ from _common import PROJECT_ROOT, markdown_table  # noqa: E402 (the shared helpe
 SHARED_DATASETS = PROJECT_ROOT.parent / "shared" / "datasets"
 
 
-def test_split(card: dict, cache_dir: str):
+def test_split(card: "ModelCard", cache_dir: str):
     from deepchem_cgcnn import CGCNNFeaturizer, MaterialsProjectLoader
     from deepchem_cgcnn.data.splitters import CGCNNRandomSplitter
 
-    source = SHARED_DATASETS / card["data"].get("source", card["data"].get("file"))
+    source = SHARED_DATASETS / card.data.get("source", card.data.get("file"))
     if not source.is_file():
         sys.exit(f"{source} not found: the figures need the shared MP data")
     loader = MaterialsProjectLoader(
         str(source),
-        tasks=[card["task"]],
-        featurizer=CGCNNFeaturizer(**card["featurizer"]),
-        splitter=CGCNNRandomSplitter(seed=card["split"]["seed"]),
+        tasks=[card.task],
+        featurizer=CGCNNFeaturizer(**card.featurizer),
+        splitter=CGCNNRandomSplitter(seed=card.split["seed"]),
         data_dir=cache_dir,
         save_dir=cache_dir,
         n_jobs=2,
     )
     _, (train, valid, test), _ = loader.load()
     sizes = [len(train), len(valid), len(test)]
-    if sizes[1:] != card["split"]["sizes"][1:]:
-        sys.exit(
-            f"{card['name']}: split sizes {sizes} differ from the card's {card['split']['sizes']}"
-        )
+    if sizes[1:] != card.split["sizes"][1:]:
+        sys.exit(f"{card.name}: split sizes {sizes} differ from the card's {card.split['sizes']}")
     return test
 
 
-def parity_plot(name: str, card: dict, y: np.ndarray, prediction: np.ndarray, out: Path) -> float:
+def parity_plot(
+    name: str, card: "ModelCard", y: np.ndarray, prediction: np.ndarray, out: Path
+) -> float:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,9 +80,9 @@ def parity_plot(name: str, card: dict, y: np.ndarray, prediction: np.ndarray, ou
     axes.plot([low, high], [low, high], color="black", lw=0.8)
     axes.set_xlim(low, high)
     axes.set_ylim(low, high)
-    axes.set_xlabel(f"DFT {card['property']} ({card['units']})")
-    axes.set_ylabel(f"CGCNN ({card['units']})")
-    axes.set_title(f"{name}: test MAE {mae:.3f} {card['units']}, n = {len(y):,}", fontsize=9)
+    axes.set_xlabel(f"DFT {card.property} ({card.units})")
+    axes.set_ylabel(f"CGCNN ({card.units})")
+    axes.set_title(f"{name}: test MAE {mae:.3f} {card.units}, n = {len(y):,}", fontsize=9)
     figure.colorbar(hexes, ax=axes, label="crystals per bin")
     figure.tight_layout()
     figure.savefig(out / f"parity-{name}.png")
@@ -129,16 +133,16 @@ def main(argv=None) -> None:
         model = load_pretrained(name)
         prediction = np.asarray(model.predict(test))
         y = test.y[:, 0]
-        if card.get("mode") == "classification":
+        if card.mode == "classification":
             value = roc_plot(name, y, prediction[:, 1], args.out)
-            metric, recorded = "ROC-AUC", card["metrics"]["roc_auc"]["test"]
+            metric, recorded = "ROC-AUC", card.metrics["roc_auc"]["test"]
         else:
             value = parity_plot(name, card, y, prediction[:, 0], args.out)
-            metric, recorded = f"MAE ({card['units']})", card["metrics"]["mae"]["test"]
+            metric, recorded = f"MAE ({card.units})", card.metrics["mae"]["test"]
         rows.append([name, metric, f"{len(y):,}", f"{value:.4f}", f"{recorded:.4f}"])
         if abs(value - recorded) > 1e-4:
             mismatches.append(f"{name}: {metric} {value:.5f} now, {recorded:.5f} in its card")
-        if card["task"] == "band_gap":
+        if card.task == "band_gap":
             # the paper's protocol scores non-metals only (gap > 0)
             gapped = y > 0
             rows.append(

@@ -12,6 +12,7 @@ Usage
 """
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -202,6 +203,7 @@ def main(argv=None) -> None:
     parser.add_argument("--only", nargs="*", help="job names (default: all, in order)")
     parser.add_argument("--list", action="store_true")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     names = args.only or list(JOBS)
     if args.list:
         for name in names:

@@ -37,7 +37,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "training-curves.png")
     args = parser.parse_args(argv)
     cards = {n: pretrained_card(n) for n in available_pretrained()}
-    cards = {n: c for n, c in cards.items() if c.get("history")}
+    cards = {n: c for n, c in cards.items() if c.history}
     if not cards:
         raise SystemExit("no shipped card holds a training history")
     figure, axes = plt.subplots(
@@ -45,20 +45,18 @@ def main(argv=None) -> None:
     )
     rows = []
     for axis, (name, card) in zip(axes[0], cards.items()):
-        history = card["history"]
+        history = card.history
         minutes = [s / 60 for s in history["seconds"]]
         axis.plot(minutes, history["valid_error"], lw=1, label="validation")
-        classify = card["mode"] == "classification"
-        test = (
-            1 - card["metrics"]["roc_auc"]["test"] if classify else card["metrics"]["mae"]["test"]
-        )
+        classify = card.mode == "classification"
+        test = 1 - card.metrics["roc_auc"]["test"] if classify else card.metrics["mae"]["test"]
         axis.axhline(test, color="black", lw=0.8, ls="--", label=f"test {test:.3g}")
-        if card["task"] in PUBLISHED:
-            value, label = PUBLISHED[card["task"]]
+        if card.task in PUBLISHED:
+            value, label = PUBLISHED[card.task]
             axis.axhline(value, color="tab:red", lw=0.8, ls=":", label=label)
         axis.set_yscale("log")
         axis.set_xlabel("training minutes (2-core CPU)")
-        axis.set_ylabel("1 - ROC-AUC" if classify else f"MAE ({card['units']})")
+        axis.set_ylabel("1 - ROC-AUC" if classify else f"MAE ({card.units})")
         axis.set_title(name, fontsize=9)
         axis.legend(fontsize=7)
         rows.append(

@@ -21,7 +21,7 @@ def test_shipped_model_loads_offline_by_name(no_network):
     assert "mp-formation-energy" in available_pretrained()
     model = CGCNNModel.pretrained("mp-formation-energy")
     card = pretrained_card("mp-formation-energy")
-    assert card["metrics"]["mae"]["test"] < 0.1 and card["split"]["seed"] == 123
+    assert card.metrics["mae"]["test"] < 0.1 and card.split["seed"] == 123
     crystals = example_structures()
     graphs = CGCNNFeaturizer(**model.featurizer_params).featurize(list(crystals.values()))
     energy = dict(zip(crystals, model.predict(dc.data.NumpyDataset(graphs))[:, 0]))
@@ -78,23 +78,36 @@ def test_every_shipped_model_has_a_card_and_loads_offline(no_network):
             "wall_time_s",
             "command",
         ):
-            assert key in card, (name, key)
-        assert card["split"]["seed"] == 123 and card["split"]["fractions"] == [0.6, 0.2, 0.2]
-        metric = "roc_auc" if card["mode"] == "classification" else "mae"
-        assert set(card["metrics"][metric]) == {"train", "valid", "test"}, name
+            assert getattr(card, key) is not None, (name, key)
+        assert card.split["seed"] == 123 and card.split["fractions"] == [0.6, 0.2, 0.2]
+        metric = "roc_auc" if card.mode == "classification" else "mae"
+        assert set(card.metrics[metric]) == {"train", "valid", "test"}, name
         model = CGCNNModel.pretrained(name)
-        assert model.model.mode == card["mode"]
+        assert model.model.mode == card.mode
+
+
+def test_a_card_still_reads_as_a_dict_for_old_scripts():
+    """Scripts written against the 0.1 plain-dict cards keep working: a read-only dict view."""
+    card = pretrained_card("castelli-perovskites")
+    assert card["property"] == card.property and card["metrics"] == card.metrics
+    assert card.get("domain") == card.domain and card.get("missing", 0) == 0
+    assert "ensemble" in card and card["ensemble"] == card.extra["ensemble"]
+    assert pretrained_card("mp-formation-energy").get("domain") is None
+    with pytest.raises(KeyError):
+        card["missing"]
+    with pytest.raises(TypeError):
+        card["property"] = "changed"
 
 
 def test_predict_prints_one_column_per_general_shipped_model(capsys):
-    general = [n for n in available_pretrained() if not pretrained_card(n).get("domain")]
+    general = [n for n in available_pretrained() if not pretrained_card(n).domain]
     assert main(["predict"]) == 0
     header = capsys.readouterr().out.splitlines()[0]
     for name in general:
         card = pretrained_card(name)
-        assert f"{card['property']} ({card['units']})" in header, name
+        assert f"{card.property} ({card.units})" in header, name
     for name in set(available_pretrained()) - set(general):
-        assert pretrained_card(name)["property"] not in header
+        assert pretrained_card(name).property not in header
 
 
 @pytest.mark.torch
@@ -213,7 +226,7 @@ def test_shipped_band_gap_is_never_negative():
     from pymatgen.core import Lattice, Structure
 
     card = pretrained_card("mp-band-gap")
-    assert card["output_constraint"].startswith("non-negative")
+    assert card.output_constraint.startswith("non-negative")
     model = CGCNNModel.pretrained("mp-band-gap")
     metals = [
         Structure(Lattice.cubic(3.165), ["W", "W"], [[0, 0, 0], [0.5, 0.5, 0.5]]),

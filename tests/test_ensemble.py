@@ -138,6 +138,6 @@ def test_shipped_ensemble_carries_its_validation_fitted_std_scale():
     from deepchem_cgcnn import load_pretrained_predictor, pretrained_card
 
     ensemble = load_pretrained_predictor("castelli-perovskites")
-    recorded = pretrained_card("castelli-perovskites")["ensemble"]
+    recorded = pretrained_card("castelli-perovskites").extra["ensemble"]
     assert isinstance(ensemble, CGCNNEnsemble) and len(ensemble) == recorded["members"]
     assert ensemble.std_scale == recorded["std_scale"] > 1  # seed ensembles are over-confident

@@ -12,6 +12,7 @@ Usage (from the project root; ``yapf==0.32.0`` must be importable)::
 
     python upstream/build.py patches --base <unpacked DeepChem tree>   # rewrite the series
     python upstream/build.py tree --base <tree> --out <dir>            # the PR's tree, built
+    python upstream/build.py pr                                        # PR.md from the benchmarks
 """
 
 from __future__ import annotations
@@ -201,13 +202,35 @@ def export_patches(tree: Path) -> list[Path]:
     return sorted(PATCHES.glob("*.patch"))
 
 
+def pr_description() -> str:
+    """``PR.md.tmpl`` with each ``{{name}}`` replaced by the ``<!-- pr:name -->`` block of
+    docs/benchmarks.md, so the PR's numbers are the benchmarks' current ones."""
+    benchmarks = (ROOT / "docs" / "benchmarks.md").read_text()
+    blocks = dict(re.findall(r"<!-- pr:([\w-]+) -->\n(.*?)<!-- /pr:\1 -->", benchmarks, re.S))
+
+    def block(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in blocks:
+            raise KeyError(f"docs/benchmarks.md has no <!-- pr:{name} --> block")
+        return blocks[name].strip()
+
+    return re.sub(r"\{\{([\w-]+)\}\}", block, (HERE / "PR.md.tmpl").read_text())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["patches", "tree"])
-    parser.add_argument("--base", required=True, type=Path, help="unpacked DeepChem tree")
-    parser.add_argument("--out", type=Path, help="where to build the tree")
+    parser.add_argument("what", choices=["patches", "tree", "pr"])
+    parser.add_argument("--base", type=Path, help="unpacked DeepChem tree")
+    parser.add_argument("--out", type=Path, help="where to build the tree (or write PR.md)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(HERE))
+    if args.what == "pr":
+        out = args.out or HERE / "deepchem" / "PR.md"
+        out.write_text(pr_description())
+        print(out)
+        return
+    if args.base is None:
+        parser.error(f"{args.what} needs --base")
     out = args.out or Path(os.environ.get("TMPDIR", "/tmp")) / "deepchem-cgcnn-pr-tree"
     tree = build_tree(args.base, out)
     if args.what == "patches":

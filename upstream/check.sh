@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The DeepChem pull request, proven against DeepChem's own tree (upstream/README.md):
 #  1. the patch series applies with `git am` to the snapshot of DeepChem's repository;
-#  2. regenerating it from this package gives the same files (no drift);
+#  2. regenerating it from this package gives the same files and PR.md (no drift;
+#     `bash upstream/check.sh --refresh` rewrites both);
 #  3. the patched tree, installed (not editable) into a throwaway virtualenv, passes DeepChem's
 #     own CGCNN and materials-featurizer tests, the PR's tests and its doctests;
 #  4. yapf 0.32.0 (--diff), flake8 and mypy (DeepChem's setup.cfg) are clean on the touched files;
@@ -33,6 +34,14 @@ stack=$("$python" -c "import site; print(site.getsitepackages()[0])")
 "$venv/python" -c "import site; print(site.getsitepackages()[0])" | xargs -I{} sh -c "echo '$stack' > {}/project-stack.pth"
 "$venv/pip" install -q --disable-pip-version-check yapf==0.32.0 flake8 wheel transformers 2>&1 | grep -v "^WARNING: Location" || true
 
+if [ "${1:-}" = "--refresh" ]; then  # rewrite the series and PR.md from the package, then check
+    mkdir "$work/fresh"
+    tar xzf "$snapshot" -C "$work/fresh"
+    "$venv/python" upstream/build.py patches --base "$work/fresh" --out "$work/fresh-tree" > /dev/null 2>&1
+    "$venv/python" upstream/build.py pr > /dev/null
+    echo "upstream: series and PR.md rewritten"
+fi
+
 echo "== upstream: git am"
 mkdir "$work/base"
 tar xzf "$snapshot" -C "$work/base"
@@ -46,9 +55,12 @@ touched=$(git -C "$work/pr" diff --name-only HEAD~"$(ls upstream/deepchem/patche
 echo "  $(git -C "$work/pr" diff --shortstat HEAD~"$(ls upstream/deepchem/patches/*.patch | wc -l)")"
 
 echo "== upstream: regenerated from the package = the committed series"
+stale="the committed series or PR.md is stale: rewrite them with: bash upstream/check.sh --refresh"
 "$venv/python" upstream/build.py tree --base "$work/base" --out "$work/built" > /dev/null 2>&1
-diff -r -q --exclude=.git "$work/built" "$work/pr"
-echo "  same files"
+diff -r -q --exclude=.git "$work/built" "$work/pr" || { echo "  $stale"; exit 1; }
+"$venv/python" upstream/build.py pr --out "$work/PR.md" > /dev/null
+diff -q "$work/PR.md" upstream/deepchem/PR.md || { echo "  $stale"; exit 1; }
+echo "  same files, same PR.md"
 
 echo "== upstream: install (not editable)"
 "$venv/pip" install -q --no-deps --no-build-isolation "$work/pr" 2>&1 | grep -v "^WARNING: Location" || true

@@ -158,6 +158,28 @@ class CrystalGraph(GraphData):
         """``(n_edges, K)`` Gaussian expansion of the distances, float32 as the original."""
         return gaussian_expand(self.edge_distance, self.radius, self.step).astype(np.float32)
 
+    def to_graph_data(self) -> Any:
+        """The same graph as a plain, expanded DeepChem ``GraphData`` (what DeepChem's own
+        ``CGCNNFeaturizer`` returns), for code that sets its fields."""
+        return GraphData(self.node_features, self.edge_index, self.edge_features)
+
+    def numpy_to_torch(self, device: str = "cpu") -> Any:
+        """``GraphData.numpy_to_torch``: a ``GraphData`` whose arrays are torch tensors.
+
+        The compact record computes its features on demand (read-only properties), so the
+        conversion goes through :meth:`to_graph_data`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> g = CrystalGraph(np.array([11, 17]), np.array([[1], [0]]),
+        ...                  np.array([[2.8], [2.8]]), radius=8.0, step=0.2)
+        >>> t = g.numpy_to_torch()
+        >>> type(t.node_features).__name__, tuple(t.edge_features.shape)
+        ('Tensor', (2, 41))
+        """
+        return self.to_graph_data().numpy_to_torch(device)
+
     @property
     def nbytes(self) -> int:
         """Bytes of array data this record stores."""

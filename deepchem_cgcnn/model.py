@@ -2,6 +2,7 @@
 
 import logging
 import warnings
+import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,12 @@ from deepchem_cgcnn._quiet import import_deepchem
 from deepchem_cgcnn.elements import element_embedding_table
 from deepchem_cgcnn.graph import CrystalGraph, batch_graphs, gaussian_centers
 from deepchem_cgcnn.layers import GatedConv, GaussianExpansion, SimpleConv, pool_atoms
+from deepchem_cgcnn.resident import (
+    MAX_DEVICE_FRACTION,
+    ResidentBatch,
+    ResidentGraphs,
+    resident_batches,
+)
 
 dc = import_deepchem()
 if TYPE_CHECKING:
@@ -301,6 +308,14 @@ class CGCNNModel(TorchModel):
         its per-neighbour batch norm, sigmoid and softplus with their backward passes:
         about 1.3x faster training on a CPU after 5-40 s of compilation on the first
         batches (needs a C++ compiler on CPU). Weights and checkpoints are unchanged.
+    resident: bool, optional
+        Hold each in-memory dataset (``NumpyDataset`` of crystal graphs) that ``fit``,
+        ``predict`` or ``evaluate`` sees as concatenated tensors on the model's device, so
+        a batch is an index gather there instead of a NumPy collation and a copy
+        (:mod:`deepchem_cgcnn.resident`); the batches, their order and the random
+        permutation are those of DeepChem's loop. Default (None): on for a ``NumpyDataset``
+        that needs at most half the free GPU memory (always on a CPU); True: for any dataset
+        of crystal graphs; False: off.
     kwargs
         Passed to ``dc.models.TorchModel`` (``batch_size``, ``learning_rate``,
         ``optimizer``, ``model_dir``, ...).
@@ -338,6 +353,7 @@ class CGCNNModel(TorchModel):
         nonnegative: bool = False,
         normalize_targets: bool = True,
         compile_convolutions: bool = False,
+        resident: bool | None = None,
         featurizer_params: dict[str, Any] | None = None,
         training_counts: dict[str, dict[str, int]] | None = None,
         **kwargs: Any,
@@ -369,6 +385,8 @@ class CGCNNModel(TorchModel):
             for layer in model.convs:
                 layer.compile(dynamic=True)
         self.normalize_targets = normalize_targets and mode == "regression"
+        self.resident = resident
+        self._resident_cache: list[tuple[Any, ResidentGraphs]] = []
         if mode == "regression":
             loss, output_types = self._normalized_mse, ["prediction"]
         else:
@@ -405,8 +423,16 @@ class CGCNNModel(TorchModel):
 
     # ------------------------------------------------------------------ data
     def _prepare_batch(self, batch: tuple[Any, Any, Any]) -> Any:
-        """Collate a batch of :class:`CrystalGraph` into one graph of tensors."""
+        """Collate a batch of :class:`CrystalGraph` into one graph of tensors (or gather a
+        resident batch on the device)."""
         inputs, labels, weights = batch
+        if len(inputs) == 1 and isinstance(inputs[0], ResidentBatch):
+            item = inputs[0]
+            return (
+                item.inputs(),
+                None if labels is None else item.labels(),
+                None if weights is None else item.weights(),
+            )
         graphs = inputs[0]
         for i, graph in enumerate(graphs):
             if not isinstance(graph, CrystalGraph):
@@ -488,10 +514,37 @@ class CGCNNModel(TorchModel):
         deterministic: bool = True,
         pad_batches: bool = False,
     ) -> Any:
-        """Batches of ``([graphs], [y], [w])``; never padded (CGCNN needs no fixed batch size)."""
+        """Batches of ``([graphs], [y], [w])``; never padded (CGCNN needs no fixed batch size).
+
+        With a resident dataset (see ``resident``), the same batches as index gathers."""
+        resident = self._resident_graphs(dataset)
+        if resident is not None:
+            return resident_batches(resident, self.batch_size, epochs, deterministic)
         return super().default_generator(
             dataset, epochs=epochs, mode=mode, deterministic=deterministic, pad_batches=False
         )
+
+    def _resident_graphs(self, dataset: Any) -> ResidentGraphs | None:
+        """The dataset held on the device (made on first use, kept for the last few datasets),
+        or None where the resident path does not apply."""
+        if self.resident is False:
+            return None
+        for reference, graphs in self._resident_cache:
+            if reference() is dataset:
+                return graphs
+        if self.resident is None and not isinstance(dataset, dc.data.NumpyDataset):
+            return None
+        items = list(np.asarray(dataset.X, dtype=object).reshape(-1))
+        if not items or not all(isinstance(g, CrystalGraph) for g in items):
+            return None
+        if self.resident is None and self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            if ResidentGraphs.nbytes_needed(items) > MAX_DEVICE_FRACTION * free:
+                return None
+        self._check_settings(items)
+        graphs = ResidentGraphs(items, dataset.y, dataset.w, self.device)
+        self._resident_cache = [*self._resident_cache[-3:], (weakref.ref(dataset), graphs)]
+        return graphs
 
     def predict(
         self,

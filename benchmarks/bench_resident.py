@@ -1,0 +1,128 @@
+"""Training and prediction throughput: the resident path against DeepChem's collating loop.
+
+Both are ``CGCNNModel.fit`` / ``predict`` on the same featurized crystals, with the same
+initial weights, batch size, random permutation and optimizer: ``resident=False`` collates
+every batch on the host with NumPy and copies it to the device (DeepChem's loop as it is);
+``resident=True`` holds the dataset on the device and gathers each batch there. Epochs are
+interleaved, the first of each pair alternating, so load on a shared machine hits both alike.
+
+Usage: ``.venv/bin/python benchmarks/bench_resident.py --n 2000 [--device cuda] [--batch-size 256]``
+"""
+
+import argparse
+
+import numpy as np
+import torch
+from _common import (
+    DEFAULT_DATA,
+    environment_line,
+    load_mp_structures,
+    markdown_table,
+    median,
+    timed,
+)
+
+
+def main(argv=None) -> None:
+    from deepchem_cgcnn import CGCNNFeaturizer, CGCNNModel
+    from deepchem_cgcnn._quiet import import_deepchem
+    from deepchem_cgcnn.model import resolve_device
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per path")
+    parser.add_argument("--num-conv", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--compile", action="store_true", help="compile_convolutions=True")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    dc = import_deepchem()
+    _, structures, y = load_mp_structures(args.data, args.n)
+    graphs = CGCNNFeaturizer().featurize(structures)
+    dataset = dc.data.NumpyDataset(graphs, y[:, None])
+    n_atoms = sum(g.num_nodes for g in graphs)
+
+    def model(resident: bool):
+        torch.manual_seed(0)
+        return CGCNNModel(
+            num_conv=args.num_conv,
+            batch_size=args.batch_size,
+            learning_rate=1e-3,
+            resident=resident,
+            compile_convolutions=args.compile,
+            device=device,
+        )
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def epoch(m) -> float:
+        def run():
+            m.fit(dataset, nb_epoch=1, checkpoint_interval=0)
+            sync()
+
+        return timed(run)[0]
+
+    def predict(m) -> float:
+        def run():
+            m.predict(dataset, warn_domain=False)
+            sync()
+
+        return timed(run)[0]
+
+    models = {"collated": model(False), "resident": model(True)}
+    warm = {name: epoch(m) for name, m in models.items()}  # first epoch: residency, compilation
+    times: dict[str, list[float]] = {name: [] for name in models}
+    predict_times: dict[str, list[float]] = {name: [] for name in models}
+    for round_ in range(args.epochs):  # alternate which path goes first
+        for name, m in sorted(models.items(), reverse=bool(round_ % 2)):
+            np.random.seed(1)
+            times[name].append(epoch(m))
+            predict_times[name].append(predict(m))
+
+    print(environment_line())
+    print(
+        f"\n{len(graphs)} MP crystals ({n_atoms:,} atoms), batch {args.batch_size}, "
+        f"{args.num_conv} convolutions, device {device}"
+        f"{', convolutions compiled' if args.compile else ''}; medians of {args.epochs} "
+        f"interleaved epochs after one warm-up epoch each.\n"
+    )
+    rows = []
+    for name in models:
+        train_s, predict_s = median(times[name]), median(predict_times[name])
+        rows.append(
+            [
+                f"`fit` {'(resident=True)' if name == 'resident' else '(resident=False: DeepChem loop)'}",
+                f"{train_s:.3f} (warm-up {warm[name]:.3f})",
+                f"{len(graphs) / train_s:,.0f}",
+                f"{predict_s:.3f}",
+                f"{len(graphs) / predict_s:,.0f}",
+            ]
+        )
+    print(
+        markdown_table(
+            ["path", "s/epoch", "train crystals/s", "s/predict pass", "predict crystals/s"], rows
+        )
+    )
+    train_ratio = median(times["collated"]) / median(times["resident"])
+    predict_ratio = median(predict_times["collated"]) / median(predict_times["resident"])
+    print(
+        "\n"
+        + markdown_table(
+            ["ratio", "value"],
+            [
+                ["training, resident / collated", f"**{train_ratio:.2f}×**"],
+                ["prediction, resident / collated", f"**{predict_ratio:.2f}×**"],
+            ],
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""The resident training path: the same batches as DeepChem's loop, gathered on the device."""
+
+import deepchem as dc
+import numpy as np
+import pytest
+import torch
+
+from deepchem_cgcnn import CGCNNFeaturizer, CGCNNModel
+from deepchem_cgcnn.graph import batch_graphs
+from deepchem_cgcnn.resident import ResidentGraphs
+
+
+@pytest.fixture(scope="module")
+def mixed_graphs(mp_rows):
+    """Real crystals with a varying number of edges per atom ('complete' keeps ties)."""
+    return CGCNNFeaturizer(selection="complete").featurize(list(mp_rows.cif[:60]))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("selection", ["cgcnn", "complete"])
+def test_a_resident_batch_equals_the_collated_one(mp_rows, selection):
+    graphs = CGCNNFeaturizer(selection=selection).featurize(list(mp_rows.cif[:60]))
+    resident = ResidentGraphs(graphs, None, None, torch.device("cpu"))
+    assert (resident.uniform_degree == 12) == (selection == "cgcnn")
+    index = np.random.RandomState(0).permutation(60)[:23]
+    batch = resident.batch(index)
+    expected = batch_graphs([graphs[i] for i in index])
+    for key in ("atomic_numbers", "edge_center", "edge_neighbor", "edge_distance", "crystal_index"):
+        assert np.array_equal(batch[key].numpy(), getattr(expected, key)), key
+    assert batch["n_crystals"] == expected.n_crystals
+    assert batch["uniform_degree"] == expected.uniform_degree
+
+
+def _fit(dataset, resident, **kwargs):
+    torch.manual_seed(0)
+    model = CGCNNModel(
+        num_conv=2, batch_size=16, learning_rate=2e-3, resident=resident, log_frequency=1, **kwargs
+    )
+    np.random.seed(0)
+    losses: list[float] = []
+    model.fit(dataset, nb_epoch=3, all_losses=losses)
+    return model, losses
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("mode", ["regression", "classification"])
+def test_fit_gives_the_same_losses_and_predictions_resident_or_not(mixed_graphs, mp_rows, mode):
+    label = "formation_energy_per_atom" if mode == "regression" else "is_metal"
+    y = mp_rows[label].to_numpy(dtype=float)[:60, None]
+    dataset = dc.data.NumpyDataset(mixed_graphs, y)
+    kwargs = {"mode": mode} if mode == "regression" else {"mode": mode, "dropout": 0.0}
+    collated, collated_losses = _fit(dataset, False, **kwargs)
+    resident, resident_losses = _fit(dataset, True, **kwargs)
+    assert collated._resident_cache == [] and len(resident._resident_cache) == 1
+    assert len(resident_losses) == len(collated_losses) == 12  # 3 epochs of 4 batches
+    assert resident_losses == pytest.approx(collated_losses, rel=1e-5, abs=1e-7)
+    assert np.allclose(
+        resident.predict(dataset, warn_domain=False),
+        collated.predict(dataset, warn_domain=False),
+        atol=1e-5,
+    )
+
+
+@pytest.mark.torch
+def test_the_resident_path_is_the_default_for_in_memory_datasets_only(mixed_graphs, tmp_path):
+    y = np.arange(len(mixed_graphs), dtype=float)[:, None]
+    model = CGCNNModel(num_conv=1, batch_size=32)
+    model.fit(dc.data.NumpyDataset(mixed_graphs, y), nb_epoch=1)
+    assert len(model._resident_cache) == 1
+    disk = dc.data.DiskDataset.from_numpy(mixed_graphs, y, data_dir=str(tmp_path))
+    model.fit(disk, nb_epoch=1)
+    assert len(model._resident_cache) == 1
+    model.resident = True
+    model.fit(disk, nb_epoch=1)
+    assert len(model._resident_cache) == 2

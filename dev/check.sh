@@ -14,4 +14,5 @@ echo "== ruff (format)"; "$python" -m ruff format --check "${paths[@]}"
 echo "== mypy";          "$python" -m mypy deepchem_cgcnn
 echo "== docs";          "$python" -m sphinx -E -W --keep-going -q -b html docs docs/_build/html
 echo "== pytest";        "$python" -m pytest -q
+echo "== gpu_run --dry-run";  PYTHON="$python" bash benchmarks/gpu_run.sh --dry-run
 echo "== upstream (the DeepChem PR)"; PYTHON="$python" bash upstream/check.sh

@@ -1,0 +1,172 @@
+"""The one prepared GPU run (issue 15): steps in priority order, each writing to ``--out`` as it
+finishes, inside a wall-clock budget.
+
+1. throughput: ``bench_resident.py`` (resident path against DeepChem's collating loop) at
+   batch 128 / 256 / 512 on 8,000 crystals -> ``throughput.md``;
+2. the formation-energy model at the paper's ~1,000-epoch budget, ``deepchem-cgcnn train``'s
+   recipe on the 60/20/20 seed-123 split, featurized with every core and trained on the
+   device -> ``<name>.pt``/``.json`` (its card holds the device, history and wall time);
+3. a second seed of it (an ensemble member) if the budget still holds one.
+
+Every step runs only if the budget left can hold it; a step cut short by the budget still
+exports its best epoch. ``--dry-run`` runs the same steps on the CPU, on the 400 MP crystals
+of ``tests/data``, with a few epochs each: CI runs it so the script cannot rot between GPU
+sessions.
+
+Usage (see ``gpu_run.sh``): ``python benchmarks/gpu_run.py --out $OUT [--dry-run]``
+"""
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+SHARED_MP = ROOT.parent / "shared" / "datasets" / "mp_cgcnn.csv.gz"
+FIXTURE_MP = ROOT / "tests" / "data" / "datasets" / "mp_cgcnn_first400.csv.gz"
+
+
+class Budget:
+    def __init__(self, minutes: float):
+        self.end = time.monotonic() + 60 * minutes
+
+    def left(self) -> float:
+        """Minutes left."""
+        return (self.end - time.monotonic()) / 60
+
+
+def _log(out: Path, line: str) -> None:
+    print(line, flush=True)
+    with open(out / "run.log", "a") as handle:
+        handle.write(line + "\n")
+
+
+def _train(args, out: Path, name: str, target: str, minutes: float, *extra: str) -> dict:
+    from deepchem_cgcnn.cli import build_parser, training_config
+    from deepchem_cgcnn.training import train_model
+
+    options = [
+        "train",
+        "--data",
+        str(args.data),
+        "--target",
+        target,
+        "--name",
+        name,
+        "--work-dir",
+        str(args.work),
+        "--export",
+        str(out),
+        "--max-epochs",
+        str(args.epochs),
+        "--max-minutes",
+        f"{minutes:.2f}",
+        "--batch-size",
+        str(args.batch_size),
+        "--n-jobs",
+        str(args.n_jobs),
+        "--device",
+        args.device,
+        *extra,
+    ]
+    result = train_model(
+        training_config(build_parser().parse_args(options), "deepchem-cgcnn " + " ".join(options))
+    )
+    card = result.card
+    return {
+        "name": name,
+        "test": card.metrics[card.metric_name]["test"],
+        "epochs": card.recipe["epochs_run"],
+        "train_s": card.wall_time_s["train"],
+        "machine": card.machine,
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "work/gpu_run")))
+    parser.add_argument("--work", type=Path, default=Path("work/gpu_run_work"))
+    parser.add_argument("--minutes", type=float, default=8.5, help="wall-clock budget")
+    parser.add_argument("--dry-run", action="store_true", help="CPU, tests/data, a few epochs")
+    args = parser.parse_args(argv)
+    dry = args.dry_run
+    args.data = FIXTURE_MP if dry or not SHARED_MP.exists() else SHARED_MP
+    args.device = "cpu" if dry else "cuda"
+    args.epochs = 2 if dry else 1000
+    args.batch_size = 64 if dry else 256
+    args.n_jobs = 1 if dry else (os.cpu_count() or 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    budget = Budget(args.minutes)
+    summary: dict = {"dry_run": dry, "data": args.data.name, "steps": {}}
+
+    def step(name: str, needs_minutes: float, run) -> None:
+        if budget.left() < needs_minutes:
+            _log(args.out, f"skip {name}: {budget.left():.1f} min left, needs {needs_minutes}")
+            return
+        start = time.monotonic()
+        try:
+            summary["steps"][name] = run()
+            _log(
+                args.out,
+                f"done {name} in {time.monotonic() - start:.0f} s: {summary['steps'][name]}",
+            )
+        except Exception:
+            summary["steps"][name] = {"error": traceback.format_exc(limit=3)}
+            _log(args.out, f"failed {name}:\n{traceback.format_exc()}")
+        (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+
+    def throughput():
+        import bench_resident
+
+        text = io.StringIO()
+        n = "200" if dry else "8000"
+        sizes = ["64"] if dry else ["128", "256", "512"]
+        for size in sizes:
+            with contextlib.redirect_stdout(text):
+                bench_resident.main(
+                    ["--data", str(args.data), "--n", n, "--batch-size", size, "--epochs", "2"]
+                    + ["--device", args.device]
+                )
+        (args.out / "throughput.md").write_text(text.getvalue())
+        return {"tables": len(sizes)}
+
+    step("throughput", 0.5 if dry else 2.0, throughput)
+    step(
+        "formation-energy",
+        0.5,
+        lambda: _train(
+            args,
+            args.out,
+            "mp-formation-energy-gpu",
+            "formation_energy_per_atom",
+            max(0.2, budget.left() - (0.3 if dry else 0.7)),
+        ),
+    )
+    step(
+        "formation-energy-seed-1",
+        0.3 if dry else 2.0,
+        lambda: _train(
+            args,
+            args.out,
+            "mp-formation-energy-gpu.1",
+            "formation_energy_per_atom",
+            max(0.1, budget.left() - 0.5),
+            "--init-seed",
+            "1",
+        ),
+    )
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    failed = [name for name, result in summary["steps"].items() if "error" in result]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The one prepared GPU run (issue 15; steps and budget in benchmarks/gpu_run.py).
+#
+# On the GPU machine (Python 3.12, torch + CUDA, no DeepChem or pymatgen, no network): installs
+# the missing packages from the wheelhouse .whl/ (made here by benchmarks/gpu_wheels.sh and
+# carried: run's carry [".whl"]), then runs the steps, writing to $OUT.
+#     bash benchmarks/gpu_run.sh
+# Here, and in CI: the same steps on the CPU, on tests/data's 400 crystals, a few epochs each.
+#     bash benchmarks/gpu_run.sh --dry-run
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1
+if [ "${1:-}" = "--dry-run" ]; then
+    python=${PYTHON:-.venv/bin/python}
+    [ -x "$python" ] || python=python3
+    out=$(mktemp -d)
+    trap 'rm -rf "$out" work/gpu_run_dry' EXIT
+    "$python" benchmarks/gpu_run.py --dry-run --out "$out" --work work/gpu_run_dry --minutes 4
+    echo "gpu_run --dry-run: $(cat "$out/summary.json" | tr -d '\n' | cut -c1-400)"
+    exit 0
+fi
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl
+export PYTHONPATH=/tmp/site:$PWD
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+python3 benchmarks/gpu_run.py --out "$OUT" --work /tmp/gpu_run_work --minutes "${MINUTES:-8.5}"

@@ -529,6 +529,8 @@ class CGCNNModel(TorchModel):
         or None where the resident path does not apply."""
         if self.resident is False:
             return None
+        # datasets that are gone release their device copies
+        self._resident_cache = [(r, g) for r, g in self._resident_cache if r() is not None]
         for reference, graphs in self._resident_cache:
             if reference() is dataset:
                 return graphs

@@ -65,7 +65,8 @@ def test_fit_gives_the_same_losses_and_predictions_resident_or_not(mixed_graphs,
 def test_the_resident_path_is_the_default_for_in_memory_datasets_only(mixed_graphs, tmp_path):
     y = np.arange(len(mixed_graphs), dtype=float)[:, None]
     model = CGCNNModel(num_conv=1, batch_size=32)
-    model.fit(dc.data.NumpyDataset(mixed_graphs, y), nb_epoch=1)
+    in_memory = dc.data.NumpyDataset(mixed_graphs, y)
+    model.fit(in_memory, nb_epoch=1)
     assert len(model._resident_cache) == 1
     disk = dc.data.DiskDataset.from_numpy(mixed_graphs, y, data_dir=str(tmp_path))
     model.fit(disk, nb_epoch=1)
@@ -73,3 +74,6 @@ def test_the_resident_path_is_the_default_for_in_memory_datasets_only(mixed_grap
     model.resident = True
     model.fit(disk, nb_epoch=1)
     assert len(model._resident_cache) == 2
+    del in_memory  # a dataset that is gone releases its device copy
+    model.fit(disk, nb_epoch=1)
+    assert len(model._resident_cache) == 1

@@ -8,6 +8,8 @@ relative path), else the test is skipped with the reason -- or fails, in CI, whe
 
 import os
 import socket
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -107,3 +109,12 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+def run_shell(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run a documented shell block with ``bash -euo pipefail``, this Python's scripts
+    (``deepchem-cgcnn``) first on the PATH."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", code], cwd=cwd, env=env, capture_output=True, text=True
+    )

@@ -2,13 +2,11 @@
 ``# needs:`` name what they need that CI does not have or cannot afford, and are skipped with
 that reason)."""
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_shell
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -47,12 +45,5 @@ def test_every_shell_block_that_ci_cannot_run_says_what_it_needs():
 @pytest.mark.torch
 @pytest.mark.parametrize("code", list(_bash_blocks(runnable=True)))
 def test_shell_block_runs_as_written(code, tmp_path):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    run = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", code],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    run = run_shell(code, tmp_path)
     assert run.returncode == 0, f"{code}\n{run.stdout}\n{run.stderr}"

@@ -2,13 +2,11 @@
 one namespace, from a scratch folder that sees the repository's ``tests/data`` fixtures
 (no ../shared)."""
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_shell
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIALS = sorted((ROOT / "docs" / "tutorials").glob("*.md"))
@@ -34,17 +32,10 @@ def test_tutorial_runs_as_written(page, tmp_path, monkeypatch):
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "data").symlink_to(ROOT / "tests" / "data")
     monkeypatch.chdir(tmp_path)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     namespace = {"__name__": "__tutorial__"}
     for k, (language, code) in enumerate(blocks(page)):
         if language == "python":
             exec(compile(code, f"<{page.name} block {k}>", "exec"), namespace)
             continue
-        run = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", code],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
+        run = run_shell(code, tmp_path)
         assert run.returncode == 0, f"{page.name} block {k}:\n{code}\n{run.stdout}\n{run.stderr}"

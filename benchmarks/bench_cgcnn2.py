@@ -84,6 +84,7 @@ except ImportError:
 from deepchem_cgcnn import CGCNNFeaturizer, CGCNNModel, MaterialsProjectLoader
 from deepchem_cgcnn._quiet import import_deepchem
 from deepchem_cgcnn.data.splitters import CGCNNRandomSplitter
+from deepchem_cgcnn.model import resolve_device
 from deepchem_cgcnn.recipes import Recipe, make_optimizer
 from deepchem_cgcnn.training import mean_absolute_error
 
@@ -194,6 +195,22 @@ def atom_init_matches_ours() -> float:
 
 
 # ---------------------------------------------------------------------------- models
+DEVICE = torch.device("cpu")
+"""Where both models run (``--device``); cgcnn2's batches are moved there as ``cgcnn-tr`` does."""
+
+
+def synced(fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn``, then wait for the GPU to finish (timings must include the device's work)."""
+
+    def call():
+        result = fn()
+        if DEVICE.type == "cuda":
+            torch.cuda.synchronize(DEVICE)
+        return result
+
+    return call
+
+
 def build_pair(seed: int, model_dir: str, compile_convolutions: bool = False):
     """cgcnn2's ``CrystalGraphConvNet`` and our ``CGCNNModel`` with the same initial weights."""
     torch.manual_seed(seed)
@@ -211,7 +228,9 @@ def build_pair(seed: int, model_dir: str, compile_convolutions: bool = False):
         optimizer=make_optimizer(RECIPE),
         model_dir=model_dir,
         compile_convolutions=compile_convolutions,
+        device=DEVICE,
     )
+    theirs.to(DEVICE)
     missing, unexpected = ours.model.load_state_dict(theirs.state_dict(), strict=False)
     if unexpected or set(missing) != {"target_mean", "target_std"}:
         raise RuntimeError(
@@ -231,6 +250,12 @@ def cgcnn2_train_epoch(model, optimizer, loader) -> float:
     criterion = torch.nn.MSELoss(reduction="none")
     loss_sum = 0.0
     for (atom_fea, nbr_fea, nbr_fea_idx, crystal_atom_idx), targets, _ in loader:
+        if DEVICE.type != "cpu":  # as cgcnn-tr moves each batch
+            atom_fea = atom_fea.to(DEVICE, non_blocking=True)
+            nbr_fea = nbr_fea.to(DEVICE, non_blocking=True)
+            nbr_fea_idx = nbr_fea_idx.to(DEVICE, non_blocking=True)
+            crystal_atom_idx = [idx.to(DEVICE, non_blocking=True) for idx in crystal_atom_idx]
+            targets = targets.to(DEVICE, non_blocking=True)
         optimizer.zero_grad()
         outputs, _ = model(atom_fea, nbr_fea, nbr_fea_idx, crystal_atom_idx)
         loss = criterion(outputs, targets).mean()
@@ -242,7 +267,7 @@ def cgcnn2_train_epoch(model, optimizer, loader) -> float:
 
 def cgcnn2_predict(model, dataset) -> np.ndarray:
     predictions, _ = cgcnn_descriptor(
-        model, cgcnn2_loader(dataset, shuffle=False), "cpu", verbose=0
+        model, cgcnn2_loader(dataset, shuffle=False), str(DEVICE), verbose=0
     )
     return np.asarray(predictions)
 
@@ -268,8 +293,8 @@ class Contender:
 
 def ours_contender(ours, ours_data) -> Contender:
     return Contender(
-        train_epoch=lambda: ours.fit(ours_data["train"], nb_epoch=1, checkpoint_interval=0),
-        predict_valid=lambda: ours.predict(ours_data["valid"]),
+        train_epoch=synced(lambda: ours.fit(ours_data["train"], nb_epoch=1, checkpoint_interval=0)),
+        predict_valid=synced(lambda: ours.predict(ours_data["valid"], warn_domain=False)),
         mae=lambda split: mean_absolute_error(ours, ours_data[split]),
         state=lambda: copy.deepcopy(ours.model.state_dict()),
         restore=ours.model.load_state_dict,
@@ -281,8 +306,8 @@ def contenders(pair, ours_data, cgcnn2_data) -> dict[str, Contender]:
     train_loader = cgcnn2_loader(cgcnn2_data["train"], shuffle=True)
     return {
         "cgcnn2": Contender(
-            train_epoch=lambda: cgcnn2_train_epoch(theirs, optimizer, train_loader),
-            predict_valid=lambda: cgcnn2_predict(theirs, cgcnn2_data["valid"]),
+            train_epoch=synced(lambda: cgcnn2_train_epoch(theirs, optimizer, train_loader)),
+            predict_valid=synced(lambda: cgcnn2_predict(theirs, cgcnn2_data["valid"])),
             mae=lambda split: cgcnn2_mae(theirs, cgcnn2_data[split]),
             state=lambda: copy.deepcopy(theirs.state_dict()),
             restore=theirs.load_state_dict,
@@ -408,7 +433,11 @@ def print_setup(
     atom_init_diff,
 ):
     print("## CGCNNModel vs cgcnn2\n")
-    print(environment_line() + f"; cgcnn2 {cgcnn2.__version__}; process niceness {os.nice(0)}\n")
+    gpu = f" ({torch.cuda.get_device_name(DEVICE)})" if DEVICE.type == "cuda" else ""
+    print(
+        environment_line() + f"; cgcnn2 {cgcnn2.__version__}; process niceness {os.nice(0)}; "
+        f"both models on {DEVICE}{gpu}\n"
+    )
     print(
         f"{len(rows)} MP crystals drawn (seed {args.seed}), target {TARGET}; "
         f"{summary.n_loaded} featurized by both ({n_atoms / summary.n_loaded:.1f} atoms/crystal); "
@@ -635,6 +664,12 @@ def parse_args(argv):
         help="also time ours with compile_convolutions=True, and use it in the accuracy phase",
     )
     parser.add_argument(
+        "--device",
+        default="cpu",
+        choices=["cpu", "cuda", "auto"],
+        help="where both models train and predict (cgcnn2's batches are moved as cgcnn-tr does)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -644,7 +679,9 @@ def parse_args(argv):
 
 
 def main(argv=None) -> None:
+    global DEVICE
     args = parse_args(argv)
+    DEVICE = resolve_device(args.device)
     logging.basicConfig(level=logging.ERROR)
     if args.threads > 0:
         torch.set_num_threads(args.threads)

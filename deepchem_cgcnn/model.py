@@ -4,7 +4,7 @@ import hashlib
 import logging
 import warnings
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -454,17 +454,7 @@ class CGCNNModel(TorchModel):
                     "structures (empty arrays) first"
                 )
         self._check_settings(graphs)
-        joined = batch_graphs(graphs)
-        device = self.device
-        tensors = {
-            "atomic_numbers": torch.from_numpy(joined.atomic_numbers).to(device),
-            "edge_center": torch.from_numpy(joined.edge_center).to(device),
-            "edge_neighbor": torch.from_numpy(joined.edge_neighbor).to(device),
-            "edge_distance": torch.from_numpy(joined.edge_distance).to(device),
-            "crystal_index": torch.from_numpy(joined.crystal_index).to(device),
-            "n_crystals": joined.n_crystals,
-            "uniform_degree": joined.uniform_degree,
-        }
+        tensors = batch_graphs(graphs).tensors(self.device)
         _, labels, weights = super()._prepare_batch(([], labels, weights))
         return tensors, labels, weights
 
@@ -645,24 +635,39 @@ class CGCNNModel(TorchModel):
         self.model.target_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.model.target_std.copy_(torch.as_tensor(std, dtype=torch.float32))
 
-    def fit(self, dataset: Any, nb_epoch: int = 10, *args: Any, **kwargs: Any) -> float:
-        """``TorchModel.fit``; the first call (normalizer still the identity) also fits the normalizer."""
+    def prepare_training(self, dataset: Any) -> None:
+        """What the first ``fit`` learns from the training set before any step: the featurizer
+        settings and per-element counts of its graphs (unless given) and, on the identity
+        normalizer, the target mean and standard deviation. Every training loop calls it
+        (``fit``, and :func:`~deepchem_cgcnn.distributed.fit_distributed` once on the whole
+        training set, never per process). Datasets that stream their graphs (an
+        ``iter_graphs()`` method) are read one pass, not held in memory."""
         _warn_missing_labels(dataset)
         if self.featurizer_params is None or self.training_counts is None:
-            graphs = [
-                g
-                for g in np.asarray(dataset.X, dtype=object).ravel()
-                if isinstance(g, CrystalGraph)
-            ]
-            if self.featurizer_params is None and graphs:
-                self.featurizer_params = dict(graphs[0].settings)
-            if self.training_counts is None:
-                from deepchem_cgcnn.domain import training_counts
+            from deepchem_cgcnn.domain import training_counts
 
-                self.training_counts = training_counts(graphs)
+            stream = getattr(dataset, "iter_graphs", None)
+            items = stream() if stream is not None else np.asarray(dataset.X, dtype=object).ravel()
+            first: list[CrystalGraph] = []
+
+            def graphs() -> Iterator[CrystalGraph]:
+                for graph in items:
+                    if isinstance(graph, CrystalGraph):
+                        first[:] = first or [graph]
+                        yield graph
+
+            counts = training_counts(graphs())
+            if self.training_counts is None:
+                self.training_counts = counts
+            if self.featurizer_params is None and first:
+                self.featurizer_params = dict(first[0].settings)
         untouched = bool((self.model.target_std == 1).all() and (self.model.target_mean == 0).all())
         if self.normalize_targets and untouched:
             self.fit_normalizer(dataset.y, dataset.w)
+
+    def fit(self, dataset: Any, nb_epoch: int = 10, *args: Any, **kwargs: Any) -> float:
+        """``TorchModel.fit``; the first call (normalizer still the identity) also fits the normalizer."""
+        self.prepare_training(dataset)
         with warnings.catch_warnings():  # DeepChem 2.8 converts its running loss tensor itself
             warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
             return float(super().fit(dataset, nb_epoch, *args, **kwargs))

@@ -52,7 +52,8 @@ def mean_absolute_error(model, dataset) -> float:
     """MAE of a regression model on a dataset, over the labels with non-zero weight."""
     prediction = _predict_quietly(model, dataset).reshape(len(dataset), -1)
     y = dataset.y.reshape(len(dataset), -1)
-    labelled = np.isfinite(y) & (np.broadcast_to(dataset.w, y.shape) > 0)
+    weights = np.asarray(dataset.w).reshape(len(dataset), -1)
+    labelled = np.isfinite(y) & (np.broadcast_to(weights, y.shape) > 0)
     return float(np.abs(prediction[labelled] - y[labelled]).mean())
 
 
@@ -201,6 +202,177 @@ def _tensorboard_writer(log_dir: str | None, first_epoch: int) -> Any:
     return SummaryWriter(log_dir, purge_step=first_epoch if first_epoch else None)
 
 
+class RunFolder:
+    """The bookkeeping of one run folder, shared by every training loop of the package.
+
+    Resumes from ``last.pt`` (or fits the target normalizer on a fresh start), sets each
+    epoch's learning rate from the budget used, records each finished epoch, keeps the best
+    and latest states (atomic writes), the readable record, the CSV log and TensorBoard
+    curves, and decides when to stop. :func:`train_with_validation` drives it with DeepChem's
+    ``fit``; :func:`deepchem_cgcnn.distributed.fit_distributed` from a Lightning ``Trainer``
+    (there only the process of global rank 0 writes). The files are the same either way, so
+    a run started by one loop resumes under the other.
+    """
+
+    def __init__(
+        self,
+        model,
+        out_dir: str,
+        config: dict | None,
+        learning_rate_at: Callable[[float], float],
+        max_epochs: int,
+        max_minutes: float,
+        metric_label: str = "error",
+        patience: int | None = None,
+        tensorboard_dir: str | None = None,
+        writes: bool = True,
+    ) -> None:
+        self.model = model
+        self.out_dir = out_dir
+        self.config = json.loads(json.dumps(config or {}, default=str))
+        self.learning_rate_at = learning_rate_at
+        self.max_epochs = max_epochs
+        self.max_minutes = max_minutes
+        self.metric_label = metric_label
+        self.patience = patience
+        self.tensorboard_dir = tensorboard_dir
+        self.writes = writes
+        self.last_path = os.path.join(out_dir, LAST_STATE)
+        self.best_path = os.path.join(out_dir, BEST_STATE)
+        self.record = TrainingRecord(config=self.config)
+        self.writer: Any = None
+
+    def start(self, train_y: np.ndarray, train_w: np.ndarray | None) -> tuple[int, float]:
+        """Resume or begin; return the next epoch and the training seconds used so far."""
+        out_dir = self.out_dir
+        if os.path.isdir(os.path.join(out_dir, "last")) or os.path.isdir(
+            os.path.join(out_dir, "best")
+        ):
+            raise RunMismatchError(
+                f"{out_dir} holds a run written by an older version of this "
+                f"package (last/, best/ folders); delete it to start over"
+            )
+        model = self.model
+        model._ensure_built()
+        last = _load_state(self.last_path)
+        best = _load_state(self.best_path)
+        for path, state in ((self.last_path, last), (self.best_path, best)):
+            if state is not None:
+                _check_same_run(path, state["config"], self.config)
+        record = self.record
+        if last is not None:
+            record = self.record = TrainingRecord(**last["record"])
+            _restore_state(model, last)
+            logger.info("resuming %s from epoch %d", out_dir, record.epochs[-1] + 1)
+        elif model.normalize_targets:
+            model.fit_normalizer(train_y, train_w)
+        if best is not None and best["valid_error"] < record.best_valid_mae:
+            # best.pt was written by an epoch whose last.pt never was: keep it unless beaten.
+            record.best_valid_mae, record.best_epoch = best["valid_error"], best["epoch"]
+        record.stopped = ""
+        epoch = record.epochs[-1] + 1 if record.epochs else 0
+        if self.writes:
+            self.open_for_writing(epoch)
+        return epoch, record.seconds[-1] if record.seconds else 0.0
+
+    def open_for_writing(self, epoch: int) -> None:
+        """Make the folder, clear temporaries of a killed run, open TensorBoard at ``epoch``
+        (by :meth:`start`, or later by the one process that writes)."""
+        from deepchem_cgcnn._io import remove_stale_temporaries
+
+        self.writes = True
+        os.makedirs(self.out_dir, exist_ok=True)
+        remove_stale_temporaries(self.out_dir)
+        self.writer = _tensorboard_writer(self.tensorboard_dir, epoch)
+
+    def has_budget(self, epoch: int, used: float) -> bool:
+        return epoch < self.max_epochs and used < self.max_minutes * 60
+
+    def learning_rate(self, epoch: int, used: float) -> float:
+        """The rate for this epoch, set on the model's optimizer: the fraction of whichever
+        budget (epochs or minutes) runs out first, so a run cut short by time still anneals."""
+        fraction = max(epoch / self.max_epochs, used / (self.max_minutes * 60))
+        lr = self.learning_rate_at(fraction)
+        for group in self.model._pytorch_optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+        return lr
+
+    def end_epoch(self, epoch: int, loss: float, error: float, lr: float, used: float) -> bool:
+        """Record a finished epoch (and save its states); True when training must stop."""
+        from deepchem_cgcnn._io import atomic_write_json
+
+        record = self.record
+        if not (math.isfinite(loss) and math.isfinite(error)):
+            record.stopped = (
+                f"stopped at epoch {epoch}: non-finite "
+                f"{'training loss' if not math.isfinite(loss) else 'validation error'}"
+                f" (loss {loss}, validation {error}); kept the best finite epoch "
+                f"{record.best_epoch}"
+            )
+            logger.error("%s: %s", self.out_dir, record.stopped)
+            return True
+        record.epochs.append(epoch)
+        record.seconds.append(used)
+        record.train_loss.append(loss)
+        record.valid_mae.append(error)
+        record.learning_rate.append(lr)
+        improved = error < record.best_valid_mae
+        if improved:
+            record.best_valid_mae, record.best_epoch = error, epoch
+        if self.writes:
+            if improved:
+                _save_state(self.model, self.best_path, record, epoch, error)
+            _save_state(self.model, self.last_path, record, epoch, error)
+            atomic_write_json(os.path.join(self.out_dir, RECORD), asdict(record))
+            _write_log(os.path.join(self.out_dir, LOG), record)
+        if self.writer is not None:
+            self.writer.add_scalar("loss/train", loss, epoch)
+            self.writer.add_scalar(f"validation/{self.metric_label}", error, epoch)
+            self.writer.add_scalar("learning_rate", lr, epoch)
+            self.writer.flush()
+        logger.info(
+            "epoch %d  lr %.2e  training loss %.4f  validation %s %.4f  (%.0f s)",
+            epoch,
+            lr,
+            loss,
+            self.metric_label,
+            error,
+            used,
+        )
+        if self.patience is not None and epoch - record.best_epoch >= self.patience:
+            record.stopped = (
+                f"early stop after epoch {epoch}: no better validation error for "
+                f"{self.patience} epochs (best epoch {record.best_epoch})"
+            )
+            logger.info("%s: %s", self.out_dir, record.stopped)
+            return True
+        return False
+
+    def finish(self) -> TrainingRecord:
+        """Close the logs and load the best state's weights into the model."""
+        from deepchem_cgcnn._io import atomic_write_json
+
+        record = self.record
+        if self.writer is not None:
+            self.writer.close()
+        best = _load_state(self.best_path)
+        if best is None:
+            if record.stopped:
+                raise TrainingDivergedError(
+                    f"{self.out_dir}: {record.stopped.split(';')[0]}, before any "
+                    f"epoch with a finite validation error; lower the "
+                    f"learning rate or check the labels"
+                )
+            raise TrainingDivergedError(
+                f"{self.out_dir}: no epoch was trained (max_epochs={self.max_epochs}, "
+                f"max_minutes={self.max_minutes})"
+            )
+        _restore_state(self.model, best, with_optimizer=False)
+        if record.stopped and self.writes:
+            atomic_write_json(os.path.join(self.out_dir, RECORD), asdict(record))
+        return record
+
+
 def train_with_validation(
     model,
     train,
@@ -243,106 +415,30 @@ def train_with_validation(
     rate also go to TensorBoard event files there (needs the ``tensorboard`` package); a
     resumed run continues the same curves.
     """
-    from deepchem_cgcnn._io import atomic_write_json, remove_stale_temporaries
-
-    os.makedirs(out_dir, exist_ok=True)
-    remove_stale_temporaries(out_dir)
-    if os.path.isdir(os.path.join(out_dir, "last")) or os.path.isdir(os.path.join(out_dir, "best")):
-        raise RunMismatchError(
-            f"{out_dir} holds a run written by an older version of this "
-            f"package (last/, best/ folders); delete it to start over"
-        )
-    model._ensure_built()
-    config = json.loads(json.dumps(config or {}, default=str))
-    last_path, best_path = os.path.join(out_dir, LAST_STATE), os.path.join(out_dir, BEST_STATE)
-    record = TrainingRecord(config=config)
-    last = _load_state(last_path)
-    best = _load_state(best_path)
-    for path, state in ((last_path, last), (best_path, best)):
-        if state is not None:
-            _check_same_run(path, state["config"], config)
-    if last is not None:
-        record = TrainingRecord(**last["record"])
-        _restore_state(model, last)
-        logger.info("resuming %s from epoch %d", out_dir, record.epochs[-1] + 1)
-    elif model.normalize_targets:
-        model.fit_normalizer(train.y, train.w)
-    if best is not None and best["valid_error"] < record.best_valid_mae:
-        # best.pt was written by an epoch whose last.pt never was: keep it unless beaten.
-        record.best_valid_mae, record.best_epoch = best["valid_error"], best["epoch"]
-    used = record.seconds[-1] if record.seconds else 0.0
-    epoch = record.epochs[-1] + 1 if record.epochs else 0
-    record.stopped = ""
-    writer = _tensorboard_writer(tensorboard_dir, epoch)
-    while epoch < max_epochs and used < max_minutes * 60:
-        fraction = max(epoch / max_epochs, used / (max_minutes * 60))
-        lr = learning_rate_at(fraction)
-        for group in model._pytorch_optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_scale", 1.0)
+    run = RunFolder(
+        model,
+        out_dir,
+        config,
+        learning_rate_at,
+        max_epochs,
+        max_minutes,
+        getattr(evaluate, "label", "error"),
+        patience,
+        tensorboard_dir,
+    )
+    epoch, used = run.start(train.y, train.w)
+    while run.has_budget(epoch, used):
+        lr = run.learning_rate(epoch, used)
         start = time.perf_counter()
         loss = float(model.fit(train, nb_epoch=1, checkpoint_interval=0))
         elapsed = used + time.perf_counter() - start
-        mae = evaluate(model, valid) if math.isfinite(loss) else math.nan
-        if not (math.isfinite(loss) and math.isfinite(mae)):
-            record.stopped = (
-                f"stopped at epoch {epoch}: non-finite "
-                f"{'training loss' if not math.isfinite(loss) else 'validation error'}"
-                f" (loss {loss}, validation {mae}); kept the best finite epoch "
-                f"{record.best_epoch}"
-            )
-            logger.error("%s: %s", out_dir, record.stopped)
+        error = evaluate(model, valid) if math.isfinite(loss) else math.nan
+        if math.isfinite(loss) and math.isfinite(error):
+            used = elapsed
+        if run.end_epoch(epoch, loss, error, lr, used):
             break
-        used = elapsed
-        record.epochs.append(epoch)
-        record.seconds.append(used)
-        record.train_loss.append(loss)
-        record.valid_mae.append(mae)
-        record.learning_rate.append(lr)
-        if mae < record.best_valid_mae:
-            record.best_valid_mae, record.best_epoch = mae, epoch
-            _save_state(model, best_path, record, epoch, mae)
-        _save_state(model, last_path, record, epoch, mae)
-        atomic_write_json(os.path.join(out_dir, RECORD), asdict(record))
-        _write_log(os.path.join(out_dir, LOG), record)
-        if writer is not None:
-            writer.add_scalar("loss/train", loss, epoch)
-            writer.add_scalar(f"validation/{getattr(evaluate, 'label', 'error')}", mae, epoch)
-            writer.add_scalar("learning_rate", lr, epoch)
-            writer.flush()
-        logger.info(
-            "epoch %d  lr %.2e  training loss %.4f  validation %s %.4f  (%.0f s)",
-            epoch,
-            lr,
-            loss,
-            getattr(evaluate, "label", "error"),
-            mae,
-            used,
-        )
         epoch += 1
-        if patience is not None and epoch - 1 - record.best_epoch >= patience:
-            record.stopped = (
-                f"early stop after epoch {epoch - 1}: no better validation error for "
-                f"{patience} epochs (best epoch {record.best_epoch})"
-            )
-            logger.info("%s: %s", out_dir, record.stopped)
-            break
-    if writer is not None:
-        writer.close()
-    best = _load_state(best_path)
-    if best is None:
-        if record.stopped:
-            raise TrainingDivergedError(
-                f"{out_dir}: {record.stopped.split(';')[0]}, before any "
-                f"epoch with a finite validation error; lower the "
-                f"learning rate or check the labels"
-            )
-        raise TrainingDivergedError(
-            f"{out_dir}: no epoch was trained (max_epochs={max_epochs}, max_minutes={max_minutes})"
-        )
-    _restore_state(model, best, with_optimizer=False)
-    if record.stopped:
-        atomic_write_json(os.path.join(out_dir, RECORD), asdict(record))
-    return record
+    return run.finish()
 
 
 # ---------------------------------------------------------------- one call: data -> model + card

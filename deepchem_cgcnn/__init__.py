@@ -37,6 +37,15 @@ from deepchem_cgcnn.registry import (
 )
 from deepchem_cgcnn.training import RunMismatchError, TrainingDivergedError
 
+def __getattr__(name: str):
+    """Names whose modules need an optional extra, imported on first use."""
+    if name == "fit_distributed":  # pip install 'deepchem-cgcnn[distributed]' (Lightning)
+        from deepchem_cgcnn.distributed import fit_distributed
+
+        return fit_distributed
+    raise AttributeError(f"module 'deepchem_cgcnn' has no attribute {name!r}")
+
+
 try:
     __version__ = _version("deepchem-cgcnn")
 except PackageNotFoundError:  # running from a source tree that is not installed

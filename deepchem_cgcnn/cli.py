@@ -476,11 +476,25 @@ def _train(args: argparse.Namespace) -> int:
         raise UserError(
             "--tensorboard needs the tensorboard package: pip install 'deepchem-cgcnn[tensorboard]'"
         )
+    if config.devices is not None or config.num_nodes > 1:
+        if importlib.util.find_spec("lightning") is None:
+            raise UserError(
+                "--devices/--num-nodes need PyTorch Lightning: "
+                "pip install 'deepchem-cgcnn[distributed]'"
+            )
+        if config.devices is not None and config.devices < 1 or config.num_nodes < 1:
+            raise UserError("--devices and --num-nodes must be at least 1")
     try:
         result = train_model(config)
     except (RunMismatchError, TrainingDivergedError) as error:
         sys.stderr.write(f"error: {error}\n")
         return 2
+    except ValueError as error:
+        if "strategy" not in str(error) and "sync_batchnorm" not in str(error):
+            raise
+        raise UserError(str(error)) from None
+    if not result.is_global_zero:
+        return 0  # another process of a distributed run: process 0 reports
     if result.record.stopped:
         sys.stderr.write(f"warning: {result.record.stopped}\n")
     card = result.card
@@ -599,6 +613,26 @@ def _add_training_options(train: argparse.ArgumentParser) -> None:
         default="auto",
         choices=["auto", "cpu", "cuda"],
         help="where to train (auto: CUDA when available); the card records it",
+    )
+    train.add_argument(
+        "--devices",
+        type=int,
+        metavar="N",
+        help="train with N data-parallel processes per node under PyTorch Lightning (one per "
+        "GPU with --accelerator gpu); --batch-size crystals per process and step. Needs "
+        "deepchem-cgcnn[distributed]; see docs/scaling.md",
+    )
+    train.add_argument("--num-nodes", type=int, default=1, metavar="M", help="nodes (with --devices)")
+    train.add_argument(
+        "--strategy",
+        default="ddp",
+        choices=["ddp", "ddp_spawn"],
+        help="Lightning strategy for --devices (ddp: the other processes rerun this command)",
+    )
+    train.add_argument(
+        "--accelerator",
+        choices=["cpu", "gpu"],
+        help="for --devices: cpu (gloo) or gpu (NCCL); default from --device",
     )
     train.add_argument(
         "--tensorboard",

@@ -488,6 +488,10 @@ class TrainConfig:
     n_jobs: int = 1
     device: str = "auto"
     tensorboard: str | None = None
+    devices: int | None = None
+    num_nodes: int = 1
+    strategy: str = "ddp"
+    accelerator: str | None = None
     defaults: str = "library"
     command: str = ""
 
@@ -502,6 +506,8 @@ class TrainResult:
     run_dir: str
     model_path: str | None
     card_path: str | None
+    is_global_zero: bool = True
+    """False in the other processes of a distributed run: they made no card and wrote nothing."""
 
 
 def train_model(config: TrainConfig) -> TrainResult:
@@ -623,19 +629,50 @@ def train_model(config: TrainConfig) -> TrainResult:
             else {}
         ),
     }
-    record = train_with_validation(
-        model,
-        train,
-        selection,
-        run_dir,
-        learning_rate_at=recipe.learning_rate_at,
-        max_epochs=config.max_epochs,
-        max_minutes=config.max_minutes,
-        evaluate=classification_error if classify else mean_absolute_error,
-        config=run_key,
-        patience=config.patience,
-        tensorboard_dir=config.tensorboard,
-    )
+    evaluate = classification_error if classify else mean_absolute_error
+    processes = 1
+    if config.devices is not None or config.num_nodes > 1:
+        from deepchem_cgcnn.distributed import fit_distributed
+
+        processes = (config.devices or 1) * config.num_nodes
+        if processes > 1:
+            run_key["data_parallel"] = {"processes": processes, "strategy": config.strategy}
+        result = fit_distributed(
+            model,
+            train,
+            selection,
+            run_dir,
+            max_epochs=config.max_epochs,
+            max_minutes=config.max_minutes,
+            learning_rate_at=recipe.learning_rate_at,
+            evaluate=evaluate,
+            config=run_key,
+            patience=config.patience,
+            tensorboard_dir=config.tensorboard,
+            devices=config.devices or 1,
+            num_nodes=config.num_nodes,
+            strategy=config.strategy,
+            accelerator=config.accelerator
+            or ("gpu" if model.device.type == "cuda" else "cpu"),
+            seed=init_seed,
+        )
+        record = result.record
+        if not result.is_global_zero:
+            return TrainResult(model, None, record, run_dir, None, None, is_global_zero=False)
+    else:
+        record = train_with_validation(
+            model,
+            train,
+            selection,
+            run_dir,
+            learning_rate_at=recipe.learning_rate_at,
+            max_epochs=config.max_epochs,
+            max_minutes=config.max_minutes,
+            evaluate=evaluate,
+            config=run_key,
+            patience=config.patience,
+            tensorboard_dir=config.tensorboard,
+        )
     splits = (("train", train), ("valid", valid), ("test", test))
     if classify:
         metrics = {"roc_auc": {n: 1.0 - classification_error(model, d) for n, d in splits}}
@@ -685,6 +722,11 @@ def train_model(config: TrainConfig) -> TrainResult:
             "compiled": config.compile,
             "max_epochs": config.max_epochs,
             "max_minutes": config.max_minutes,
+            **(
+                {"data_parallel": {"processes": processes, "strategy": config.strategy}}
+                if processes > 1
+                else {}
+            ),
             "epochs_run": len(record.epochs),
             "best_epoch": record.best_epoch,
             **({"finetune": run_key["finetune"]} if source is not None else {}),

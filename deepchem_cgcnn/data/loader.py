@@ -194,7 +194,19 @@ class MaterialsProjectLoader:
         names, e.g. ``"band_gap > 0"`` (the paper's non-metal band-gap protocol);
         the others are counted in the summary as excluded.
     n_jobs: int, default 1
-        Processes for featurization.
+        Processes for featurization (on this machine).
+    scheduler: str, default "local"
+        ``"local"``: featurize here (``n_jobs`` processes) into in-memory datasets.
+        ``"dask"``: featurize on a Dask cluster into on-disk shards in the cache folder
+        (:func:`~deepchem_cgcnn.data.shards.featurize_to_shards`: atomic, restartable) and
+        return :class:`~deepchem_cgcnn.data.shards.ShardedDataset` splits, whose graphs stay
+        on disk and are streamed by ``fit``/``predict``. Needs
+        ``deepchem-cgcnn[distributed]``; no ``transformers``.
+    client: dask.distributed.Client or str, optional
+        With ``scheduler="dask"``: the cluster (a client or a scheduler address); default
+        a ``LocalCluster`` of this machine's cores.
+    shard_size: int, default 2000
+        With ``scheduler="dask"``: crystals per shard (and per task).
     name: str, optional
         Name of the cache folder; default derived from the source.
     **source_kwargs
@@ -230,8 +242,21 @@ class MaterialsProjectLoader:
         query: str | None = None,
         n_jobs: int = 1,
         name: str | None = None,
+        scheduler: str = "local",
+        client: Any = None,
+        shard_size: int = 2000,
         **source_kwargs,
     ):
+        if scheduler not in ("local", "dask"):
+            raise ValueError(f"scheduler {scheduler!r}: use 'local' or 'dask'")
+        if scheduler == "dask" and transformers:
+            raise ValueError(
+                "scheduler='dask' returns on-disk shards, which are not transformed; "
+                "CGCNNModel normalizes regression targets itself"
+            )
+        self.scheduler = scheduler
+        self.client = client
+        self.shard_size = shard_size
         self.source = source
         self.tasks = list(tasks) if tasks is not None else None
         self.featurizer = featurizer if featurizer is not None else CGCNNFeaturizer()
@@ -345,6 +370,38 @@ class MaterialsProjectLoader:
         }
         return featurized, split
 
+    def _sharded_dataset(self, table: StructureTable, root: str, summary: LoadSummary):
+        """All usable rows as on-disk shards featurized by Dask (finished shards reused)."""
+        from deepchem_cgcnn.data.shards import ShardedDataset, featurize_to_shards
+
+        if not isinstance(self.featurizer, CGCNNFeaturizer):
+            raise ValueError("scheduler='dask' featurizes with CGCNNFeaturizer only")
+        folder = os.path.join(root, f"shards-{self.shard_size}")
+        done = os.path.join(folder, "featurized.json")
+        if self.reload and os.path.exists(done):
+            saved = LoadSummary.from_dict(read_json(done))
+            summary.dropped = saved.dropped
+            summary.partially_labelled = saved.partially_labelled
+            summary.from_cache = True
+            return ShardedDataset(folder)
+        kept, weights = self.clean(table, summary)
+        y = np.nan_to_num(kept.y, nan=0.0, posinf=0.0, neginf=0.0)
+        dataset = featurize_to_shards(
+            folder,
+            kept.structures,
+            y,
+            [str(i) for i in kept.ids],
+            kept.tasks,
+            featurizer_params(self.featurizer),
+            w=weights,
+            shard_size=self.shard_size,
+            client=self.client,
+            key={"source_sha256": table.sha256, "query": self.query},
+        )
+        summary.drop(reasons.FEATURIZATION_FAILED, dataset.failures())
+        atomic_write_json(done, summary.to_dict())
+        return dataset
+
     def _featurized_dataset(self, table: StructureTable, folder: str | None, summary: LoadSummary):
         """All usable rows as one dataset, from the cache when it holds them."""
         done = os.path.join(folder, "featurized.json") if folder else None
@@ -399,7 +456,8 @@ class MaterialsProjectLoader:
         started = time.perf_counter()
         index_dir = os.path.join(self.save_dir, f"{self.name}-featurized")
         known = self._source.quick_key(self.tasks, self.data_dir, index_dir)
-        if known and self.reload:  # a cached split can be served without parsing the source
+        local = self.scheduler == "local"  # shards are split again on each load, never cached
+        if known and self.reload and local:  # a cached split is served without parsing the source
             split_folder = self._folders(*known)[2]
             if os.path.exists(os.path.join(split_folder, "summary.json")) and _verified(
                 split_folder
@@ -417,6 +475,7 @@ class MaterialsProjectLoader:
         with file_lock(os.path.join(root, ".lock")) if split_folder else contextlib.nullcontext():
             if (
                 split_folder
+                and local
                 and os.path.exists(os.path.join(split_folder, "summary.json"))
                 and _verified(split_folder)
             ):
@@ -434,12 +493,22 @@ class MaterialsProjectLoader:
         split_folder: str | None,
         started: float,
     ) -> LoadResult:
-        dataset = self._featurized_dataset(table, folder, summary)
+        sharded = self.scheduler == "dask"
+        if sharded:
+            os.makedirs(root, exist_ok=True)
+            dataset = self._sharded_dataset(table, root, summary)
+        else:
+            dataset = self._featurized_dataset(table, folder, summary)
         datasets, transformers = self._split_and_transform(dataset, summary)
         summary.n_loaded = sum(len(d) for d in datasets)
         summary.seconds = time.perf_counter() - started
         stored = store.transformers_to_json(transformers)
-        if split_folder and stored is not None and all(store.can_store(d) for d in datasets):
+        if (  # views of shards are made again in a moment; they are never copied
+            split_folder
+            and not sharded
+            and stored is not None
+            and all(store.can_store(d) for d in datasets)
+        ):
             self._save_split(split_folder, datasets, stored, summary)
         return self._finish(table.tasks, datasets, transformers, summary)
 

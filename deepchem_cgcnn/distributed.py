@@ -113,8 +113,57 @@ class GraphCollator:
         return inputs, torch.from_numpy(self.y[rows]), torch.from_numpy(self.w[rows])
 
 
+def shard_shares(sizes: dict[int, int], world_size: int, rank: int, seed: int, epoch: int,
+                 batch_size: int) -> tuple[np.ndarray, int]:
+    """This process's shards for an epoch, and the number of batches every process makes.
+
+    The shards are permuted by ``seed + epoch`` and dealt round-robin; every process makes
+    as many full batches as the largest share needs, so the one with fewer rows starts over
+    on its own shards (padding, as ``DistributedSampler`` pads): no crystal is left out.
+
+    Examples
+    --------
+    >>> shard_shares({0: 10, 1: 10, 2: 5}, world_size=2, rank=0, seed=0, epoch=0, batch_size=4)
+    (array([2, 1]), 4)
+    """
+    shards = np.random.RandomState(seed + epoch).permutation(np.array(sorted(sizes), np.int64))
+    if len(shards) < world_size:
+        raise ValueError(
+            f"{len(shards)} shards for {world_size} processes: make smaller shards "
+            f"(featurize_to_shards(shard_size=...)) so that each process gets one"
+        )
+    rows = [sum(sizes[int(s)] for s in shards[r::world_size]) for r in range(world_size)]
+    return shards[rank::world_size], max(-(-n // batch_size) for n in rows)
+
+
+class ShardStream(torch.utils.data.IterableDataset):
+    """Batches streamed from this process's shards of a
+    :class:`~deepchem_cgcnn.data.shards.ShardedDataset` (see :func:`shard_shares`); each
+    pass over it is the next epoch."""
+
+    def __init__(self, dataset: Any, batch_size: int, world_size: int, rank: int, seed: int,
+                 first_epoch: int = 0) -> None:
+        self.dataset, self.batch_size = dataset, batch_size
+        self.world_size, self.rank, self.seed = world_size, rank, seed
+        self.epoch = first_epoch
+
+    def __iter__(self) -> Any:
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        shards, n_batches = shard_shares(self.dataset.shard_sizes(), self.world_size, self.rank,
+                                         self.seed, epoch, self.batch_size)
+        rng = np.random.RandomState([self.seed, epoch, self.rank])
+        for graphs, y, w, _ in self.dataset.stream(shards, self.batch_size, rng, n_batches):
+            yield (
+                batch_graphs(list(graphs)).tensors(),
+                torch.from_numpy(np.asarray(y, np.float32)),
+                torch.from_numpy(np.asarray(w, np.float32)),
+            )
+
+
 class CrystalBatches(L.LightningDataModule):
-    """Each process's share of the training crystals, in batches of ``batch_size``."""
+    """Each process's share of the training crystals, in batches of ``batch_size``: a
+    :class:`CrystalSampler` over an in-memory dataset, or a :class:`ShardStream` over
+    on-disk shards (memory bounded by the shard size)."""
 
     def __init__(self, dataset: Any, batch_size: int, seed: int, first_epoch: int = 0) -> None:
         super().__init__()
@@ -126,6 +175,10 @@ class CrystalBatches(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
         assert trainer is not None
+        if hasattr(self.dataset, "stream"):
+            stream = ShardStream(self.dataset, self.batch_size, trainer.world_size,
+                                 trainer.global_rank, self.seed, self.first_epoch)
+            return DataLoader(stream, batch_size=None)
         sampler = CrystalSampler(
             len(self.dataset), trainer.world_size, trainer.global_rank, self.seed, self.first_epoch
         )
@@ -279,6 +332,9 @@ def fit_distributed(
         The model to train (its optimizer, batch size and loss are used).
     train, valid: dc.data.Dataset
         Crystal graphs with labels; every process reads both (validation runs on rank 0).
+        A :class:`~deepchem_cgcnn.data.shards.ShardedDataset` ``train`` is streamed: each
+        epoch every process gets whole shards (:func:`shard_shares`) and holds a window of
+        them at a time, whatever the dataset's size.
     out_dir: str
         The run folder (on a file system every node sees, for several nodes).
     max_epochs, max_minutes, learning_rate_at, evaluate, config, patience, tensorboard_dir
@@ -310,15 +366,17 @@ def fit_distributed(
     (True, [0, 1])
     """
     _check_strategy(strategy, accelerator, sync_batchnorm)
-    graphs = np.asarray(train.X, dtype=object).reshape(-1)
-    bad = [i for i, g in enumerate(graphs) if not isinstance(g, CrystalGraph)]
-    if bad:
-        raise TypeError(
-            f"training item {bad[0]} ({np.asarray(train.ids)[bad[0]]}) is not a CrystalGraph; "
-            f"featurize with CGCNNFeaturizer and drop failed structures first"
-        )
+    streamed = hasattr(train, "stream")  # a ShardedDataset: graphs stay on disk
+    if not streamed:
+        graphs = np.asarray(train.X, dtype=object).reshape(-1)
+        bad = [i for i, g in enumerate(graphs) if not isinstance(g, CrystalGraph)]
+        if bad:
+            raise TypeError(
+                f"training item {bad[0]} ({np.asarray(train.ids)[bad[0]]}) is not a "
+                f"CrystalGraph; featurize with CGCNNFeaturizer and drop failed structures first"
+            )
     model.prepare_training(train)
-    model._check_settings(list(graphs))
+    model._check_settings([next(iter(train.iter_graphs()))] if streamed else list(graphs))
     model._ensure_built()
     base_rate = model._pytorch_optimizer.defaults["lr"]
     trainer = L.Trainer(

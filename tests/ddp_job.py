@@ -55,6 +55,21 @@ def load_data(n: int, table: str | None = None):
     return train, valid
 
 
+def to_shards(dataset, folder: str, shard_size: int):
+    """The dataset's rows featurized again into shards (a threaded Dask client)."""
+    import pandas as pd
+    from dask.distributed import Client
+
+    from deepchem_cgcnn.data.shards import featurize_to_shards
+
+    rows = pd.read_csv(MP_FIXTURE).set_index("material_id").loc[list(dataset.ids)]
+    with Client(processes=False, dashboard_address=None) as client:
+        return featurize_to_shards(
+            folder, list(rows.cif), dataset.y, list(dataset.ids), ["formation_energy_per_atom"],
+            shard_size=shard_size, client=client,
+        )  # fmt: skip
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("out")
@@ -66,6 +81,7 @@ def main(argv=None) -> None:
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     parser.add_argument("--step-delay", type=float, default=0.0, help="seconds slept per batch")
+    parser.add_argument("--sharded", type=int, metavar="SIZE", help="stream shards of SIZE rows")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -81,6 +97,8 @@ def main(argv=None) -> None:
         distributed.GraphCollator.__call__ = slow  # type: ignore[method-assign]
 
     train, valid = load_data(args.n, args.table)
+    if args.sharded:
+        train = to_shards(train, os.path.join(args.out, "shards"), args.sharded)
     model = make_model(args.batch_size, args.optimizer, hidden_node_dim=args.hidden)
     started = time.perf_counter()
     result = distributed.fit_distributed(

@@ -14,7 +14,13 @@ import torch
 
 pytest.importorskip("lightning")
 
-from deepchem_cgcnn.distributed import CrystalSampler, GraphCollator, fit_distributed  # noqa: E402
+from deepchem_cgcnn.distributed import (  # noqa: E402
+    CrystalSampler,
+    GraphCollator,
+    ShardStream,
+    fit_distributed,
+    shard_shares,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ddp_job import learning_rate_at, load_data, make_model  # noqa: E402
@@ -39,28 +45,49 @@ def state_of(run_folder: Path) -> dict[str, torch.Tensor]:
     return torch.load(run_folder / "last.pt", weights_only=True)["model_state_dict"]
 
 
-def reference_ddp(world_size: int, epochs: int, batch_size: int, n: int, seed: int = 7):
+def memory_batches(train, world_size: int, batch_size: int, seed: int = 7):
+    """Each rank's micro-batches of an epoch, as the DDP processes draw them from memory."""
+    collate = GraphCollator(train)
+
+    def batches(epoch: int, rank: int) -> list:
+        sampler = CrystalSampler(len(train), world_size, rank, seed)
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        return [collate(order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
+
+    return batches
+
+
+def shard_batches(train, world_size: int, batch_size: int, seed: int = 7):
+    """Each rank's micro-batches of an epoch, as the DDP processes stream them from shards."""
+    return lambda epoch, rank: list(
+        ShardStream(train, batch_size, world_size, rank, seed, first_epoch=epoch)
+    )
+
+
+def reference_ddp(world_size: int, epochs: int, batch_size: int, n: int, sharded: Path | None = None):
     """One process doing what ``world_size`` DDP processes do: per step, each rank's
-    micro-batch (its CrystalSampler share) through the network with its own batch-norm
-    statistics, the gradients averaged, one optimizer step; rank 0's running statistics
-    kept (DDP broadcasts rank 0's buffers before every forward)."""
+    micro-batch through the network with its own batch-norm statistics, the gradients
+    averaged, one optimizer step; rank 0's running statistics kept (DDP broadcasts rank 0's
+    buffers before every forward)."""
     train, _ = load_data(n)
     model = make_model(batch_size, "sgd")
     model.prepare_training(train)
     model._ensure_built()
+    if sharded is not None:
+        from deepchem_cgcnn.data.shards import ShardedDataset
+
+        batches = shard_batches(ShardedDataset(str(sharded)), world_size, batch_size)
+    else:
+        batches = memory_batches(train, world_size, batch_size)
     network, optimizer = model.model, model._pytorch_optimizer
     network.train()
-    collate = GraphCollator(train)
     parameters = [p for p in network.parameters() if p.requires_grad]
     for epoch in range(epochs):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(epoch / epochs)
-        shares = []
-        for rank in range(world_size):
-            sampler = CrystalSampler(len(train), world_size, rank, seed)
-            sampler.set_epoch(epoch)
-            order = list(sampler)
-            shares.append([order[i : i + batch_size] for i in range(0, len(order), batch_size)])
+        shares = [batches(epoch, rank) for rank in range(world_size)]
+        assert len({len(share) for share in shares}) == 1  # ranks step in lockstep
         for step in range(len(shares[0])):
             buffers = {k: v.clone() for k, v in network.named_buffers()}
             gradients = []
@@ -68,7 +95,7 @@ def reference_ddp(world_size: int, epochs: int, batch_size: int, n: int, seed: i
                 for name, value in network.named_buffers():
                     value.copy_(buffers[name])
                 optimizer.zero_grad()
-                inputs, labels, weights = collate(shares[rank][step])
+                inputs, labels, weights = shares[rank][step]
                 loss = model._loss_fn([network(inputs)], [labels], [weights])
                 loss.backward()
                 gradients.append([p.grad.clone() for p in parameters])
@@ -123,6 +150,32 @@ def test_two_gloo_processes_equal_the_single_process_reference(tmp_path):
     assert np.abs(predictions(single) - predictions(trained)).max() > 1e-2
 
 
+def test_two_processes_streaming_shards_equal_the_reference(tmp_path):
+    run_job(tmp_path, "--devices", "2", "--epochs", "2", "--n", "48", "--batch-size", "8",
+            "--optimizer", "sgd", "--sharded", "10")  # fmt: skip
+    assert json.loads((tmp_path / "result.json").read_text())["epochs"] == [0, 1]
+    trained = state_of(tmp_path / "run")
+    reference = reference_ddp(2, epochs=2, batch_size=8, n=48, sharded=tmp_path / "shards")
+    for name, value in reference.items():
+        torch.testing.assert_close(trained[name], value, atol=1e-5, rtol=1e-5, msg=name)
+    in_memory = reference_ddp(2, epochs=2, batch_size=8, n=48)
+    assert max(float((in_memory[k] - trained[k]).abs().max()) for k in trained) > 1e-3
+
+
+def test_shard_shares_cover_every_shard_in_lockstep():
+    sizes = {0: 10, 1: 10, 2: 10, 3: 7, 4: 10}
+    for world in (1, 2, 3):
+        for epoch in range(3):
+            shares = [shard_shares(sizes, world, r, seed=1, epoch=epoch, batch_size=4) for r in range(world)]
+            assert sorted(int(s) for share, _ in shares for s in share) == sorted(sizes)
+            assert len({n for _, n in shares}) == 1
+    first, _ = shard_shares(sizes, 2, 0, seed=1, epoch=0, batch_size=4)
+    second, _ = shard_shares(sizes, 2, 0, seed=1, epoch=1, batch_size=4)
+    assert list(first) != list(second)
+    with pytest.raises(ValueError, match="5 shards for 8 processes"):
+        shard_shares(sizes, 8, 0, seed=1, epoch=0, batch_size=4)
+
+
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     args = ("--devices", "2", "--epochs", "4", "--n", "48", "--batch-size", "8")
     whole = tmp_path / "whole"
@@ -173,3 +226,22 @@ def test_refusals_name_the_problem(tmp_path):
         fit_distributed(make_model(4), train, valid, str(tmp_path), 1, strategy="fsdp")
     with pytest.raises(ValueError, match="sync_batchnorm=True needs accelerator='gpu'"):
         fit_distributed(make_model(4), train, valid, str(tmp_path), 1, sync_batchnorm=True)
+
+
+def test_cli_trains_with_two_processes_and_reports_once(tmp_path):
+    from conftest import MP_FIRST_400, run_shell
+
+    done = run_shell(
+        f"deepchem-cgcnn train --data {MP_FIRST_400} --target formation_energy_per_atom "
+        "--name fe --max-epochs 2 --num-conv 2 --train-size 64 --n-jobs 1 "
+        "--devices 2 --accelerator cpu",
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("test MAE") == 1  # the other process reports nothing
+    card = json.loads((tmp_path / "work" / "export" / "fe.json").read_text())
+    assert card["recipe"]["data_parallel"] == {"processes": 2, "strategy": "ddp"}
+    assert len(card["history"]["valid_error"]) == 2
+    assert json.loads((tmp_path / "work" / "train" / "fe" / "record.json").read_text())[
+        "config"
+    ]["data_parallel"]["processes"] == 2

@@ -13,6 +13,7 @@ from deepchem_cgcnn.data.molnet import (
     load_perovskite,
 )
 from deepchem_cgcnn.data.remote import NAMED_DATASETS
+from deepchem_cgcnn.data.shards import ShardedDataset, featurize_to_shards
 from deepchem_cgcnn.data.splitters import (
     CGCNNRandomSplitter,
     CompositionGroupedSplitter,
@@ -33,8 +34,10 @@ __all__ = [
     "NAMED_DATASETS",
     "OriginalCGCNNSplitter",
     "RemoteFile",
+    "ShardedDataset",
     "StratifiedSplitter",
     "StructureTable",
+    "featurize_to_shards",
     "fetch",
     "get_splitter",
     "load_mp_band_gap",

@@ -350,26 +350,55 @@ class ShardedDataset(dc.data.Dataset):
         batch_size = batch_size or len(self) or 1
         for _ in range(epochs):
             shards = np.unique(self._shard)
-            if not deterministic:
-                shards = np.random.permutation(shards)
-            pending = np.zeros(0, np.int64)
-            held: dict[int, np.ndarray] = {}
+            if deterministic:
+                yield from self.stream(shards, batch_size)
+            else:
+                yield from self.stream(np.random.permutation(shards), batch_size, np.random)
+
+    def shard_sizes(self) -> dict[int, int]:
+        """Rows of this view in each shard it draws from."""
+        shards, counts = np.unique(self._shard, return_counts=True)
+        return dict(zip(shards.tolist(), counts.tolist()))
+
+    def stream(
+        self,
+        shards: Sequence[int] | np.ndarray,
+        batch_size: int,
+        rng: Any = None,
+        n_batches: int | None = None,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Batches from the view's rows in ``shards``, read ``window`` shards at a time, in
+        that order; with ``rng`` (``np.random`` or a ``RandomState``) the rows of each window
+        are shuffled together. With ``n_batches``, exactly that many full batches are made,
+        starting over from the first shard when the rows run out (the padding of a process
+        whose share is smaller), else every row once and a last partial batch."""
+        shards = np.asarray(shards, dtype=np.int64)
+        made, pending = 0, np.zeros(0, np.int64)
+        held: dict[int, np.ndarray] = {}
+        while True:
             for start in range(0, len(shards), self.window):
                 group = shards[start : start + self.window]
                 waiting = set(np.unique(self._shard[pending]).tolist())
                 held = {s: graphs for s, graphs in held.items() if s in waiting}
                 positions = np.nonzero(np.isin(self._shard, group))[0]
-                if not deterministic:
-                    positions = np.random.permutation(positions)
-                for s in group:
-                    held[int(s)] = self._graphs(int(s))
+                if rng is not None:
+                    positions = rng.permutation(positions)
+                for s in group.tolist():
+                    held[s] = self._graphs(s)
                 queue = np.concatenate([pending, positions])
                 full = len(queue) - len(queue) % batch_size
                 for b in range(0, full, batch_size):
+                    if n_batches is not None and made == n_batches:
+                        return
                     yield self._batch(queue[b : b + batch_size], held)
+                    made += 1
                 pending = queue[full:]
-            if len(pending):
-                yield self._batch(pending, held)
+            if n_batches is None:
+                if len(pending):
+                    yield self._batch(pending, held)
+                return
+            if made == n_batches or len(shards) == 0:
+                return
 
     def transform(self, transformer: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(

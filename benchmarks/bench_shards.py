@@ -1,0 +1,124 @@
+"""Peak memory of training from on-disk shards stays flat as the dataset grows 1x -> 4x.
+
+The shared MP table (31,297 crystals) and a 4x table made of four copies of it with
+renamed ids (``<id>``, ``<id>~1``, ``<id>~2``, ``<id>~3``; the loader would drop repeated
+ids, so each copy gets its own) are each featurized with ``featurize_to_shards`` on a Dask
+``LocalCluster`` of this machine's cores (timed; finished shards are reused on a rerun).
+Then, each in a fresh process, one epoch of ``CGCNNModel.fit`` streams the shards
+(``ShardedDataset``, window 2), and for contrast the same graphs are read into memory
+(``ShardedDataset.X``, as a ``NumpyDataset`` would hold them); the table reports each
+process's peak resident memory (``ru_maxrss``).
+
+``.venv/bin/python benchmarks/bench_shards.py`` (about 10 minutes on 2 cores)
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import DEFAULT_DATA, PROJECT_ROOT, environment_line, markdown_table
+
+WORK = PROJECT_ROOT / "work" / "bench-shards"
+
+
+def featurize(copies: int, args: argparse.Namespace) -> tuple[str, float, int]:
+    import pandas as pd
+    from dask.distributed import Client, LocalCluster
+
+    from deepchem_cgcnn.data.shards import featurize_to_shards
+
+    table = pd.read_csv(args.data, usecols=["material_id", "cif", "formation_energy_per_atom"])
+    ids = [f"{i}~{k}" if k else str(i) for k in range(copies) for i in table.material_id]
+    folder = str(WORK / f"{copies}x")
+    started = time.perf_counter()
+    with (
+        LocalCluster(threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        shards = featurize_to_shards(
+            folder,
+            list(table.cif) * copies,
+            np.tile(table.formation_energy_per_atom.to_numpy(), copies),
+            ids,
+            ["formation_energy_per_atom"],
+            shard_size=args.shard_size,
+            client=client,
+            key={"source": Path(args.data).name, "copies": copies},
+        )
+    return folder, time.perf_counter() - started, len(shards)
+
+
+def measure(folder: str, how: str) -> None:
+    """In a fresh process: stream one epoch, or read every graph into memory; print JSON."""
+    from deepchem_cgcnn import CGCNNModel
+    from deepchem_cgcnn.data.shards import ShardedDataset
+
+    dataset = ShardedDataset(folder)
+    started = time.perf_counter()
+    if how == "stream":
+        model = CGCNNModel(num_conv=2, hidden_node_dim=32, batch_size=256, learning_rate=0.01)
+        model.fit(dataset, nb_epoch=1)
+    else:
+        graphs = dataset.X
+        assert len(graphs) == len(dataset)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"peak_mib": peak_kib / 1024, "seconds": time.perf_counter() - started}))
+
+
+def in_fresh_process(folder: str, how: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, __file__, "--measure", folder, how],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+    )
+    if done.returncode != 0:
+        sys.exit(done.stderr[-3000:])
+    result: dict = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=DEFAULT_DATA)
+    parser.add_argument("--shard-size", type=int, default=2000)
+    parser.add_argument("--measure", nargs=2, metavar=("FOLDER", "HOW"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        measure(*args.measure)
+        return
+    rows, featurized = [], []
+    for copies in (1, 4):
+        folder, seconds, n = featurize(copies, args)
+        featurized.append(f"{copies}x: {n:,} crystals featurized in {seconds:.0f} s "
+                          f"({n / seconds:.0f} crystals/s; a rerun reuses finished shards)")
+        stream = in_fresh_process(folder, "stream")
+        memory = in_fresh_process(folder, "memory")
+        rows.append([
+            f"{copies}x", f"{n:,}", f"{stream['peak_mib']:.0f}", f"{stream['seconds']:.0f}",
+            f"{memory['peak_mib']:.0f}",
+        ])  # fmt: skip
+    print(environment_line())
+    print("\n".join(featurized) + "\n")
+    print(
+        markdown_table(
+            [
+                "dataset",
+                "crystals",
+                "peak MiB, one epoch streamed",
+                "epoch s",
+                "peak MiB, graphs in memory",
+            ],
+            rows,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

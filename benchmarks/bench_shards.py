@@ -96,8 +96,10 @@ def main() -> None:
     rows, featurized = [], []
     for copies in (1, 4):
         folder, seconds, n = featurize(copies, args)
-        featurized.append(f"{copies}x: {n:,} crystals featurized in {seconds:.0f} s "
-                          f"({n / seconds:.0f} crystals/s; a rerun reuses finished shards)")
+        featurized.append(
+            f"{copies}x: {n:,} crystals featurized in {seconds:.0f} s "
+            f"({n / seconds:.0f} crystals/s; a rerun reuses finished shards)"
+        )
         stream = in_fresh_process(folder, "stream")
         memory = in_fresh_process(folder, "memory")
         rows.append([

@@ -39,6 +39,7 @@ from deepchem_cgcnn.registry import (
 )
 from deepchem_cgcnn.training import RunMismatchError, TrainingDivergedError
 
+
 def __getattr__(name: str):
     """Names whose modules need an optional extra, imported on first use."""
     if name == "fit_distributed":  # pip install 'deepchem-cgcnn[distributed]' (Lightning)

@@ -622,7 +622,9 @@ def _add_training_options(train: argparse.ArgumentParser) -> None:
         "GPU with --accelerator gpu); --batch-size crystals per process and step. Needs "
         "deepchem-cgcnn[distributed]; see docs/scaling.md",
     )
-    train.add_argument("--num-nodes", type=int, default=1, metavar="M", help="nodes (with --devices)")
+    train.add_argument(
+        "--num-nodes", type=int, default=1, metavar="M", help="nodes (with --devices)"
+    )
     train.add_argument(
         "--strategy",
         default="ddp",

@@ -113,8 +113,9 @@ class GraphCollator:
         return inputs, torch.from_numpy(self.y[rows]), torch.from_numpy(self.w[rows])
 
 
-def shard_shares(sizes: dict[int, int], world_size: int, rank: int, seed: int, epoch: int,
-                 batch_size: int) -> tuple[np.ndarray, int]:
+def shard_shares(
+    sizes: dict[int, int], world_size: int, rank: int, seed: int, epoch: int, batch_size: int
+) -> tuple[np.ndarray, int]:
     """This process's shards for an epoch, and the number of batches every process makes.
 
     The shards are permuted by ``seed + epoch`` and dealt round-robin; every process makes
@@ -123,8 +124,11 @@ def shard_shares(sizes: dict[int, int], world_size: int, rank: int, seed: int, e
 
     Examples
     --------
-    >>> shard_shares({0: 10, 1: 10, 2: 5}, world_size=2, rank=0, seed=0, epoch=0, batch_size=4)
-    (array([2, 1]), 4)
+    >>> sizes = {0: 10, 1: 10, 2: 5}  # rows per shard
+    >>> shard_shares(sizes, world_size=2, rank=0, seed=0, epoch=0, batch_size=4)
+    (array([2, 0]), 4)
+    >>> shard_shares(sizes, world_size=2, rank=1, seed=0, epoch=0, batch_size=4)  # 10 rows: 3 batches, padded to 4
+    (array([1]), 4)
     """
     shards = np.random.RandomState(seed + epoch).permutation(np.array(sorted(sizes), np.int64))
     if len(shards) < world_size:
@@ -141,16 +145,29 @@ class ShardStream(torch.utils.data.IterableDataset):
     :class:`~deepchem_cgcnn.data.shards.ShardedDataset` (see :func:`shard_shares`); each
     pass over it is the next epoch."""
 
-    def __init__(self, dataset: Any, batch_size: int, world_size: int, rank: int, seed: int,
-                 first_epoch: int = 0) -> None:
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int,
+        world_size: int,
+        rank: int,
+        seed: int,
+        first_epoch: int = 0,
+    ) -> None:
         self.dataset, self.batch_size = dataset, batch_size
         self.world_size, self.rank, self.seed = world_size, rank, seed
         self.epoch = first_epoch
 
     def __iter__(self) -> Any:
         epoch, self.epoch = self.epoch, self.epoch + 1
-        shards, n_batches = shard_shares(self.dataset.shard_sizes(), self.world_size, self.rank,
-                                         self.seed, epoch, self.batch_size)
+        shards, n_batches = shard_shares(
+            self.dataset.shard_sizes(),
+            self.world_size,
+            self.rank,
+            self.seed,
+            epoch,
+            self.batch_size,
+        )
         rng = np.random.RandomState([self.seed, epoch, self.rank])
         for graphs, y, w, _ in self.dataset.stream(shards, self.batch_size, rng, n_batches):
             yield (
@@ -176,8 +193,14 @@ class CrystalBatches(L.LightningDataModule):
         trainer = self.trainer
         assert trainer is not None
         if hasattr(self.dataset, "stream"):
-            stream = ShardStream(self.dataset, self.batch_size, trainer.world_size,
-                                 trainer.global_rank, self.seed, self.first_epoch)
+            stream = ShardStream(
+                self.dataset,
+                self.batch_size,
+                trainer.world_size,
+                trainer.global_rank,
+                self.seed,
+                self.first_epoch,
+            )
             return DataLoader(stream, batch_size=None)
         sampler = CrystalSampler(
             len(self.dataset), trainer.world_size, trainer.global_rank, self.seed, self.first_epoch
@@ -413,4 +436,6 @@ def fit_distributed(
         data = CrystalBatches(train, model.batch_size, seed, first_epoch)
         trainer.fit(module, datamodule=data)
     record = run.finish()
-    return DistributedResult(record, trainer.is_global_zero, trainer.world_size, trainer.global_rank)
+    return DistributedResult(
+        record, trainer.is_global_zero, trainer.world_size, trainer.global_rank
+    )

@@ -652,8 +652,7 @@ def train_model(config: TrainConfig) -> TrainResult:
             devices=config.devices or 1,
             num_nodes=config.num_nodes,
             strategy=config.strategy,
-            accelerator=config.accelerator
-            or ("gpu" if model.device.type == "cuda" else "cpu"),
+            accelerator=config.accelerator or ("gpu" if model.device.type == "cuda" else "cpu"),
             seed=init_seed,
         )
         record = result.record

@@ -40,7 +40,6 @@ def learning_rate_at(fraction: float) -> float:
 def load_data(n: int, table: str | None = None):
     """``n`` MP crystals (formation energy) as train, and ``n // 4`` more as valid."""
     import deepchem as dc
-    import numpy as np
     import pandas as pd
 
     from deepchem_cgcnn import CGCNNFeaturizer

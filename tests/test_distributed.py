@@ -29,12 +29,18 @@ JOB = Path(__file__).resolve().parent / "ddp_job.py"
 pytestmark = pytest.mark.torch
 
 
-def run_job(out: Path, *args: str, wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:
+def run_job(
+    out: Path, *args: str, wait: bool = True
+) -> subprocess.Popen | subprocess.CompletedProcess:
     command = [sys.executable, str(JOB), str(out), *args]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     if not wait:
         return subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -65,7 +71,9 @@ def shard_batches(train, world_size: int, batch_size: int, seed: int = 7):
     )
 
 
-def reference_ddp(world_size: int, epochs: int, batch_size: int, n: int, sharded: Path | None = None):
+def reference_ddp(
+    world_size: int, epochs: int, batch_size: int, n: int, sharded: Path | None = None
+):
     """One process doing what ``world_size`` DDP processes do: per step, each rank's
     micro-batch through the network with its own batch-norm statistics, the gradients
     averaged, one optimizer step; rank 0's running statistics kept (DDP broadcasts rank 0's
@@ -133,8 +141,19 @@ def test_two_gloo_processes_equal_the_single_process_reference(tmp_path):
     # SGD (the paper's optimizer): Adam would turn the float noise of the gradient of the
     # bias right before each batch norm (zero in exact arithmetic) into steps of ~lr, in
     # DDP and in any change of thread count alike
-    run_job(tmp_path, "--devices", "2", "--epochs", "2", "--n", "48", "--batch-size", "8",
-            "--optimizer", "sgd")
+    run_job(
+        tmp_path,
+        "--devices",
+        "2",
+        "--epochs",
+        "2",
+        "--n",
+        "48",
+        "--batch-size",
+        "8",
+        "--optimizer",
+        "sgd",
+    )
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["world_size"] == 2 and result["epochs"] == [0, 1]
     trained = state_of(tmp_path / "run")
@@ -166,7 +185,10 @@ def test_shard_shares_cover_every_shard_in_lockstep():
     sizes = {0: 10, 1: 10, 2: 10, 3: 7, 4: 10}
     for world in (1, 2, 3):
         for epoch in range(3):
-            shares = [shard_shares(sizes, world, r, seed=1, epoch=epoch, batch_size=4) for r in range(world)]
+            shares = [
+                shard_shares(sizes, world, r, seed=1, epoch=epoch, batch_size=4)
+                for r in range(world)
+            ]
             assert sorted(int(s) for share, _ in shares for s in share) == sorted(sizes)
             assert len({n for _, n in shares}) == 1
     first, _ = shard_shares(sizes, 2, 0, seed=1, epoch=0, batch_size=4)
@@ -212,7 +234,11 @@ def test_one_process_result_is_an_ordinary_checkpointable_model(tmp_path):
     assert result.is_global_zero and result.world_size == 1 and result.record.epochs == [0, 1]
     expected = model.predict(valid, warn_domain=False)
     save_model(model, str(tmp_path / "model.pt"))
-    np.testing.assert_allclose(load_model(str(tmp_path / "model.pt")).predict(valid, warn_domain=False), expected, atol=1e-6)
+    np.testing.assert_allclose(
+        load_model(str(tmp_path / "model.pt")).predict(valid, warn_domain=False),
+        expected,
+        atol=1e-6,
+    )
     model.save_checkpoint()
     restored = make_model(8, model_dir=str(tmp_path / "dc"))
     restored.restore()
@@ -242,6 +268,9 @@ def test_cli_trains_with_two_processes_and_reports_once(tmp_path):
     card = json.loads((tmp_path / "work" / "export" / "fe.json").read_text())
     assert card["recipe"]["data_parallel"] == {"processes": 2, "strategy": "ddp"}
     assert len(card["history"]["valid_error"]) == 2
-    assert json.loads((tmp_path / "work" / "train" / "fe" / "record.json").read_text())[
-        "config"
-    ]["data_parallel"]["processes"] == 2
+    assert (
+        json.loads((tmp_path / "work" / "train" / "fe" / "record.json").read_text())["config"][
+            "data_parallel"
+        ]["processes"]
+        == 2
+    )

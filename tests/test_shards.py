@@ -24,9 +24,12 @@ pytestmark = pytest.mark.torch
 
 @pytest.fixture(scope="module")
 def client():
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster, Client(cluster) as dask_client:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as dask_client,
+    ):
         yield dask_client
 
 
@@ -65,7 +68,7 @@ def test_shards_equal_serial_featurization_and_record_failures(tmp_path, rows, c
     sharded = shard(tmp_path, rows, client)
     assert sharded.n_shards == 8 and len(sharded) == 119
     assert_same_graphs(sharded, serial, list(rows.material_id))
-    (failed_id, reason), = sharded.failures()
+    ((failed_id, reason),) = sharded.failures()
     assert failed_id == rows.material_id[7] and reason
     np.testing.assert_array_equal(
         sharded.y.ravel(), np.delete(rows.formation_energy_per_atom.to_numpy(), 7)
@@ -79,13 +82,19 @@ def test_killed_worker_loses_nothing(tmp_path, rows, client):
         target=lambda: result.setdefault("shards", shard(tmp_path, rows, client, shard_size=4))
     )
     job.start()
-    while not any(name.startswith("shard-") and ".tmp-" not in name for name in os.listdir(tmp_path)):
+    while not any(
+        name.startswith("shard-") and ".tmp-" not in name for name in os.listdir(tmp_path)
+    ):
         time.sleep(0.01)
-    finished_at_kill = sum(1 for n in os.listdir(tmp_path) if n.startswith("shard-") and "." not in n)
+    finished_at_kill = sum(
+        1 for n in os.listdir(tmp_path) if n.startswith("shard-") and "." not in n
+    )
     os.kill(pids[0], signal.SIGKILL)  # its nanny starts a new worker; Dask reruns its tasks
     job.join(timeout=300)
     assert finished_at_kill < 30, "all shards were done before the kill"
-    assert_same_graphs(result["shards"], CGCNNFeaturizer().featurize(list(rows.cif)), list(rows.material_id))
+    assert_same_graphs(
+        result["shards"], CGCNNFeaturizer().featurize(list(rows.cif)), list(rows.material_id)
+    )
     assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n]
 
 
@@ -114,10 +123,16 @@ def test_streaming_batches_cover_each_crystal_once_and_mix_shards(tmp_path, rows
     seen = [i for _, _, _, ids in batches for i in ids]
     assert sorted(seen) == sorted(sharded.ids) and len(seen) == len(set(seen))
     assert [len(b[0]) for b in batches[:-1]] == [10] * (len(batches) - 1)
-    shard_of = {i: k for k in range(sharded.n_shards) for i in sharded.select(np.nonzero(sharded._shard == k)[0]).ids}
+    shard_of = {
+        i: k
+        for k in range(sharded.n_shards)
+        for i in sharded.select(np.nonzero(sharded._shard == k)[0]).ids
+    }
     assert any(len({shard_of[i] for i in ids}) > 1 for _, _, _, ids in batches)
     assert seen != list(sharded.ids)  # shuffled
-    ordered = [i for _, _, _, ids in sharded.iterbatches(batch_size=10, deterministic=True) for i in ids]
+    ordered = [
+        i for _, _, _, ids in sharded.iterbatches(batch_size=10, deterministic=True) for i in ids
+    ]
     assert ordered == list(sharded.ids)
 
 

@@ -28,7 +28,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,6 +39,10 @@ from deepchem_cgcnn.graph import CrystalGraph
 
 dc = import_deepchem()
 logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from deepchem.data import Dataset
+else:
+    Dataset = dc.data.Dataset
 
 PLAN = "plan.json"
 SHARD = "shard-{:06d}"
@@ -157,7 +161,8 @@ def featurize_to_shards(
     >>> len(shards), shards.n_shards
     (12, 3)
     """
-    from deepchem_cgcnn.featurizer import CGCNNFeaturizer, featurizer_params as params_of
+    from deepchem_cgcnn.featurizer import CGCNNFeaturizer
+    from deepchem_cgcnn.featurizer import featurizer_params as params_of
 
     params = featurizer_params or params_of(CGCNNFeaturizer())
     n = len(structures)
@@ -233,7 +238,7 @@ def _difference(old: dict, new: dict) -> str:
     return ", ".join(differing_fields(old, new)[:5])
 
 
-class ShardedDataset(dc.data.Dataset):
+class ShardedDataset(Dataset):
     """Crystal graphs in on-disk shards (from :func:`featurize_to_shards`), streamed.
 
     Labels, weights and ids are held in memory (a few bytes per crystal); graphs are
@@ -426,4 +431,3 @@ class ShardedDataset(dc.data.Dataset):
         for k, p in enumerate(positions.tolist()):
             graphs[k] = held[int(self._shard[p])][self._local[p]]
         return graphs, self._y[positions], self._w[positions], self._ids[positions]
-

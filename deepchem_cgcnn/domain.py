@@ -177,7 +177,7 @@ def formula_of(graph: Any) -> str:
 
 
 def check_graphs(
-    graphs: Sequence[Any] | np.ndarray,
+    graphs: Iterable[Any],
     ids: Sequence[Any] | np.ndarray,
     counts: Mapping[str, Mapping[str, int]] | None = None,
     min_count: int = MIN_COUNT,

@@ -603,7 +603,7 @@ class CGCNNModel(TorchModel):
         """
         from deepchem_cgcnn import domain
 
-        graphs, ids = self._graphs_and_ids(inputs)
+        graphs, ids = self._graphs_and_ids(inputs, streaming=True)
         return domain.check_graphs(
             graphs,
             ids,
@@ -772,10 +772,13 @@ class CGCNNModel(TorchModel):
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
 
-    def _graphs_and_ids(self, inputs: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Crystal graphs and ids of a dataset, or of structures featurized here."""
+    def _graphs_and_ids(self, inputs: Any, streaming: bool = False) -> tuple[Any, np.ndarray]:
+        """Crystal graphs and ids of a dataset (with ``streaming``, an iterator for one that
+        streams its graphs from disk), or of structures featurized here."""
         if isinstance(inputs, dc.data.Dataset):
-            return np.asarray(inputs.X, dtype=object), np.asarray(inputs.ids, dtype=object)
+            stream = getattr(inputs, "iter_graphs", None) if streaming else None
+            graphs = stream() if stream is not None else np.asarray(inputs.X, dtype=object)
+            return graphs, np.asarray(inputs.ids, dtype=object)
         from deepchem_cgcnn.featurizer import CGCNNFeaturizer
 
         settings = self.featurizer_params or {

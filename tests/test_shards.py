@@ -12,7 +12,12 @@ pytest.importorskip("dask.distributed")
 
 from dask.distributed import Client, LocalCluster  # noqa: E402
 
-from deepchem_cgcnn import CGCNNFeaturizer, CGCNNModel, MaterialsProjectLoader  # noqa: E402
+from deepchem_cgcnn import (  # noqa: E402
+    CGCNNFeaturizer,
+    CGCNNModel,
+    DomainWarning,
+    MaterialsProjectLoader,
+)
 from deepchem_cgcnn.data.shards import (  # noqa: E402
     ShardedDataset,
     ShardPlanMismatchError,
@@ -136,13 +141,20 @@ def test_streaming_batches_cover_each_crystal_once_and_mix_shards(tmp_path, rows
     assert ordered == list(sharded.ids)
 
 
-def test_model_trains_and_predicts_from_shards_like_from_memory(tmp_path, rows, client):
+def test_model_trains_and_predicts_from_shards_like_from_memory(
+    tmp_path, rows, client, monkeypatch
+):
     import deepchem as dc
 
     sharded = shard(tmp_path, rows, client)
     memory = dc.data.NumpyDataset(sharded.X, sharded.y, sharded.w, sharded.ids)
+    everything = ShardedDataset.X
+    monkeypatch.setattr(ShardedDataset, "X", property(lambda self: pytest.fail("read all graphs")))
     streamed = CGCNNModel(num_conv=1, batch_size=16, learning_rate=0.01)
     streamed.fit(sharded, nb_epoch=2)
+    with pytest.warns(DomainWarning):  # the domain check streams too
+        streamed.predict(sharded)
+    monkeypatch.setattr(ShardedDataset, "X", everything)
     in_memory = CGCNNModel(num_conv=1, batch_size=16, learning_rate=0.01)
     in_memory.fit(memory, nb_epoch=0)
     assert streamed.training_counts == in_memory.training_counts

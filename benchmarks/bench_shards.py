@@ -4,10 +4,14 @@ The shared MP table (31,297 crystals) and a 4x table made of four copies of it w
 renamed ids (``<id>``, ``<id>~1``, ``<id>~2``, ``<id>~3``; the loader would drop repeated
 ids, so each copy gets its own) are each featurized with ``featurize_to_shards`` on a Dask
 ``LocalCluster`` of this machine's cores (timed; finished shards are reused on a rerun).
-Then, each in a fresh process, one epoch of ``CGCNNModel.fit`` streams the shards
-(``ShardedDataset``, window 2), and for contrast the same graphs are read into memory
-(``ShardedDataset.X``, as a ``NumpyDataset`` would hold them); the table reports each
-process's peak resident memory (``ru_maxrss``).
+Then, each in a fresh process: the batches of one epoch are streamed from the shards
+(``ShardedDataset.iterbatches``, window 2: the data path alone); one epoch of
+``CGCNNModel.fit`` streams them (2 convolutions of 32, batch 256; the highest resident
+memory of each quarter of the epoch is sampled every step, so growth within the epoch
+shows); and for contrast the same graphs are read into memory (``ShardedDataset.X``, as a
+``NumpyDataset`` holds them). The table reports each process's peak resident memory
+(``ru_maxrss``). The training figures include the batch's activations and the allocator's
+caching, which vary by a few hundred MiB from run to run with the largest batches.
 
 ``.venv/bin/python benchmarks/bench_shards.py`` (about 10 minutes on 2 cores)
 """
@@ -55,20 +59,38 @@ def featurize(copies: int, args: argparse.Namespace) -> tuple[str, float, int]:
 
 
 def measure(folder: str, how: str) -> None:
-    """In a fresh process: stream one epoch, or read every graph into memory; print JSON."""
+    """In a fresh process: stream the batches only, train one epoch streaming them, or read
+    every graph into memory; print JSON with the peak resident memory (and, for training,
+    the highest memory seen in each quarter of the epoch)."""
+    import psutil
+
     from deepchem_cgcnn import CGCNNModel
     from deepchem_cgcnn.data.shards import ShardedDataset
 
     dataset = ShardedDataset(folder)
+    process = psutil.Process()
     started = time.perf_counter()
-    if how == "stream":
+    result: dict = {}
+    if how == "batches":
+        for _ in dataset.iterbatches(batch_size=256):
+            pass
+    elif how == "fit":
         model = CGCNNModel(num_conv=2, hidden_node_dim=32, batch_size=256, learning_rate=0.01)
-        model.fit(dataset, nb_epoch=1)
+        steps = -(-len(dataset) // 256)
+        quarters = [0.0] * 4
+
+        def sample(_model, step: int) -> None:
+            quarter = min(3, 4 * (step - 1) // steps)
+            quarters[quarter] = max(quarters[quarter], process.memory_info().rss / 2**20)
+
+        model.fit(dataset, nb_epoch=1, callbacks=[sample])
+        result["quarters_mib"] = quarters
     else:
         graphs = dataset.X
         assert len(graphs) == len(dataset)
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_mib": peak_kib / 1024, "seconds": time.perf_counter() - started}))
+    result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["seconds"] = time.perf_counter() - started
+    print(json.dumps(result))
 
 
 def in_fresh_process(folder: str, how: str) -> dict:
@@ -100,10 +122,12 @@ def main() -> None:
             f"{copies}x: {n:,} crystals featurized in {seconds:.0f} s "
             f"({n / seconds:.0f} crystals/s; a rerun reuses finished shards)"
         )
-        stream = in_fresh_process(folder, "stream")
+        batches = in_fresh_process(folder, "batches")
+        fit = in_fresh_process(folder, "fit")
         memory = in_fresh_process(folder, "memory")
         rows.append([
-            f"{copies}x", f"{n:,}", f"{stream['peak_mib']:.0f}", f"{stream['seconds']:.0f}",
+            f"{copies}x", f"{n:,}", f"{batches['peak_mib']:.0f}", f"{fit['peak_mib']:.0f}",
+            " / ".join(f"{q:.0f}" for q in fit["quarters_mib"]), f"{fit['seconds']:.0f}",
             f"{memory['peak_mib']:.0f}",
         ])  # fmt: skip
     print(environment_line())
@@ -113,7 +137,9 @@ def main() -> None:
             [
                 "dataset",
                 "crystals",
-                "peak MiB, one epoch streamed",
+                "peak MiB, batches streamed",
+                "peak MiB, one epoch of fit streamed",
+                "fit: highest MiB in each quarter of the epoch",
                 "epoch s",
                 "peak MiB, graphs in memory",
             ],

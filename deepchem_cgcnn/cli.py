@@ -628,7 +628,7 @@ def _add_training_options(train: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--strategy",
         default="ddp",
-        choices=["ddp", "ddp_spawn"],
+        choices=["ddp"],
         help="Lightning strategy for --devices (ddp: the other processes rerun this command)",
     )
     train.add_argument(

@@ -54,7 +54,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
         "distributed training needs PyTorch Lightning: pip install 'deepchem-cgcnn[distributed]'"
     ) from error
 
-STRATEGIES = ("ddp", "ddp_spawn", "ddp_notebook", "auto")
+STRATEGIES = ("ddp",)
 
 
 class CrystalSampler(DistributedSampler):
@@ -312,7 +312,11 @@ def _check_strategy(strategy: str, accelerator: str, sync_batchnorm: bool) -> No
             "is the batch's graph activations, which FSDP does not shard. Use 'ddp'."
         )
     if strategy not in STRATEGIES:
-        raise ValueError(f"strategy {strategy!r}: choose from {', '.join(STRATEGIES)}")
+        raise ValueError(
+            f"strategy {strategy!r}: use 'ddp', from a script, torchrun or a cluster scheduler "
+            f"(spawning strategies would train copies of the model in other processes and "
+            f"leave this one's model and run record behind)"
+        )
     if sync_batchnorm and accelerator not in ("gpu", "cuda"):
         raise ValueError(
             "sync_batchnorm=True needs accelerator='gpu' (SyncBatchNorm runs on CUDA only); "
@@ -364,9 +368,10 @@ def fit_distributed(
         As :func:`~deepchem_cgcnn.training.train_with_validation`; ``learning_rate_at``
         defaults to the optimizer's constant rate.
     devices, num_nodes, strategy, accelerator
-        Lightning ``Trainer`` arguments: processes (or GPUs) per node, nodes,
-        ``"ddp"`` (default; from a script or under ``torchrun``), ``"ddp_spawn"``,
-        ``"ddp_notebook"``; ``"cpu"`` (gloo) or ``"gpu"`` (NCCL).
+        Lightning ``Trainer`` arguments: processes (or GPUs) per node, nodes, ``"ddp"``
+        (the only strategy: run from a script, under ``torchrun`` or a cluster scheduler;
+        Lightning starts the other local processes by running the same command again),
+        ``"cpu"`` (gloo) or ``"gpu"`` (NCCL).
     sync_batchnorm: bool, default False
         Batch-norm statistics over the global batch (GPUs only).
     seed: int, default 0

@@ -250,6 +250,8 @@ def test_refusals_name_the_problem(tmp_path):
     train, valid = load_data(8)
     with pytest.raises(ValueError, match="fsdp.*not supported.*80,000 parameters"):
         fit_distributed(make_model(4), train, valid, str(tmp_path), 1, strategy="fsdp")
+    with pytest.raises(ValueError, match="'ddp_spawn': use 'ddp'"):
+        fit_distributed(make_model(4), train, valid, str(tmp_path), 1, strategy="ddp_spawn")
     with pytest.raises(ValueError, match="sync_batchnorm=True needs accelerator='gpu'"):
         fit_distributed(make_model(4), train, valid, str(tmp_path), 1, sync_batchnorm=True)
 

@@ -629,26 +629,27 @@ def train_model(config: TrainConfig) -> TrainResult:
             else {}
         ),
     }
-    evaluate = classification_error if classify else mean_absolute_error
-    processes = 1
+    processes = (config.devices or 1) * config.num_nodes
+    if processes > 1:
+        run_key["data_parallel"] = {"processes": processes, "strategy": config.strategy}
+    loop: dict[str, Any] = dict(
+        learning_rate_at=recipe.learning_rate_at,
+        max_epochs=config.max_epochs,
+        max_minutes=config.max_minutes,
+        evaluate=classification_error if classify else mean_absolute_error,
+        config=run_key,
+        patience=config.patience,
+        tensorboard_dir=config.tensorboard,
+    )
     if config.devices is not None or config.num_nodes > 1:
         from deepchem_cgcnn.distributed import fit_distributed
 
-        processes = (config.devices or 1) * config.num_nodes
-        if processes > 1:
-            run_key["data_parallel"] = {"processes": processes, "strategy": config.strategy}
         result = fit_distributed(
             model,
             train,
             selection,
             run_dir,
-            max_epochs=config.max_epochs,
-            max_minutes=config.max_minutes,
-            learning_rate_at=recipe.learning_rate_at,
-            evaluate=evaluate,
-            config=run_key,
-            patience=config.patience,
-            tensorboard_dir=config.tensorboard,
+            **loop,
             devices=config.devices or 1,
             num_nodes=config.num_nodes,
             strategy=config.strategy,
@@ -659,19 +660,7 @@ def train_model(config: TrainConfig) -> TrainResult:
         if not result.is_global_zero:
             return TrainResult(model, None, record, run_dir, None, None, is_global_zero=False)
     else:
-        record = train_with_validation(
-            model,
-            train,
-            selection,
-            run_dir,
-            learning_rate_at=recipe.learning_rate_at,
-            max_epochs=config.max_epochs,
-            max_minutes=config.max_minutes,
-            evaluate=evaluate,
-            config=run_key,
-            patience=config.patience,
-            tensorboard_dir=config.tensorboard,
-        )
+        record = train_with_validation(model, train, selection, run_dir, **loop)
     splits = (("train", train), ("valid", valid), ("test", test))
     if classify:
         metrics = {"roc_auc": {n: 1.0 - classification_error(model, d) for n, d in splits}}

@@ -10,8 +10,7 @@ Then, each in a fresh process: the batches of one epoch are streamed from the sh
 memory of each quarter of the epoch is sampled every step, so growth within the epoch
 shows); and for contrast the same graphs are read into memory (``ShardedDataset.X``, as a
 ``NumpyDataset`` holds them). The table reports each process's peak resident memory
-(``ru_maxrss``). The training figures include the batch's activations and the allocator's
-caching, which vary by a few hundred MiB from run to run with the largest batches.
+(``ru_maxrss``), with glibc's mmap threshold fixed at 1 MiB (``MALLOC``).
 
 ``.venv/bin/python benchmarks/bench_shards.py`` (about 10 minutes on 2 cores)
 """
@@ -29,9 +28,15 @@ import numpy as np
 from _common import DEFAULT_DATA, PROJECT_ROOT, environment_line, markdown_table
 
 WORK = PROJECT_ROOT / "work" / "bench-shards"
+MALLOC = {"MALLOC_MMAP_THRESHOLD_": "1048576"}
+"""glibc's default moves its mmap threshold up after large frees, and then keeps the freed
+activation memory of large batches: the same 1x epoch peaked anywhere from 0.9 to 2.0 GiB.
+A fixed 1 MiB threshold returns it, so the figures show the data path, not the allocator."""
 
 
-def featurize(copies: int, args: argparse.Namespace) -> tuple[str, float, int]:
+def featurize(copies: int, args: argparse.Namespace) -> tuple[str, float, int, int]:
+    """Featurize the table ``copies`` times over into shards; the folder, seconds, crystals
+    and how many shards an earlier run had finished (reused, not redone)."""
     import pandas as pd
     from dask.distributed import Client, LocalCluster
 
@@ -40,6 +45,7 @@ def featurize(copies: int, args: argparse.Namespace) -> tuple[str, float, int]:
     table = pd.read_csv(args.data, usecols=["material_id", "cif", "formation_energy_per_atom"])
     ids = [f"{i}~{k}" if k else str(i) for k in range(copies) for i in table.material_id]
     folder = str(WORK / f"{copies}x")
+    done = [p for p in Path(folder).glob("shard-*") if "." not in p.name]
     started = time.perf_counter()
     with (
         LocalCluster(threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
@@ -55,7 +61,7 @@ def featurize(copies: int, args: argparse.Namespace) -> tuple[str, float, int]:
             client=client,
             key={"source": Path(args.data).name, "copies": copies},
         )
-    return folder, time.perf_counter() - started, len(shards)
+    return folder, time.perf_counter() - started, len(shards), len(done)
 
 
 def measure(folder: str, how: str) -> None:
@@ -98,7 +104,7 @@ def in_fresh_process(folder: str, how: str) -> dict:
         [sys.executable, __file__, "--measure", folder, how],
         capture_output=True,
         text=True,
-        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+        env={**MALLOC, **os.environ, "PYTHONWARNINGS": "ignore"},
     )
     if done.returncode != 0:
         sys.exit(done.stderr[-3000:])
@@ -117,10 +123,11 @@ def main() -> None:
         return
     rows, featurized = [], []
     for copies in (1, 4):
-        folder, seconds, n = featurize(copies, args)
+        folder, seconds, n, reused = featurize(copies, args)
         featurized.append(
-            f"{copies}x: {n:,} crystals featurized in {seconds:.0f} s "
-            f"({n / seconds:.0f} crystals/s; a rerun reuses finished shards)"
+            f"{copies}x: {n:,} crystals, {reused} shards reused from an earlier run"
+            if reused
+            else f"{copies}x: {n:,} crystals featurized in {seconds:.0f} s ({n / seconds:.0f}/s)"
         )
         batches = in_fresh_process(folder, "batches")
         fit = in_fresh_process(folder, "fit")

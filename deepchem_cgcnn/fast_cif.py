@@ -13,6 +13,7 @@ CIF, and every CIF when gemmi is not installed, returns None: pymatgen reads it.
 import functools
 import math
 import warnings
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -69,15 +70,16 @@ def _sorted_like_pymatgen(species: list[str]) -> bool:
     return not any(less(after, before) for before, after in zip(keys, keys[1:]))
 
 
-def read_p1_cif(text: str) -> tuple["Structure", dict[str, str]] | None:
-    """The structure of a one-block, P1, fully occupied CIF of plain elements, and the
-    block's ``_chemical_formula_sum`` / ``_cell_formula_units_Z``; None for any other CIF.
+def read_p1_cif(text: str) -> tuple["Structure", dict[str, str], dict[str, int]] | None:
+    """The structure of a one-block, P1, fully occupied CIF of plain elements, the block's
+    ``_chemical_formula_sum`` / ``_cell_formula_units_Z``, and the number of sites of each
+    element; None for any other CIF.
 
     Examples
     --------
     >>> from pymatgen.core import Lattice, Structure
     >>> cif = Structure(Lattice.cubic(4.2), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(fmt="cif")
-    >>> structure, declared = read_p1_cif(cif)  # doctest: +SKIP
+    >>> structure, declared, counts = read_p1_cif(cif)  # doctest: +SKIP
     >>> structure.formula, declared["_chemical_formula_sum"]  # doctest: +SKIP
     ('Cs1 Cl1', 'Cs1 Cl1')
     """
@@ -142,4 +144,4 @@ def read_p1_cif(text: str) -> tuple["Structure", dict[str, str]] | None:
         for tag in ("_chemical_formula_sum", "_cell_formula_units_Z")
         if (value := _value(block, tag)) is not None
     }
-    return structure, declared
+    return structure, declared, dict(Counter(species))

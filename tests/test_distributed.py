@@ -43,8 +43,17 @@ def run_job(
             start_new_session=True,
         )
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    if port_was_taken(done):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
+
+
+def port_was_taken(done: subprocess.CompletedProcess) -> bool:
+    """Lightning picks a free port for the processes' rendezvous and then listens on it; in
+    between, another program on a busy machine can take it (seen once in CI). Such a start
+    is retried once; any other failure is not."""
+    return done.returncode != 0 and "EADDRINUSE" in (done.stdout or "") + (done.stderr or "")
 
 
 def state_of(run_folder: Path) -> dict[str, torch.Tensor]:
@@ -259,12 +268,14 @@ def test_refusals_name_the_problem(tmp_path):
 def test_cli_trains_with_two_processes_and_reports_once(tmp_path):
     from conftest import MP_FIRST_400, run_shell
 
-    done = run_shell(
+    command = (
         f"deepchem-cgcnn train --data {MP_FIRST_400} --target formation_energy_per_atom "
         "--name fe --max-epochs 2 --num-conv 2 --train-size 64 --n-jobs 1 "
-        "--devices 2 --accelerator cpu",
-        tmp_path,
+        "--devices 2 --accelerator cpu"
     )
+    done = run_shell(command, tmp_path)
+    if port_was_taken(done):
+        done = run_shell(command, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("test MAE") == 1  # the other process reports nothing
     card = json.loads((tmp_path / "work" / "export" / "fe.json").read_text())

@@ -34,9 +34,11 @@ Needs ``pip install 'deepchem-cgcnn[distributed]'`` (Lightning). Run it from a s
 ``docs/scaling.md`` has the commands.
 """
 
+import contextlib
 import math
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -293,6 +295,20 @@ class CGCNNLightning(L.LightningModule):
         self.trainer.strategy.barrier("cgcnn-best-state-written")
 
 
+@contextlib.contextmanager
+def _environment_kept() -> Iterator[None]:
+    """Lightning writes the rendezvous into ``os.environ`` (``MASTER_ADDR``, ``MASTER_PORT``,
+    ``LOCAL_RANK``, ``NODE_RANK``, ...); put it back as it was, or every later program this
+    process starts (another distributed run, say) inherits a stale rank and port."""
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        for key in set(os.environ) - set(before):
+            del os.environ[key]
+        os.environ.update({k: v for k, v in before.items() if os.environ.get(k) != v})
+
+
 @dataclass
 class DistributedResult:
     """What :func:`fit_distributed` returns in each process. Only the process with
@@ -394,6 +410,33 @@ def fit_distributed(
     (True, [0, 1])
     """
     _check_strategy(strategy, accelerator, sync_batchnorm)
+    with _environment_kept():
+        return _fit(
+            model, train, valid, out_dir, max_epochs, max_minutes, learning_rate_at, evaluate,
+            config, patience, tensorboard_dir, devices, num_nodes, strategy, accelerator,
+            sync_batchnorm, seed,
+        )  # fmt: skip
+
+
+def _fit(
+    model: Any,
+    train: Any,
+    valid: Any,
+    out_dir: str,
+    max_epochs: int,
+    max_minutes: float,
+    learning_rate_at: Callable[[float], float] | None,
+    evaluate: Callable[[Any, Any], float],
+    config: dict | None,
+    patience: int | None,
+    tensorboard_dir: str | None,
+    devices: int | str,
+    num_nodes: int,
+    strategy: str,
+    accelerator: str,
+    sync_batchnorm: bool,
+    seed: int,
+) -> DistributedResult:
     streamed = hasattr(train, "stream")  # a ShardedDataset: graphs stay on disk
     if not streamed:
         graphs = np.asarray(train.X, dtype=object).reshape(-1)

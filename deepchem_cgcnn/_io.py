@@ -95,6 +95,16 @@ def atomic_torch_save(path: str | os.PathLike, data: Any) -> None:
     atomic_write(path, lambda handle: torch.save(data, handle))
 
 
+def as_json_data(data: Any) -> Any:
+    """``data`` as it reads back from JSON (tuples become lists, other objects strings), so
+    what was stored and what is about to be stored compare equal.
+
+    >>> as_json_data({"shape": (2, 3), "path": None})
+    {'shape': [2, 3], 'path': None}
+    """
+    return json.loads(json.dumps(data, default=str))
+
+
 def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON file."""
     with open(path) as handle:

@@ -411,79 +411,53 @@ def fit_distributed(
     """
     _check_strategy(strategy, accelerator, sync_batchnorm)
     with _environment_kept():
-        return _fit(
-            model, train, valid, out_dir, max_epochs, max_minutes, learning_rate_at, evaluate,
-            config, patience, tensorboard_dir, devices, num_nodes, strategy, accelerator,
-            sync_batchnorm, seed,
-        )  # fmt: skip
-
-
-def _fit(
-    model: Any,
-    train: Any,
-    valid: Any,
-    out_dir: str,
-    max_epochs: int,
-    max_minutes: float,
-    learning_rate_at: Callable[[float], float] | None,
-    evaluate: Callable[[Any, Any], float],
-    config: dict | None,
-    patience: int | None,
-    tensorboard_dir: str | None,
-    devices: int | str,
-    num_nodes: int,
-    strategy: str,
-    accelerator: str,
-    sync_batchnorm: bool,
-    seed: int,
-) -> DistributedResult:
-    streamed = hasattr(train, "stream")  # a ShardedDataset: graphs stay on disk
-    if not streamed:
-        graphs = np.asarray(train.X, dtype=object).reshape(-1)
-        bad = [i for i, g in enumerate(graphs) if not isinstance(g, CrystalGraph)]
-        if bad:
-            raise TypeError(
-                f"training item {bad[0]} ({np.asarray(train.ids)[bad[0]]}) is not a "
-                f"CrystalGraph; featurize with CGCNNFeaturizer and drop failed structures first"
-            )
-    model.prepare_training(train)
-    model._check_settings([next(iter(train.iter_graphs()))] if streamed else list(graphs))
-    model._ensure_built()
-    base_rate = model._pytorch_optimizer.defaults["lr"]
-    trainer = L.Trainer(
-        accelerator=accelerator,
-        devices=devices,
-        num_nodes=num_nodes,
-        strategy=strategy,
-        sync_batchnorm=sync_batchnorm,
-        max_epochs=max_epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        use_distributed_sampler=False,
-    )
-    run = RunFolder(
-        model,
-        out_dir,
-        config,
-        learning_rate_at or (lambda fraction: base_rate),
-        max_epochs,
-        max_minutes,
-        getattr(evaluate, "label", "error"),
-        patience,
-        tensorboard_dir,
-        writes=False,  # known only once Lightning has started the processes (on_fit_start)
-    )
-    # every process resumes from the same folder before Lightning connects them
-    first_epoch, used = run.start(train.y, train.w)
-    if run.has_budget(first_epoch, used):
-        trainer.fit_loop.max_epochs = max_epochs - first_epoch
-        module = CGCNNLightning(model, run, valid, evaluate, first_epoch, used)
-        data = CrystalBatches(train, model.batch_size, seed, first_epoch)
-        trainer.fit(module, datamodule=data)
-    record = run.finish()
-    return DistributedResult(
-        record, trainer.is_global_zero, trainer.world_size, trainer.global_rank
-    )
+        streamed = hasattr(train, "stream")  # a ShardedDataset: graphs stay on disk
+        if not streamed:
+            graphs = np.asarray(train.X, dtype=object).reshape(-1)
+            bad = [i for i, g in enumerate(graphs) if not isinstance(g, CrystalGraph)]
+            if bad:
+                raise TypeError(
+                    f"training item {bad[0]} ({np.asarray(train.ids)[bad[0]]}) is not a "
+                    f"CrystalGraph; featurize with CGCNNFeaturizer and drop failed structures first"
+                )
+        model.prepare_training(train)
+        model._check_settings([next(iter(train.iter_graphs()))] if streamed else list(graphs))
+        model._ensure_built()
+        base_rate = model._pytorch_optimizer.defaults["lr"]
+        trainer = L.Trainer(
+            accelerator=accelerator,
+            devices=devices,
+            num_nodes=num_nodes,
+            strategy=strategy,
+            sync_batchnorm=sync_batchnorm,
+            max_epochs=max_epochs,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            use_distributed_sampler=False,
+        )
+        run = RunFolder(
+            model,
+            out_dir,
+            config,
+            learning_rate_at or (lambda fraction: base_rate),
+            max_epochs,
+            max_minutes,
+            getattr(evaluate, "label", "error"),
+            patience,
+            tensorboard_dir,
+            writes=False,  # known only once Lightning has started the processes (on_fit_start)
+        )
+        # every process resumes from the same folder before Lightning connects them
+        first_epoch, used = run.start(train.y, train.w)
+        if run.has_budget(first_epoch, used):
+            trainer.fit_loop.max_epochs = max_epochs - first_epoch
+            module = CGCNNLightning(model, run, valid, evaluate, first_epoch, used)
+            data = CrystalBatches(train, model.batch_size, seed, first_epoch)
+            trainer.fit(module, datamodule=data)
+        record = run.finish()
+        return DistributedResult(
+            record, trainer.is_global_zero, trainer.world_size, trainer.global_rank
+        )

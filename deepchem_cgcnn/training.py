@@ -1,6 +1,5 @@
 """A resumable, time-budgeted training loop with the best validation checkpoint kept."""
 
-import json
 import logging
 import math
 import os
@@ -11,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+
+from deepchem_cgcnn._io import as_json_data
 
 logger = logging.getLogger(__name__)
 
@@ -229,7 +230,7 @@ class RunFolder:
     ) -> None:
         self.model = model
         self.out_dir = out_dir
-        self.config = json.loads(json.dumps(config or {}, default=str))
+        self.config = as_json_data(config or {})
         self.learning_rate_at = learning_rate_at
         self.max_epochs = max_epochs
         self.max_minutes = max_minutes

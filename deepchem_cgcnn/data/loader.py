@@ -17,6 +17,7 @@ import numpy as np
 import deepchem_cgcnn.data.store as store
 import deepchem_cgcnn.data.summary as reasons
 from deepchem_cgcnn._io import (
+    as_json_data,
     atomic_write_json,
     file_lock,
     read_json,
@@ -522,7 +523,7 @@ class MaterialsProjectLoader:
         os.makedirs(root, exist_ok=True)
         atomic_write_json(
             os.path.join(root, "key.json"),
-            json.loads(json.dumps(featurized_key, default=str)),
+            as_json_data(featurized_key),
             indent=1,
         )
         return root, os.path.join(root, "all"), os.path.join(root, "split-" + _digest(split_key))

@@ -32,7 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from deepchem_cgcnn._io import atomic_write_json, read_json, verify_manifest, write_manifest
+from deepchem_cgcnn._io import (
+    as_json_data,
+    atomic_write_json,
+    read_json,
+    verify_manifest,
+    write_manifest,
+)
 from deepchem_cgcnn._quiet import import_deepchem
 from deepchem_cgcnn.data import store
 from deepchem_cgcnn.graph import CrystalGraph
@@ -175,7 +181,7 @@ def featurize_to_shards(
         "featurizer": params,
         "key": key or {},
     }
-    plan = read_json_roundtrip(plan)
+    plan = as_json_data(plan)
     os.makedirs(out_dir, exist_ok=True)
     plan_path = os.path.join(out_dir, PLAN)
     if os.path.exists(plan_path):
@@ -223,13 +229,6 @@ def featurize_to_shards(
                 dask_client.close()
                 cluster.close()
     return ShardedDataset(out_dir)
-
-
-def read_json_roundtrip(data: Any) -> Any:
-    """``data`` as it reads back from JSON (tuples become lists), for comparisons."""
-    import json
-
-    return json.loads(json.dumps(data, default=str))
 
 
 def _difference(old: dict, new: dict) -> str:

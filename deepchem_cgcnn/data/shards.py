@@ -249,7 +249,7 @@ class ShardedDataset(Dataset):
     folder: str
         The shard folder.
     rows: np.ndarray, optional
-        Global row numbers of a view (what :meth:`select` makes); default all rows.
+        Global row numbers of a view, increasing (what :meth:`select` makes); default all.
     window: int, default 2
         Shards read (and shuffled together) at a time by ``iterbatches``; with the rows
         left over for the next batch, at most ``2 * window`` shards are in memory.
@@ -278,6 +278,8 @@ class ShardedDataset(Dataset):
         all_shards = np.concatenate(shard_of) if shard_of else np.zeros(0, np.int64)
         starts = np.concatenate([[0], np.cumsum([len(x) for x in shard_of])])
         self._rows = np.arange(len(all_shards)) if rows is None else np.asarray(rows, np.int64)
+        if np.any(np.diff(self._rows) < 0):
+            raise ValueError(f"{folder}: rows of a view must be in increasing order")
         self._shard = all_shards[self._rows]
         self._local = self._rows - starts[self._shard]
         n_tasks = len(self.tasks)
@@ -330,8 +332,12 @@ class ShardedDataset(Dataset):
         ]
 
     def select(self, indices: Sequence[int] | np.ndarray, select_dir: str | None = None) -> Any:
-        """A view of the rows at ``indices`` (in that order); no graph is read or copied."""
-        return ShardedDataset(self.folder, self._rows[np.asarray(indices, np.int64)], self.window)
+        """A view of the rows at ``indices``, kept in the dataset's order (as DeepChem's
+        ``DiskDataset.select`` keeps them), so that streaming in order (``predict``,
+        ``iter_graphs``) meets the rows in the order of the view's ``y`` and ``ids``; no
+        graph is read or copied."""
+        rows = np.sort(self._rows[np.asarray(indices, np.int64)])
+        return ShardedDataset(self.folder, rows, self.window)
 
     def iter_graphs(self) -> Iterator[CrystalGraph]:
         """Every graph of the view in order, one shard in memory at a time."""

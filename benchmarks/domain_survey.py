@@ -30,7 +30,9 @@ def survey(cifs):
         counts = np.bincount(centers, minlength=len(structure))
         rows.append(
             {
-                "gap": largest_vacuum_gap(structure)["max_gap"],
+                "gap": largest_vacuum_gap(structure.frac_coords, structure.lattice.matrix)[
+                    "max_gap"
+                ],
                 "fewest_neighbours": int(counts.min()),
                 "shortest_distance": float(distances.min()),
                 "elemental": len(structure.composition.elements) == 1,

@@ -30,7 +30,9 @@ WORK = PROJECT_ROOT / "work"
 EXPORT = WORK / "export"
 
 
-def _job(name: str, data: str, target: str, *extra: str, minutes: float = 100) -> list[str]:
+def _job(
+    name: str, data: str, target: str, *extra: str, minutes: float = 100, epochs: int = 400
+) -> list[str]:
     return [
         "--data",
         data,
@@ -47,7 +49,7 @@ def _job(name: str, data: str, target: str, *extra: str, minutes: float = 100) -
         "--max-minutes",
         str(minutes),
         "--max-epochs",
-        "400",
+        str(epochs),
         "--n-jobs",
         "1",
         "--compile",
@@ -68,7 +70,18 @@ FORMATION_ENERGY = (
     "formation energy per atom",
 )
 JOBS: dict[str, list[str]] = {
-    "mp-formation-energy": _job("mp-formation-energy", *FORMATION_ENERGY, "--units", "eV/atom"),
+    # The first shipped model ran 100 minutes on a faster day of this machine and stopped after
+    # 173 epochs (its schedule followed the clock); the same machine later ran 2.5x slower, so
+    # the model is retrained on those 173 epochs as the budget (the cosine follows the epochs,
+    # the time limit is only a backstop) and its result no longer depends on the machine.
+    "mp-formation-energy": _job(
+        "mp-formation-energy",
+        *FORMATION_ENERGY,
+        "--units",
+        "eV/atom",
+        minutes=1000,
+        epochs=173,
+    ),
     "mp-band-gap": _job(
         "mp-band-gap",
         MP,

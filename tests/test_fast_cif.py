@@ -20,10 +20,13 @@ def test_mp_cifs_read_exactly_as_pymatgen_reads_them(mp_rows):
     for material_id, cif in zip(mp_rows.material_id, mp_rows.cif):
         fast = read_p1_cif(cif)
         assert fast is not None, material_id
-        ours, reference = fast[0], _pymatgen(cif)
-        assert [s.specie for s in ours] == [s.specie for s in reference], material_id
-        assert np.array_equal(ours.lattice.matrix, reference.lattice.matrix), material_id
-        assert np.array_equal(ours.frac_coords, reference.frac_coords), material_id
+        cell, reference = fast[0], _pymatgen(cif)
+        assert cell.symbols == tuple(str(s.specie) for s in reference), material_id
+        assert cell.numbers.tolist() == [s.specie.Z for s in reference], material_id
+        assert np.array_equal(cell.matrix, reference.lattice.matrix), material_id
+        assert np.array_equal(cell.frac_coords, reference.frac_coords), material_id
+        assert np.array_equal(cell.cart_coords, reference.cart_coords), material_id
+        assert cell.to_structure() == reference, material_id
 
 
 def test_coordinates_near_thirds_and_outside_the_cell_as_pymatgen():
@@ -35,6 +38,7 @@ def test_coordinates_near_thirds_and_outside_the_cell_as_pymatgen():
     cif = cif.replace("0.25000000", "1.25000000")
     ours, reference = read_p1_cif(cif)[0], _pymatgen(cif)
     assert np.array_equal(ours.frac_coords, reference.frac_coords)
+    assert np.array_equal(ours.cart_coords, reference.cart_coords)
     assert ours.frac_coords[1].tolist() == [1 / 3, 2 / 3, 0.5]
 
 
@@ -50,7 +54,7 @@ def test_sites_in_any_file_order_come_out_in_pymatgens_order(order):
     text = crystal.to(fmt="cif").rstrip("\n").splitlines()
     atoms = text[-4:]
     cif = "\n".join(text[:-4] + [atoms[k] for k in order]) + "\n"
-    ours, reference = read_p1_cif(cif)[0], _pymatgen(cif)
+    ours, reference = read_p1_cif(cif)[0].to_structure(), _pymatgen(cif)
     assert [str(s.specie) for s in ours] == [str(s.specie) for s in reference]
     assert np.array_equal(ours.frac_coords, reference.frac_coords)
     assert read_p1_cif(cif.replace("Xe", "He")) is None
@@ -85,3 +89,69 @@ def test_a_truncated_p1_cif_is_still_refused():
     assert read_p1_cif(cut) is not None  # the fast reader reads it ...
     with pytest.raises(FeaturizationError, match="_chemical_formula_sum"):
         read_cif(cut, name="cut.cif")  # ... and the declared formula still refuses it
+
+
+@pytest.mark.parametrize("selection", ["cgcnn", "complete"])
+def test_graphs_from_cif_text_equal_graphs_from_pymatgens_structure(mp_rows, selection):
+    """The fast path (no Structure built) gives the very graph of pymatgen's structure:
+    same neighbours in the same slots at the same distances, bit for bit."""
+    from deepchem_cgcnn import CGCNNFeaturizer
+
+    featurizer = CGCNNFeaturizer(selection=selection)
+    texts = list(mp_rows.cif)
+    fast = featurizer.featurize(texts)
+    reference = featurizer.featurize([_pymatgen(text) for text in texts])
+    assert featurizer.n_failed == 0
+    for material_id, ours, theirs in zip(mp_rows.material_id, fast, reference):
+        assert np.array_equal(ours.atomic_numbers, theirs.atomic_numbers), material_id
+        assert np.array_equal(ours.neighbor_index, theirs.neighbor_index), material_id
+        assert np.array_equal(ours.neighbor_distance, theirs.neighbor_distance), material_id
+        assert ours.geometry == theirs.geometry, material_id
+
+
+def test_a_cells_neighbour_list_is_pymatgens(mp_rows):
+    from deepchem_cgcnn.cell import Cell
+
+    for material_id, text in zip(mp_rows.material_id[:12], mp_rows.cif[:12]):
+        structure = _pymatgen(text)
+        reference = structure.get_neighbor_list(8.0)
+        for cell in (Cell.from_structure(structure), read_p1_cif(text)[0]):
+            for ours, theirs in zip(cell.get_neighbor_list(8.0), reference):
+                assert np.array_equal(ours, theirs), material_id
+        with_self = structure.get_neighbor_list(0.5, exclude_self=False)
+        for ours, theirs in zip(
+            Cell.from_structure(structure).get_neighbor_list(0.5, exclude_self=False), with_self
+        ):
+            assert np.array_equal(ours, theirs), material_id
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "Li1 Fe1 P1 O4",
+        "Fe2O3",
+        "CO2",
+        "Co O",
+        "Fe2.5 O1",
+        "Na0.5 Cl0.5",
+        "H2 O D",
+        "Fe O Fe",
+        "Ca(OH)2",
+        "Fe2+ O",
+        "Uuo",
+        "Xx2 O",
+        "Fe0 O1",
+        "Al2 (SO4)3",
+    ],
+)
+def test_declared_formulas_read_as_pymatgen_reads_them(formula):
+    from pymatgen.core import Composition
+
+    from deepchem_cgcnn.featurizer import _element_amounts
+
+    try:
+        parsed = Composition(formula).element_composition
+        expected = {e.symbol: parsed[e] for e in parsed.elements}
+    except Exception:
+        expected = None
+    assert _element_amounts(formula) == expected

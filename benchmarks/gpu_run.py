@@ -8,6 +8,8 @@ finishes, inside a wall-clock budget.
 2. the formation-energy model at the paper's ~1,000-epoch budget, ``deepchem-cgcnn train``'s
    recipe on the 60/20/20 seed-123 split, featurized with every core and trained on the
    device -> ``<name>.pt``/``.json`` (its card holds the device, history and wall time);
+   with ``--ema 0.999``, so the same run measures the weight-average lever (both curves in
+   the history; the better by validation is kept);
 3. a second seed of it (an ensemble member) if the budget still holds one.
 
 Every step runs only if the budget left can hold it; a step cut short by the budget still
@@ -166,6 +168,8 @@ def main(argv=None) -> int:
             "mp-formation-energy-gpu",
             "formation_energy_per_atom",
             max(0.2, budget.left() - (0.3 if dry else 0.7)),
+            "--ema",
+            "0.999",
         ),
     )
     step(

@@ -484,6 +484,10 @@ def _train(args: argparse.Namespace) -> int:
             )
         if config.devices is not None and config.devices < 1 or config.num_nodes < 1:
             raise UserError("--devices and --num-nodes must be at least 1")
+        if config.ema is not None:
+            raise UserError("--ema is not kept by the data-parallel loop yet (--devices)")
+    if config.ema is not None and not 0.0 < config.ema < 1.0:
+        raise UserError(f"--ema is a decay in (0, 1), e.g. 0.999; got {config.ema}")
     try:
         result = train_model(config)
     except (RunMismatchError, TrainingDivergedError) as error:
@@ -607,6 +611,13 @@ def _add_training_options(train: argparse.ArgumentParser) -> None:
     train.add_argument("--n-jobs", type=int, default=2)
     train.add_argument(
         "--patience", type=int, help="stop after this many epochs without a better validation"
+    )
+    train.add_argument(
+        "--ema",
+        type=float,
+        metavar="DECAY",
+        help="also keep an exponential moving average of the weights (e.g. 0.999), validate "
+        "it beside the trained weights each epoch and keep whichever validates better",
     )
     train.add_argument(
         "--device",

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from deepchem_cgcnn._io import as_json_data
+from deepchem_cgcnn.weight_average import WeightAverage
 
 logger = logging.getLogger(__name__)
 
@@ -83,15 +84,23 @@ class TrainingRecord:
     best_valid_mae: float = math.inf
     config: dict = field(default_factory=dict)
     stopped: str = ""
+    valid_mae_raw: list[float] = field(default_factory=list)
+    """With a weight average: the trained weights' own validation error (``valid_mae`` is the
+    average's)."""
+    best_weights: str = ""
+    """With a weight average: which weights the best epoch kept, ``'average'`` or ``'trained'``."""
 
     def history(self) -> dict[str, list]:
         """The validation error after each epoch against cumulative training seconds, rounded
         for a model card (classification: the error is 1 - ROC-AUC)."""
-        return {
+        history = {
             "seconds": [round(s, 1) for s in self.seconds],
             "valid_error": [round(v, 5) for v in self.valid_mae],
             "learning_rate": [float(f"{lr:.4g}") for lr in self.learning_rate],
         }
+        if self.valid_mae_raw:
+            history["valid_error_trained_weights"] = [round(v, 5) for v in self.valid_mae_raw]
+        return history
 
 
 LOG = "log.csv"
@@ -164,21 +173,31 @@ def _load_state(path: str) -> dict | None:
         ) from error
 
 
-def _save_state(model, path: str, record: TrainingRecord, epoch: int, valid_error: float) -> None:
+def _save_state(
+    model,
+    path: str,
+    record: TrainingRecord,
+    epoch: int,
+    valid_error: float,
+    weights: dict | None = None,
+    average: WeightAverage | None = None,
+) -> None:
+    """``weights`` replace the model's own (the weight average's, for a best state);
+    ``average`` is the running weight average, kept to resume it."""
     from deepchem_cgcnn._io import atomic_torch_save
 
-    atomic_torch_save(
-        path,
-        {
-            "model_state_dict": model.model.state_dict(),
-            "optimizer_state_dict": model._pytorch_optimizer.state_dict(),
-            "global_step": model._global_step,
-            "epoch": epoch,
-            "valid_error": valid_error,
-            "config": record.config,
-            "record": asdict(record),
-        },
-    )
+    state = {
+        "model_state_dict": model.model.state_dict() if weights is None else weights,
+        "optimizer_state_dict": model._pytorch_optimizer.state_dict(),
+        "global_step": model._global_step,
+        "epoch": epoch,
+        "valid_error": valid_error,
+        "config": record.config,
+        "record": asdict(record),
+    }
+    if average is not None:
+        state["weight_average"] = average.state_dict()
+    atomic_torch_save(path, state)
 
 
 def _restore_state(model, state: dict, with_optimizer: bool = True) -> None:
@@ -227,8 +246,11 @@ class RunFolder:
         patience: int | None = None,
         tensorboard_dir: str | None = None,
         writes: bool = True,
+        average_decay: float | None = None,
     ) -> None:
         self.model = model
+        self.average_decay = average_decay
+        self.average: WeightAverage | None = None
         self.out_dir = out_dir
         self.config = as_json_data(config or {})
         self.learning_rate_at = learning_rate_at
@@ -267,6 +289,10 @@ class RunFolder:
             logger.info("resuming %s from epoch %d", out_dir, record.epochs[-1] + 1)
         elif model.normalize_targets:
             model.fit_normalizer(train_y, train_w)
+        if self.average_decay is not None:
+            self.average = WeightAverage(model.model, self.average_decay)
+            if last is not None and "weight_average" in last:
+                self.average.load_state_dict(last["weight_average"])
         if best is not None and best["valid_error"] < record.best_valid_mae:
             # best.pt was written by an epoch whose last.pt never was: keep it unless beaten.
             record.best_valid_mae, record.best_epoch = best["valid_error"], best["epoch"]
@@ -298,11 +324,23 @@ class RunFolder:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         return lr
 
-    def end_epoch(self, epoch: int, loss: float, error: float, lr: float, used: float) -> bool:
-        """Record a finished epoch (and save its states); True when training must stop."""
+    def end_epoch(
+        self,
+        epoch: int,
+        loss: float,
+        error: float,
+        lr: float,
+        used: float,
+        trained_error: float | None = None,
+    ) -> bool:
+        """Record a finished epoch (and save its states); True when training must stop.
+        With a weight average, ``error`` is the average's validation error and
+        ``trained_error`` the trained weights' own; the best state keeps whichever is lower."""
         from deepchem_cgcnn._io import atomic_write_json
 
         record = self.record
+        if trained_error is not None and not math.isfinite(trained_error):
+            error = trained_error
         if not (math.isfinite(loss) and math.isfinite(error)):
             record.stopped = (
                 f"stopped at epoch {epoch}: non-finite "
@@ -317,13 +355,22 @@ class RunFolder:
         record.train_loss.append(loss)
         record.valid_mae.append(error)
         record.learning_rate.append(lr)
-        improved = error < record.best_valid_mae
+        kept, weights = error, None
+        if self.average is not None:
+            kept, weights = error, self.average.state
+            if trained_error is not None:
+                record.valid_mae_raw.append(trained_error)
+                if trained_error < error:
+                    kept, weights = trained_error, None
+        improved = kept < record.best_valid_mae
         if improved:
-            record.best_valid_mae, record.best_epoch = error, epoch
+            record.best_valid_mae, record.best_epoch = kept, epoch
+            if self.average is not None:
+                record.best_weights = "trained" if weights is None else "average"
         if self.writes:
             if improved:
-                _save_state(self.model, self.best_path, record, epoch, error)
-            _save_state(self.model, self.last_path, record, epoch, error)
+                _save_state(self.model, self.best_path, record, epoch, kept, weights)
+            _save_state(self.model, self.last_path, record, epoch, error, average=self.average)
             atomic_write_json(os.path.join(self.out_dir, RECORD), asdict(record))
             _write_log(os.path.join(self.out_dir, LOG), record)
         if self.writer is not None:
@@ -386,6 +433,7 @@ def train_with_validation(
     config: dict | None = None,
     patience: int | None = None,
     tensorboard_dir: str | None = None,
+    ema_decay: float | None = None,
 ) -> TrainingRecord:
     """Train epoch by epoch, keep the best validation checkpoint, resume after a stop.
 
@@ -415,6 +463,13 @@ def train_with_validation(
     With ``tensorboard_dir``, each epoch's training loss, validation error and learning
     rate also go to TensorBoard event files there (needs the ``tensorboard`` package); a
     resumed run continues the same curves.
+
+    With ``ema_decay`` (e.g. 0.999), an exponential moving average of the weights and
+    batch-norm statistics (:class:`~deepchem_cgcnn.weight_average.WeightAverage`) is updated
+    after every optimizer step; each epoch validates both the average (``record.valid_mae``)
+    and the trained weights (``record.valid_mae_raw``), and the best state keeps whichever
+    validates better (``record.best_weights``). The average is saved with ``last.pt`` and
+    resumes with it.
     """
     run = RunFolder(
         model,
@@ -426,17 +481,25 @@ def train_with_validation(
         getattr(evaluate, "label", "error"),
         patience,
         tensorboard_dir,
+        average_decay=ema_decay,
     )
     epoch, used = run.start(train.y, train.w)
+    average = run.average
+    callbacks = [] if average is None else [lambda m, step: average.update(m.model)]
     while run.has_budget(epoch, used):
         lr = run.learning_rate(epoch, used)
         start = time.perf_counter()
-        loss = float(model.fit(train, nb_epoch=1, checkpoint_interval=0))
+        loss = float(model.fit(train, nb_epoch=1, checkpoint_interval=0, callbacks=callbacks))
         elapsed = used + time.perf_counter() - start
         error = evaluate(model, valid) if math.isfinite(loss) else math.nan
+        trained_error = None
+        if average is not None:
+            trained_error = error
+            with average.applied(model.model):
+                error = evaluate(model, valid) if math.isfinite(loss) else math.nan
         if math.isfinite(loss) and math.isfinite(error):
             used = elapsed
-        if run.end_epoch(epoch, loss, error, lr, used):
+        if run.end_epoch(epoch, loss, error, lr, used, trained_error):
             break
         epoch += 1
     return run.finish()
@@ -482,6 +545,7 @@ class TrainConfig:
     max_epochs: int = 300
     max_minutes: float = 90.0
     patience: int | None = None
+    ema: float | None = None
     init_from: str | None = None
     reset_head: bool = False
     freeze: tuple[str, ...] = ()
@@ -519,6 +583,13 @@ def train_model(config: TrainConfig) -> TrainResult:
     set, the model (one :func:`~deepchem_cgcnn.registry.save_model` artifact) and its card
     (JSON) are written there as ``<name>.pt`` and ``<name>.json``.
     """
+    if config.ema is not None and (config.devices is not None or config.num_nodes > 1):
+        raise ValueError(
+            "a weight average (ema) is not kept by the data-parallel loop yet; train with "
+            "one process, or without ema"
+        )
+    if config.ema is not None and not 0.0 < config.ema < 1.0:
+        raise ValueError(f"ema is a decay in (0, 1), e.g. 0.999; got {config.ema}")
     import dataclasses
     import platform
     import sys
@@ -630,6 +701,8 @@ def train_model(config: TrainConfig) -> TrainResult:
             else {}
         ),
     }
+    if config.ema is not None:
+        run_key["ema"] = config.ema
     processes = (config.devices or 1) * config.num_nodes
     if processes > 1:
         run_key["data_parallel"] = {"processes": processes, "strategy": config.strategy}
@@ -661,7 +734,9 @@ def train_model(config: TrainConfig) -> TrainResult:
         if not result.is_global_zero:
             return TrainResult(model, None, record, run_dir, None, None, is_global_zero=False)
     else:
-        record = train_with_validation(model, train, selection, run_dir, **loop)
+        record = train_with_validation(
+            model, train, selection, run_dir, **loop, ema_decay=config.ema
+        )
     splits = (("train", train), ("valid", valid), ("test", test))
     if classify:
         metrics = {"roc_auc": {n: 1.0 - classification_error(model, d) for n, d in splits}}
@@ -718,6 +793,11 @@ def train_model(config: TrainConfig) -> TrainResult:
             ),
             "epochs_run": len(record.epochs),
             "best_epoch": record.best_epoch,
+            **(
+                {"weight_average": {"ema_decay": config.ema, "best_kept": record.best_weights}}
+                if config.ema is not None
+                else {}
+            ),
             **({"finetune": run_key["finetune"]} if source is not None else {}),
             **({"stopped": record.stopped} if record.stopped else {}),
         },

@@ -451,6 +451,15 @@ def test_train_refuses_an_unavailable_device_before_any_work(tmp_path, capsys):
     assert not (tmp_path / "m").exists()
 
 
+def test_train_refuses_a_bad_weight_average_before_any_work(tmp_path, capsys):
+    args = ["train", "--data", str(tmp_path / "absent.csv"), "--target", "y", "--name", "m"]
+    assert main([*args, "--ema", "1.5", "--work-dir", str(tmp_path)]) == 2
+    assert "--ema is a decay in (0, 1)" in capsys.readouterr().err
+    assert main([*args, "--ema", "0.99", "--devices", "2", "--work-dir", str(tmp_path)]) == 2
+    assert "--ema is not kept by the data-parallel loop" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
 def test_train_without_tensorboard_installed_says_what_to_install(tmp_path, capsys, monkeypatch):
     import importlib.util
 

@@ -269,3 +269,34 @@ def test_patience_stops_a_run_that_stopped_improving(datasets, tmp_path):
     )
     assert record.epochs == [0, 1, 2, 3] and record.best_epoch == 1
     assert record.stopped.startswith("early stop after epoch 3: no better validation error")
+
+
+@pytest.mark.torch
+def test_a_weight_average_is_validated_kept_and_resumed(datasets, tmp_path):
+    from deepchem_cgcnn.original import load_plain_data
+    from deepchem_cgcnn.training import LAST_STATE
+
+    _, valid = datasets
+    model, record = _train(tmp_path, datasets, 3, ema_decay=0.9)
+    assert len(record.valid_mae) == len(record.valid_mae_raw) == 3
+    assert record.valid_mae != record.valid_mae_raw  # the average is not the trained weights
+    assert record.best_valid_mae == min(record.valid_mae + record.valid_mae_raw)
+    kept = record.valid_mae if record.best_weights == "average" else record.valid_mae_raw
+    assert kept[record.best_epoch] == record.best_valid_mae
+    assert mean_absolute_error(model, valid) == pytest.approx(record.best_valid_mae, rel=1e-5)
+    assert "valid_error_trained_weights" in record.history()
+
+    # last.pt holds the trained weights and the average, each validating as recorded
+    last = load_plain_data(str(tmp_path / LAST_STATE), "training state")
+    assert last["weight_average"]["updates"] == 3 * 3  # 3 epochs of 48 crystals in batches of 16
+    probe = _model()
+    probe._ensure_built()
+    probe.model.load_state_dict(last["model_state_dict"])
+    assert mean_absolute_error(probe, valid) == pytest.approx(record.valid_mae_raw[-1], rel=1e-5)
+    probe.model.load_state_dict(last["weight_average"]["state"])
+    assert mean_absolute_error(probe, valid) == pytest.approx(record.valid_mae[-1], rel=1e-5)
+
+    _, resumed = _train(tmp_path, datasets, 4, ema_decay=0.9)
+    assert resumed.epochs == [0, 1, 2, 3] and resumed.valid_mae[:3] == record.valid_mae
+    last = load_plain_data(str(tmp_path / LAST_STATE), "training state")
+    assert last["weight_average"]["updates"] == 4 * 3

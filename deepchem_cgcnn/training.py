@@ -110,15 +110,26 @@ RECORD = "record.json"
 
 
 def _write_log(path: str, record: TrainingRecord) -> None:
-    """The run so far as CSV (epoch, seconds, learning rate, training loss, validation error)."""
+    """The run so far as CSV (epoch, seconds, learning rate, training loss, validation error;
+    with a weight average, the trained weights' own validation error last)."""
     from deepchem_cgcnn._io import atomic_write
 
-    rows = zip(
-        record.epochs, record.seconds, record.learning_rate, record.train_loss, record.valid_mae
-    )
-    text = "epoch,seconds,learning_rate,train_loss,valid_error\n" + "".join(
-        f"{e},{s:.2f},{lr:.6g},{loss:.6g},{v:.6g}\n" for e, s, lr, loss, v in rows
-    )
+    columns = [
+        record.epochs,
+        record.seconds,
+        record.learning_rate,
+        record.train_loss,
+        record.valid_mae,
+    ]
+    header = "epoch,seconds,learning_rate,train_loss,valid_error"
+    if record.valid_mae_raw:
+        columns.append(record.valid_mae_raw)
+        header += ",valid_error_trained_weights"
+    lines = [
+        ",".join([str(row[0]), f"{row[1]:.2f}", *(f"{value:.6g}" for value in row[2:])])
+        for row in zip(*columns)
+    ]
+    text = header + "\n" + "".join(line + "\n" for line in lines)
     atomic_write(path, lambda handle: handle.write(text), binary=False)
 
 
@@ -379,12 +390,13 @@ class RunFolder:
             self.writer.add_scalar("learning_rate", lr, epoch)
             self.writer.flush()
         logger.info(
-            "epoch %d  lr %.2e  training loss %.4f  validation %s %.4f  (%.0f s)",
+            "epoch %d  lr %.2e  training loss %.4f  validation %s %.4f%s  (%.0f s)",
             epoch,
             lr,
             loss,
             self.metric_label,
             error,
+            "" if trained_error is None else f" (average; trained weights {trained_error:.4f})",
             used,
         )
         if self.patience is not None and epoch - record.best_epoch >= self.patience:

@@ -285,6 +285,9 @@ def test_a_weight_average_is_validated_kept_and_resumed(datasets, tmp_path):
     assert kept[record.best_epoch] == record.best_valid_mae
     assert mean_absolute_error(model, valid) == pytest.approx(record.best_valid_mae, rel=1e-5)
     assert "valid_error_trained_weights" in record.history()
+    log = (tmp_path / "log.csv").read_text().splitlines()
+    assert log[0].endswith(",valid_error,valid_error_trained_weights") and len(log) == 4
+    assert float(log[-1].split(",")[-1]) == pytest.approx(record.valid_mae_raw[-1], rel=1e-5)
 
     # last.pt holds the trained weights and the average, each validating as recorded
     last = load_plain_data(str(tmp_path / LAST_STATE), "training state")

@@ -486,6 +486,8 @@ def _train(args: argparse.Namespace) -> int:
             raise UserError("--devices and --num-nodes must be at least 1")
         if config.ema is not None:
             raise UserError("--ema is not kept by the data-parallel loop yet (--devices)")
+        if config.refit:
+            raise UserError("--refit runs in one process; leave out --devices/--num-nodes")
     if config.ema is not None and not 0.0 < config.ema < 1.0:
         raise UserError(f"--ema is a decay in (0, 1), e.g. 0.999; got {config.ema}")
     try:
@@ -618,6 +620,13 @@ def _add_training_options(train: argparse.ArgumentParser) -> None:
         metavar="DECAY",
         help="also keep an exponential moving average of the weights (e.g. 0.999), validate "
         "it beside the trained weights each epoch and keep whichever validates better",
+    )
+    train.add_argument(
+        "--refit",
+        action="store_true",
+        help="after the validated run, train a fresh model on the training and validation "
+        "crystals together for the epochs (and learning rates) validation chose, and export "
+        "that one; its card keeps the validated model's scores as *_before_refit",
     )
     train.add_argument(
         "--device",

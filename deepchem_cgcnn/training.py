@@ -5,7 +5,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -114,14 +114,11 @@ def _write_log(path: str, record: TrainingRecord) -> None:
     with a weight average, the trained weights' own validation error last)."""
     from deepchem_cgcnn._io import atomic_write
 
-    columns = [
-        record.epochs,
-        record.seconds,
-        record.learning_rate,
-        record.train_loss,
-        record.valid_mae,
-    ]
-    header = "epoch,seconds,learning_rate,train_loss,valid_error"
+    columns = [record.epochs, record.seconds, record.learning_rate, record.train_loss]
+    header = "epoch,seconds,learning_rate,train_loss"
+    if record.valid_mae:
+        columns.append(record.valid_mae)
+        header += ",valid_error"
     if record.valid_mae_raw:
         columns.append(record.valid_mae_raw)
         header += ",valid_error_trained_weights"
@@ -258,8 +255,12 @@ class RunFolder:
         tensorboard_dir: str | None = None,
         writes: bool = True,
         average_decay: float | None = None,
+        schedule: Sequence[float] | None = None,
+        keep_average: bool = True,
     ) -> None:
         self.model = model
+        self.schedule = None if schedule is None else list(schedule)
+        self.keep_average = keep_average
         self.average_decay = average_decay
         self.average: WeightAverage | None = None
         self.out_dir = out_dir
@@ -324,13 +325,19 @@ class RunFolder:
         self.writer = _tensorboard_writer(self.tensorboard_dir, epoch)
 
     def has_budget(self, epoch: int, used: float) -> bool:
+        if self.schedule is not None:
+            return epoch < len(self.schedule)
         return epoch < self.max_epochs and used < self.max_minutes * 60
 
     def learning_rate(self, epoch: int, used: float) -> float:
         """The rate for this epoch, set on the model's optimizer: the fraction of whichever
-        budget (epochs or minutes) runs out first, so a run cut short by time still anneals."""
-        fraction = max(epoch / self.max_epochs, used / (self.max_minutes * 60))
-        lr = self.learning_rate_at(fraction)
+        budget (epochs or minutes) runs out first, so a run cut short by time still anneals;
+        with a ``schedule``, its rate for this epoch."""
+        if self.schedule is not None:
+            lr = self.schedule[epoch]
+        else:
+            fraction = max(epoch / self.max_epochs, used / (self.max_minutes * 60))
+            lr = self.learning_rate_at(fraction)
         for group in self.model._pytorch_optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         return lr
@@ -339,17 +346,21 @@ class RunFolder:
         self,
         epoch: int,
         loss: float,
-        error: float,
+        error: float | None,
         lr: float,
         used: float,
         trained_error: float | None = None,
     ) -> bool:
         """Record a finished epoch (and save its states); True when training must stop.
         With a weight average, ``error`` is the average's validation error and
-        ``trained_error`` the trained weights' own; the best state keeps whichever is lower."""
+        ``trained_error`` the trained weights' own; the best state keeps whichever is lower.
+        Without validation (``error`` None) every epoch becomes the best state, with the
+        average's weights if ``keep_average``."""
         from deepchem_cgcnn._io import atomic_write_json
 
         record = self.record
+        if error is None:
+            return self._end_unvalidated_epoch(epoch, loss, lr, used)
         if trained_error is not None and not math.isfinite(trained_error):
             error = trained_error
         if not (math.isfinite(loss) and math.isfinite(error)):
@@ -406,6 +417,40 @@ class RunFolder:
             )
             logger.info("%s: %s", self.out_dir, record.stopped)
             return True
+        return False
+
+    def _end_unvalidated_epoch(self, epoch: int, loss: float, lr: float, used: float) -> bool:
+        from deepchem_cgcnn._io import atomic_write_json
+
+        record = self.record
+        if not math.isfinite(loss):
+            record.stopped = (
+                f"stopped at epoch {epoch}: non-finite training loss ({loss}); kept epoch "
+                f"{record.best_epoch}"
+            )
+            logger.error("%s: %s", self.out_dir, record.stopped)
+            return True
+        record.epochs.append(epoch)
+        record.seconds.append(used)
+        record.train_loss.append(loss)
+        record.learning_rate.append(lr)
+        record.best_epoch = epoch
+        weights = None
+        if self.average is not None and self.keep_average:
+            weights = self.average.state
+            record.best_weights = "average"
+        elif self.average is not None:
+            record.best_weights = "trained"
+        if self.writes:
+            _save_state(self.model, self.best_path, record, epoch, math.nan, weights)
+            _save_state(self.model, self.last_path, record, epoch, math.nan, average=self.average)
+            atomic_write_json(os.path.join(self.out_dir, RECORD), asdict(record))
+            _write_log(os.path.join(self.out_dir, LOG), record)
+        if self.writer is not None:
+            self.writer.add_scalar("loss/train", loss, epoch)
+            self.writer.add_scalar("learning_rate", lr, epoch)
+            self.writer.flush()
+        logger.info("epoch %d  lr %.2e  training loss %.4f  (%.0f s)", epoch, lr, loss, used)
         return False
 
     def finish(self) -> TrainingRecord:
@@ -495,6 +540,60 @@ def train_with_validation(
         tensorboard_dir,
         average_decay=ema_decay,
     )
+    return _run_epochs(run, model, train, valid, evaluate)
+
+
+def train_on_schedule(
+    model,
+    train,
+    out_dir: str,
+    learning_rates: Sequence[float],
+    config: dict | None = None,
+    ema_decay: float | None = None,
+    keep_average: bool = True,
+    tensorboard_dir: str | None = None,
+) -> TrainingRecord:
+    """Train one epoch per entry of ``learning_rates``, at that rate, with no validation set,
+    and keep the last epoch: the refit of :class:`TrainConfig` ``refit`` (train and
+    validation crystals together, for the epochs and rates that validation chose).
+
+    The run folder works as in :func:`train_with_validation` (atomic ``best.pt``, ``last.pt``,
+    ``record.json``, ``log.csv`` without a validation column; resumes; refuses another
+    config). With ``ema_decay``, the kept weights are the average's when ``keep_average``,
+    else the trained weights. A non-finite training loss stops the run and keeps the last
+    finite epoch.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import deepchem as dc
+    >>> from deepchem_cgcnn import CGCNNFeaturizer, CGCNNModel
+    >>> from deepchem_cgcnn.examples import example_structures
+    >>> graphs = CGCNNFeaturizer().featurize(list(example_structures().values()))
+    >>> data = dc.data.NumpyDataset(graphs, np.linspace(-1.0, 0.0, len(graphs)))
+    >>> model = CGCNNModel(num_conv=1, batch_size=4)
+    >>> record = train_on_schedule(model, data, tempfile.mkdtemp(), [1e-3, 5e-4])
+    >>> record.epochs, record.learning_rate, record.best_epoch
+    ([0, 1], [0.001, 0.0005], 1)
+    """
+    run = RunFolder(
+        model,
+        out_dir,
+        config,
+        lambda fraction: math.nan,
+        len(learning_rates),
+        math.inf,
+        tensorboard_dir=tensorboard_dir,
+        average_decay=ema_decay,
+        schedule=learning_rates,
+        keep_average=keep_average,
+    )
+    return _run_epochs(run, model, train, None, None)
+
+
+def _run_epochs(run: RunFolder, model, train, valid, evaluate: Callable | None) -> TrainingRecord:
+    """DeepChem's ``fit``, one epoch at a time, under ``run``'s schedule and bookkeeping; each
+    epoch validated on ``valid`` (the weight average too) unless ``valid`` is None."""
     epoch, used = run.start(train.y, train.w)
     average = run.average
     callbacks = [] if average is None else [lambda m, step: average.update(m.model)]
@@ -503,13 +602,15 @@ def train_with_validation(
         start = time.perf_counter()
         loss = float(model.fit(train, nb_epoch=1, checkpoint_interval=0, callbacks=callbacks))
         elapsed = used + time.perf_counter() - start
-        error = evaluate(model, valid) if math.isfinite(loss) else math.nan
+        error: float | None = None
         trained_error = None
-        if average is not None:
-            trained_error = error
-            with average.applied(model.model):
-                error = evaluate(model, valid) if math.isfinite(loss) else math.nan
-        if math.isfinite(loss) and math.isfinite(error):
+        if valid is not None and evaluate is not None:
+            error = evaluate(model, valid) if math.isfinite(loss) else math.nan
+            if average is not None:
+                trained_error = error
+                with average.applied(model.model):
+                    error = evaluate(model, valid) if math.isfinite(loss) else math.nan
+        if math.isfinite(loss) and (error is None or math.isfinite(error)):
             used = elapsed
         if run.end_epoch(epoch, loss, error, lr, used, trained_error):
             break
@@ -558,6 +659,7 @@ class TrainConfig:
     max_minutes: float = 90.0
     patience: int | None = None
     ema: float | None = None
+    refit: bool = False
     init_from: str | None = None
     reset_head: bool = False
     freeze: tuple[str, ...] = ()
@@ -600,6 +702,8 @@ def train_model(config: TrainConfig) -> TrainResult:
             "a weight average (ema) is not kept by the data-parallel loop yet; train with "
             "one process, or without ema"
         )
+    if config.refit and (config.devices is not None or config.num_nodes > 1):
+        raise ValueError("refit runs in one process; train without refit for a data-parallel run")
     if config.ema is not None and not 0.0 < config.ema < 1.0:
         raise ValueError(f"ema is a decay in (0, 1), e.g. 0.999; got {config.ema}")
     import dataclasses
@@ -660,7 +764,6 @@ def train_model(config: TrainConfig) -> TrainResult:
         RECIPES[config.recipe], **{k: v for k, v in overrides.items() if v is not None}
     )
     init_seed = config.seed if config.init_seed is None else config.init_seed
-    torch.manual_seed(init_seed)
     hyper: dict[str, Any] = dict(
         hidden_node_dim=config.hidden,
         num_conv=config.num_conv,
@@ -673,16 +776,22 @@ def train_model(config: TrainConfig) -> TrainResult:
     if source is not None:  # fine-tuning keeps the source's architecture
         hyper = {k: v for k, v in source.hyperparameters.items() if k != "nonnegative"}
         hyper["mode"] = config.mode
-    model = CGCNNModel(
-        **hyper,
-        batch_size=recipe.batch_size,
-        optimizer=make_optimizer(recipe),
-        compile_convolutions=config.compile,
-        model_dir=os.path.join(run_dir, "model"),
-        device=resolve_device(config.device),
-    )
-    if source is not None:
-        _start_from(model, source, config)
+
+    def build_model(model_dir: str) -> Any:
+        torch.manual_seed(init_seed)
+        built = CGCNNModel(
+            **hyper,
+            batch_size=recipe.batch_size,
+            optimizer=make_optimizer(recipe),
+            compile_convolutions=config.compile,
+            model_dir=model_dir,
+            device=resolve_device(config.device),
+        )
+        if source is not None:
+            _start_from(built, source, config)
+        return built
+
+    model = build_model(os.path.join(run_dir, "model"))
     run_key = {
         "data": {
             "source": os.path.basename(os.path.normpath(config.data)),
@@ -750,16 +859,53 @@ def train_model(config: TrainConfig) -> TrainResult:
             model, train, selection, run_dir, **loop, ema_decay=config.ema
         )
     splits = (("train", train), ("valid", valid), ("test", test))
-    if classify:
-        metrics = {"roc_auc": {n: 1.0 - classification_error(model, d) for n, d in splits}}
-    else:
-        metrics = {"mae": {n: mean_absolute_error(model, d) for n, d in splits}}
+
+    def scores(scored: Any) -> dict[str, dict[str, float]]:
+        if classify:
+            return {"roc_auc": {n: 1.0 - classification_error(scored, d) for n, d in splits}}
+        return {"mae": {n: mean_absolute_error(scored, d) for n, d in splits}}
+
+    refit: dict[str, Any] = {}
+    before_refit: dict[str, dict[str, float]] = {}
+    if config.refit:
+        before_refit = scores(model)
+        import deepchem as dc
+
+        epochs = record.best_epoch + 1
+        rates = record.learning_rate[:epochs]
+        combined = dc.data.NumpyDataset.merge([train, selection])
+        refit_dir = os.path.join(run_dir, "refit")
+        model = build_model(os.path.join(refit_dir, "model"))
+        refit_record = train_on_schedule(
+            model,
+            combined,
+            refit_dir,
+            rates,
+            config={**run_key, "refit": {"epochs": epochs, "train_size": len(combined)}},
+            ema_decay=config.ema,
+            keep_average=record.best_weights != "trained",
+        )
+        refit = {
+            "epochs": epochs,
+            "train_size": len(combined),
+            "seconds": round(refit_record.seconds[-1], 1),
+            **({"kept": refit_record.best_weights} if config.ema is not None else {}),
+            **({"stopped": refit_record.stopped} if refit_record.stopped else {}),
+        }
+    metrics = scores(model)
+    if before_refit:
+        for metric, values in before_refit.items():
+            metrics[f"{metric}_before_refit"] = values
+    if not classify:
         # the baseline a model must beat: predict the training mean for every crystal
         mean = float(np.mean(train.y[:, 0]))
         metrics["mean_predictor_mae"] = {
             n: float(np.abs(d.y[:, 0] - mean).mean()) for n, d in splits
         }
     subset = f" on {len(selection)} validation crystals drawn at random"
+    selected = f"best validation {'ROC-AUC' if classify else 'MAE'}" + (
+        subset if len(selection) < len(valid) else ""
+    )
     device = (
         f"trained on GPU {torch.cuda.get_device_name(model.device)}"
         if model.device.type == "cuda"
@@ -785,9 +931,14 @@ def train_model(config: TrainConfig) -> TrainResult:
             "fractions": [0.6, 0.2, 0.2],
             "seed": config.seed,
             "sizes": [len(train), len(valid), len(test)],
-            "model_selection": f"best validation {'ROC-AUC' if classify else 'MAE'}"
-            + (subset if len(selection) < len(valid) else "")
-            + "; test used only for this card",
+            "model_selection": (
+                f"epochs and learning rates chosen by {selected} (best epoch "
+                f"{record.best_epoch}), then refit from scratch on the training and those "
+                f"validation crystals together, keeping the last epoch; its validation "
+                f"metrics are in-sample; test used only for this card"
+                if refit
+                else f"{selected}; test used only for this card"
+            ),
         },
         featurizer=featurizer_params(featurizer),
         model=model.hyperparameters,
@@ -812,13 +963,16 @@ def train_model(config: TrainConfig) -> TrainResult:
             ),
             **({"finetune": run_key["finetune"]} if source is not None else {}),
             **({"stopped": record.stopped} if record.stopped else {}),
+            **({"refit": refit} if refit else {}),
         },
         metrics=metrics,
         training_counts=model.training_counts,
         history=record.history(),
         wall_time_s={
             "featurize": round(featurize_seconds, 1),
-            "train": round(record.seconds[-1] if record.seconds else 0.0, 1),
+            "train": round(
+                (record.seconds[-1] if record.seconds else 0.0) + refit.get("seconds", 0.0), 1
+            ),
             "total": round(time.time() - started, 1),
         },
         machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, "

@@ -170,6 +170,47 @@ def test_train_command_exports_a_card_that_its_model_reproduces(mp_rows, tmp_pat
 
 
 @pytest.mark.torch
+def test_train_refit_trains_on_train_and_validation_for_the_chosen_epochs(mp_rows, tmp_path):
+    """--refit: the epochs and rates the validated run chose, on train + validation crystals;
+    the card keeps the validated model's scores and the exported model is the refit one."""
+    from deepchem_cgcnn import MaterialsProjectLoader
+    from deepchem_cgcnn.data.splitters import CGCNNRandomSplitter
+    from deepchem_cgcnn.domain import training_counts
+    from deepchem_cgcnn.registry import load_saved
+    from deepchem_cgcnn.training import mean_absolute_error
+
+    table = tmp_path / "mp100.csv"
+    mp_rows.head(100).to_csv(table, index=False)
+    export, work = tmp_path / "export", tmp_path / "run"
+    args = ["train", "--data", str(table), "--target", "formation_energy_per_atom"]
+    args += ["--name", "r", "--work-dir", str(work), "--export", str(export), "--num-conv", "1"]
+    args += ["--max-epochs", "3", "--valid-size", "10", "--n-jobs", "1", "--refit"]
+    assert main(args) == 0
+    card = json.loads((export / "r.json").read_text())
+    validated = json.loads((work / "r" / "record.json").read_text())
+    refit = json.loads((work / "r" / "refit" / "record.json").read_text())
+    epochs = validated["best_epoch"] + 1
+    assert card["recipe"]["refit"]["epochs"] == epochs == len(refit["epochs"])
+    assert card["recipe"]["refit"]["train_size"] == 60 + 10
+    assert refit["learning_rate"] == validated["learning_rate"][:epochs]
+    assert refit["config"]["refit"] == {"epochs": epochs, "train_size": 70}
+    assert "refit from scratch" in card["split"]["model_selection"]
+    before, after = card["metrics"]["mae_before_refit"], card["metrics"]["mae"]
+    assert before["test"] != after["test"]
+    model = load_saved(export / "r.pt")
+    _, (train, _, test), _ = MaterialsProjectLoader(
+        str(table),
+        tasks=["formation_energy_per_atom"],
+        featurizer=CGCNNFeaturizer(**card["featurizer"]),
+        splitter=CGCNNRandomSplitter(seed=123),
+        reload=False,
+    ).load()
+    assert mean_absolute_error(model, test) == pytest.approx(after["test"], rel=1e-5)
+    in_train = training_counts(train.X)["elements"]
+    assert sum(card["training_counts"]["elements"].values()) > sum(in_train.values())
+
+
+@pytest.mark.torch
 def test_train_gives_each_model_its_own_run_and_refuses_a_mismatched_resume(
     mp_rows, tmp_path, capsys, caplog
 ):
@@ -457,6 +498,8 @@ def test_train_refuses_a_bad_weight_average_before_any_work(tmp_path, capsys):
     assert "--ema is a decay in (0, 1)" in capsys.readouterr().err
     assert main([*args, "--ema", "0.99", "--devices", "2", "--work-dir", str(tmp_path)]) == 2
     assert "--ema is not kept by the data-parallel loop" in capsys.readouterr().err
+    assert main([*args, "--refit", "--devices", "2", "--work-dir", str(tmp_path)]) == 2
+    assert "--refit runs in one process" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
 
 

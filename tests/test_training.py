@@ -303,3 +303,74 @@ def test_a_weight_average_is_validated_kept_and_resumed(datasets, tmp_path):
     assert resumed.epochs == [0, 1, 2, 3] and resumed.valid_mae[:3] == record.valid_mae
     last = load_plain_data(str(tmp_path / LAST_STATE), "training state")
     assert last["weight_average"]["updates"] == 4 * 3
+
+
+@pytest.mark.torch
+def test_a_schedule_without_validation_trains_as_the_validated_run_did(datasets, tmp_path):
+    """The refit's loop: with the same data, seeds and rates it gives the same weights as
+    train_with_validation, keeps the last epoch, and resumes."""
+    import torch
+
+    from deepchem_cgcnn.training import train_on_schedule
+
+    train, valid = datasets
+
+    def seeded_model():
+        torch.manual_seed(7)
+        np.random.seed(7)  # DeepChem's fit shuffles with NumPy's global generator
+        return _model()
+
+    validated_model = seeded_model()
+    validated = train_with_validation(
+        validated_model,
+        train,
+        valid,
+        str(tmp_path / "validated"),
+        FAST.learning_rate_at,
+        max_epochs=3,
+        max_minutes=10,
+        evaluate=lambda model, data: 1.0,  # every epoch ties: the first stays the best
+    )
+    assert validated.best_epoch == 0
+    last = torch.load(tmp_path / "validated" / "last.pt", weights_only=True)["model_state_dict"]
+
+    model = seeded_model()
+    record = train_on_schedule(model, train, str(tmp_path / "refit"), validated.learning_rate)
+    assert record.epochs == [0, 1, 2] and record.best_epoch == 2
+    assert record.learning_rate == validated.learning_rate
+    assert record.train_loss == pytest.approx(validated.train_loss, rel=1e-6)
+    for name, tensor in model.model.state_dict().items():
+        torch.testing.assert_close(tensor, last[name], rtol=1e-6, atol=1e-7, msg=name)
+    log = (tmp_path / "refit" / "log.csv").read_text().splitlines()
+    assert log[0] == "epoch,seconds,learning_rate,train_loss" and len(log) == 4
+
+    longer = [*validated.learning_rate, validated.learning_rate[-1] / 2]
+    resumed = train_on_schedule(_model(), train, str(tmp_path / "refit"), longer)
+    assert resumed.epochs == [0, 1, 2, 3] and resumed.train_loss[:3] == record.train_loss
+    assert resumed.learning_rate[3] == longer[3]
+
+
+@pytest.mark.torch
+def test_a_schedule_keeps_the_weight_average_or_the_trained_weights(datasets, tmp_path):
+    import torch
+
+    from deepchem_cgcnn.original import load_plain_data
+    from deepchem_cgcnn.training import LAST_STATE, train_on_schedule
+
+    train, _ = datasets
+    rates = [2e-3, 1e-3]
+    for keep_average in (True, False):
+        folder = tmp_path / str(keep_average)
+        model = _model()
+        record = train_on_schedule(
+            model, train, str(folder), rates, ema_decay=0.9, keep_average=keep_average
+        )
+        assert record.best_weights == ("average" if keep_average else "trained")
+        last = load_plain_data(str(folder / LAST_STATE), "training state")
+        expected = last["weight_average"]["state"] if keep_average else last["model_state_dict"]
+        for name, tensor in model.model.state_dict().items():
+            assert torch.equal(tensor, expected[name]), name
+        assert not torch.equal(
+            last["weight_average"]["state"]["fc_out.weight"],
+            last["model_state_dict"]["fc_out.weight"],
+        )

@@ -10,7 +10,9 @@ finishes, inside a wall-clock budget.
    device -> ``<name>.pt``/``.json`` (its card holds the device, history and wall time);
    with ``--ema 0.999``, so the same run measures the weight-average lever (both curves in
    the history; the better by validation is kept);
-3. a second seed of it (an ensemble member) if the budget still holds one.
+3. a second seed of it (an ensemble member) if the budget still holds one;
+4. the two as an ensemble (``ensemble_study.py``: each member's and the ensemble's test MAE,
+   σ calibrated on validation), into ``summary.json``.
 
 Every step runs only if the budget left can hold it; a step cut short by the budget still
 exports its best epoch. ``--dry-run`` runs the same steps on the CPU, on the 400 MP crystals
@@ -183,8 +185,30 @@ def main(argv=None) -> int:
             max(0.1, budget.left() - 0.5),
             "--init-seed",
             "1",
+            "--ema",
+            "0.999",
         ),
     )
+
+    def ensemble():
+        import ensemble_study
+
+        members = [
+            args.out / f"{name}.pt"
+            for name in ("mp-formation-energy-gpu", "mp-formation-energy-gpu.1")
+        ]
+        if not all(member.exists() for member in members):
+            return {"skipped": "fewer than two members were exported"}
+        text = io.StringIO()
+        with contextlib.redirect_stdout(text):
+            ensemble_study.main(
+                ["--members", *map(str, members), "--data", str(args.data)]
+                + ["--cache-dir", str(args.work / "cache"), "--n-jobs", str(args.n_jobs)]
+                + ["--out", str(args.work / "ensemble.json")]
+            )
+        return {"report": text.getvalue(), **json.loads((args.work / "ensemble.json").read_text())}
+
+    step("ensemble", 0.2, ensemble)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     failed = [name for name, result in summary["steps"].items() if "error" in result]
     return 1 if failed else 0

@@ -1,0 +1,202 @@
+"""The ensemble lever (issue 15): members trained alike but for their initial weights, scored
+alone and together on the split they were trained on, with a σ calibrated on validation.
+
+Every member is a model file exported by ``deepchem-cgcnn train`` (``--export``); their cards
+must agree on the data (SHA-256), target, split seed and sizes, and featurizer, or the study
+refuses, naming the member that differs. The data and split are rebuilt from the first card
+(``--data`` points at the same file). Printed and written to ``--out`` (JSON):
+
+- each member's validation and test MAE;
+- the test MAE of the ensemble of the first k members, k = 1 .. N (the mean prediction);
+- σ (the members' spread) scaled by one factor fitted on the validation split
+  (``CGCNNEnsemble.fit_std_scale``), and how often the test errors fall within 1, 2, 3 σ
+  before and after (``calibration``); the rank correlation of σ with the test error.
+
+Test crystals select nothing here: the members were selected on validation by their cards.
+
+Usage::
+
+    .venv/bin/python benchmarks/ensemble_study.py --members work/ema/export/a.pt \\
+        work/ema/export/b.pt work/ema/export/c.pt --out benchmarks/results/ensemble/x.json
+"""
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+from _common import DEFAULT_DATA, markdown_table
+
+AGREE = ("task", "featurizer")
+
+
+def _differences(first, card) -> list[str]:
+    """What makes ``card``'s model unfit to be averaged with ``first``'s."""
+    different = [name for name in AGREE if getattr(first, name) != getattr(card, name)]
+    if first.data.get("sha256") != card.data.get("sha256"):
+        different.append("data.sha256")
+    for key in ("seed", "sizes"):
+        if first.split.get(key) != card.split.get(key):
+            different.append(f"split.{key}")
+    return different
+
+
+def load_members(paths: list[Path]) -> list:
+    from deepchem_cgcnn.registry import load_model
+
+    members = [load_model(path) for path in paths]
+    first = members[0].card
+    for path, member in zip(paths[1:], members[1:]):
+        different = _differences(first, member.card)
+        if different:
+            sys.exit(f"{path}: not trained like {paths[0]} ({', '.join(different)} differ)")
+    return members
+
+
+def split_of(card, data: Path, n_jobs: int, cache: Path):
+    """The card's own train, validation and test splits, featurized as the card says."""
+    from deepchem_cgcnn import CGCNNFeaturizer, MaterialsProjectLoader
+    from deepchem_cgcnn.data.splitters import CGCNNRandomSplitter
+
+    loaded = MaterialsProjectLoader(
+        str(data),
+        tasks=[card.task],
+        featurizer=CGCNNFeaturizer(**card.featurizer),
+        splitter=CGCNNRandomSplitter(seed=card.split["seed"]),
+        data_dir=str(cache),
+        save_dir=str(cache),
+        n_jobs=n_jobs,
+    ).load()
+    if loaded.summary.sha256 != card.data.get("sha256"):
+        sys.exit(f"{data}: not the data the members were trained on (SHA-256 differs)")
+    _, splits, _ = loaded
+    return splits
+
+
+def study(members: list, paths: list[Path], valid, test) -> dict:
+    """Scores of each member, of the first-k ensembles, and of the calibrated σ."""
+    from scipy.stats import spearmanr
+
+    from deepchem_cgcnn import CGCNNEnsemble
+    from deepchem_cgcnn.domain import DomainWarning
+    from deepchem_cgcnn.ensemble import calibration
+
+    warnings.simplefilter("ignore", DomainWarning)  # the members' domain is not studied here
+    y_valid = np.asarray(valid.y, dtype=float).ravel()
+    y_test = np.asarray(test.y, dtype=float).ravel()
+    on_valid = np.stack([m.predict(valid)[:, 0] for m in members])
+    on_test = np.stack([m.predict(test)[:, 0] for m in members])
+
+    def mae(prediction: np.ndarray, y: np.ndarray) -> float:
+        return float(np.mean(np.abs(prediction - y)))
+
+    result: dict = {
+        "members": [
+            {
+                "model": str(path),
+                "init_seed": member.card.recipe.get("init_seed"),
+                "valid_mae": mae(on_valid[i], y_valid),
+                "test_mae": mae(on_test[i], y_test),
+            }
+            for i, (path, member) in enumerate(zip(paths, members))
+        ],
+        "first_k": [
+            {"k": k, "test_mae": mae(on_test[:k].mean(axis=0), y_test)}
+            for k in range(1, len(members) + 1)
+        ],
+    }
+    if len(members) > 1:
+        ensemble = CGCNNEnsemble(members)
+        mean, raw_std = on_test.mean(axis=0), on_test.std(axis=0, ddof=1)
+        scale = ensemble.fit_std_scale(valid)
+        error = np.abs(mean - y_test)
+        result["sigma"] = {
+            "std_scale_fitted_on_validation": scale,
+            "median_raw_sigma": float(np.median(raw_std)),
+            "raw": calibration(y_test, mean, raw_std),
+            "scaled": calibration(y_test, mean, scale * raw_std),
+            "spearman_sigma_vs_abs_error": float(spearmanr(raw_std, error).statistic),
+        }
+    singles = [m["test_mae"] for m in result["members"]]
+    result["summary"] = {
+        "mean_member_test_mae": float(np.mean(singles)),
+        "ensemble_test_mae": result["first_k"][-1]["test_mae"],
+        "gain": 1.0 - result["first_k"][-1]["test_mae"] / float(np.mean(singles)),
+    }
+    return result
+
+
+def report(result: dict, units: str) -> str:
+    lines = [
+        markdown_table(
+            ["member", "init seed", f"valid MAE ({units})", f"test MAE ({units})"],
+            [
+                [
+                    Path(m["model"]).name,
+                    m["init_seed"],
+                    f"{m['valid_mae']:.4f}",
+                    f"{m['test_mae']:.4f}",
+                ]
+                for m in result["members"]
+            ],
+        ),
+        "",
+        markdown_table(
+            ["ensemble of the first k", f"test MAE ({units})"],
+            [[row["k"], f"{row['test_mae']:.4f}"] for row in result["first_k"]],
+        ),
+    ]
+    summary = result["summary"]
+    lines += [
+        "",
+        f"mean member test MAE {summary['mean_member_test_mae']:.4f}, ensemble "
+        f"{summary['ensemble_test_mae']:.4f} ({100 * summary['gain']:.1f} % lower)",
+    ]
+    if "sigma" in result:
+        sigma = result["sigma"]
+        rows = [
+            [
+                name,
+                f"{sigma[name]['within_1_sigma']:.3f}",
+                f"{sigma[name]['within_2_sigma']:.3f}",
+                f"{sigma[name]['within_3_sigma']:.3f}",
+            ]
+            for name in ("raw", "scaled")
+        ]
+        rows.append(["Gaussian", "0.683", "0.954", "0.997"])
+        lines += [
+            "",
+            f"σ scale fitted on validation: {sigma['std_scale_fitted_on_validation']:.3f}; "
+            f"median raw σ {sigma['median_raw_sigma']:.4f} {units}; Spearman ρ(σ, |error|) "
+            f"on test {sigma['spearman_sigma_vs_abs_error']:.3f}",
+            "",
+            markdown_table(["test errors within", "1 σ", "2 σ", "3 σ"], rows),
+        ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--members", type=Path, nargs="+", required=True)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--cache-dir", type=Path, default=Path("work/cache"))
+    parser.add_argument("--n-jobs", type=int, default=1)
+    parser.add_argument("--out", type=Path, help="write the result as JSON here")
+    args = parser.parse_args(argv)
+    members = load_members(args.members)
+    card = members[0].card
+    _, valid, test = split_of(card, args.data, args.n_jobs, args.cache_dir)
+    result = study(members, args.members, valid, test)
+    result["data"] = {"source": card.data.get("source"), "sha256": card.data.get("sha256")}
+    result["task"] = card.task
+    print(report(result, card.units))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

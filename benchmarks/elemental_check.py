@@ -1,0 +1,111 @@
+"""The elemental ground states as an accuracy check (issue 15; the trust issue's test, for any
+formation-energy model): every element's lowest-energy elemental crystal in the MP table, and
+diamond (which the table lacks; MP gives ≈ 0.14 eV/atom), predicted by each model.
+
+An elemental ground state has a formation energy near zero by construction, so a model that is
+off by more than 0.2 eV/atom there (about four times the test MAE) without a domain flag gives
+a silent wrong answer. Printed per model: the crystals checked, MAE and largest error, how many
+are within 0.2 eV/atom, how many carry a domain flag, and the silent misses (error > 0.2 eV/atom, no flag), named.
+
+Usage::
+
+    .venv/bin/python benchmarks/elemental_check.py --models mp-formation-energy work/x.pt
+"""
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+from _common import DEFAULT_DATA, markdown_table
+
+TOLERANCE = 0.2
+DIAMOND_REFERENCE = 0.14  # MP's formation energy of diamond, eV/atom
+
+
+def ground_states(path: Path) -> tuple[list, list[str], np.ndarray]:
+    """Crystals (CIF text; diamond a Structure), ids and MP formation energies of each
+    element's lowest-energy elemental crystal in the table at ``path``, then diamond."""
+    import pandas as pd
+    from pymatgen.core import Lattice, Structure
+
+    table = pd.read_csv(path, usecols=["material_id", "formation_energy_per_atom", "cif"])
+    formulas = table.cif.str.extract(r"_chemical_formula_sum\s+'?([^'\n]+)")[0].str.strip()
+    symbols = formulas.str.replace(r"[\d.\s]+", " ", regex=True).str.split()
+    unary = table[symbols.map(lambda s: isinstance(s, list) and len(set(s)) == 1)]
+    unary = unary.assign(element=symbols[unary.index].str[0])
+    ground = unary.loc[unary.groupby("element").formation_energy_per_atom.idxmin()]
+    structures: list = list(ground.cif)
+    diamond = Structure(Lattice.cubic(3.567), ["C"] * 2, [[0, 0, 0], [0.25, 0.25, 0.25]])
+    structures.append(diamond.get_primitive_structure())
+    ids = [*ground.material_id, "diamond"]
+    return structures, ids, np.array([*ground.formation_energy_per_atom, DIAMOND_REFERENCE])
+
+
+def check(model, structures: list, ids: list[str], reference: np.ndarray) -> dict:
+    """The check of one model on the ground states."""
+    from deepchem_cgcnn import CGCNNFeaturizer
+    from deepchem_cgcnn._quiet import import_deepchem
+    from deepchem_cgcnn.domain import DomainWarning
+
+    dc = import_deepchem()
+    graphs = CGCNNFeaturizer(**model.featurizer_params).featurize(structures)
+    dataset = dc.data.NumpyDataset(graphs, ids=np.array(ids))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DomainWarning)
+        predicted = model.predict(dataset)[:, 0]
+    records = model.check_domain(dataset)
+    error = np.abs(predicted - reference)
+    misses = [
+        f"{r.formula} ({r.id}): {p:+.2f} vs {e:+.2f}"
+        for r, p, e, d in zip(records, predicted, reference, error)
+        if d > TOLERANCE and r.in_domain
+    ]
+    return {
+        "crystals": len(ids),
+        "mae": float(error.mean()),
+        "max_error": float(error.max()),
+        "within_tolerance": int((error <= TOLERANCE).sum()),
+        "flagged": sum(not r.in_domain for r in records),
+        "silent_misses": misses,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", required=True, help="shipped names or files")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--out", type=Path, help="write the result as JSON here")
+    args = parser.parse_args(argv)
+    from deepchem_cgcnn.registry import load_model
+
+    structures, ids, reference = ground_states(args.data)
+    results = {name: check(load_model(name), structures, ids, reference) for name in args.models}
+    rows = [
+        [
+            Path(name).name,
+            r["crystals"],
+            f"{r['mae']:.3f}",
+            f"{r['max_error']:.2f}",
+            r["within_tolerance"],
+            r["flagged"],
+            len(r["silent_misses"]),
+        ]
+        for name, r in results.items()
+    ]
+    header = ["model", "crystals", "MAE (eV/atom)", "max error", f"within {TOLERANCE}"]
+    header += ["flagged", "silent misses"]
+    print(markdown_table(header, rows))
+    for name, r in results.items():
+        for miss in r["silent_misses"]:
+            print(f"silent miss of {Path(name).name}: {miss}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

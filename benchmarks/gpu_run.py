@@ -125,6 +125,7 @@ def main(argv=None) -> int:
     def step(name: str, needs_minutes: float, run) -> None:
         if budget.left() < needs_minutes:
             _log(args.out, f"skip {name}: {budget.left():.1f} min left, needs {needs_minutes}")
+            summary["steps"][name] = {"skipped": "budget"}
             return
         start = time.monotonic()
         try:
@@ -235,6 +236,10 @@ def main(argv=None) -> int:
     step("elemental-ground-states", 0.2 if dry else 1.0, elemental)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     failed = [name for name, result in summary["steps"].items() if "error" in result]
+    if dry:  # every step must run in the rehearsal, or a broken one could hide behind the budget
+        failed += [
+            name for name, result in summary["steps"].items() if result == {"skipped": "budget"}
+        ]
     return 1 if failed else 0
 
 

@@ -17,7 +17,7 @@ if [ "${1:-}" = "--dry-run" ]; then
     [ -x "$python" ] || python=python3
     out=$(mktemp -d)
     trap 'rm -rf "$out" work/gpu_run_dry' EXIT
-    "$python" benchmarks/gpu_run.py --dry-run --out "$out" --work work/gpu_run_dry --minutes 4
+    "$python" benchmarks/gpu_run.py --dry-run --out "$out" --work work/gpu_run_dry --minutes 7
     echo "gpu_run --dry-run: $(cat "$out/summary.json" | tr -d '\n' | cut -c1-400)"
     exit 0
 fi

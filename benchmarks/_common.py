@@ -83,3 +83,13 @@ def environment_line() -> str:
         f"({'CUDA' if torch.cuda.is_available() else 'CPU'}), "
         f"torch threads {torch.get_num_threads()}"
     )
+
+
+def write_json(path: Path | None, data: object) -> None:
+    """Write ``data`` as indented JSON to ``path`` (its folder made), if a path is given."""
+    if path is None:
+        return
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")

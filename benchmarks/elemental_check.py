@@ -13,13 +13,12 @@ Usage::
 """
 
 import argparse
-import json
 import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
-from _common import DEFAULT_DATA, markdown_table
+from _common import DEFAULT_DATA, markdown_table, write_json
 
 TOLERANCE = 0.2
 DIAMOND_REFERENCE = 0.14  # MP's formation energy of diamond, eV/atom
@@ -101,9 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in results.items():
         for miss in r["silent_misses"]:
             print(f"silent miss of {Path(name).name}: {miss}")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.out, results)
     return 0
 
 

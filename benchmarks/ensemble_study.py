@@ -21,13 +21,12 @@ Usage::
 """
 
 import argparse
-import json
 import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
-from _common import DEFAULT_DATA, markdown_table
+from _common import DEFAULT_DATA, markdown_table, write_json
 
 AGREE = ("task", "featurizer")
 
@@ -192,9 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     result["data"] = {"source": card.data.get("source"), "sha256": card.data.get("sha256")}
     result["task"] = card.task
     print(report(result, card.units))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     return 0
 
 

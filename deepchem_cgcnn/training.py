@@ -359,11 +359,10 @@ class RunFolder:
         from deepchem_cgcnn._io import atomic_write_json
 
         record = self.record
-        if error is None:
-            return self._end_unvalidated_epoch(epoch, loss, lr, used)
+        validated = error is not None
         if trained_error is not None and not math.isfinite(trained_error):
             error = trained_error
-        if not (math.isfinite(loss) and math.isfinite(error)):
+        if not math.isfinite(loss) or (error is not None and not math.isfinite(error)):
             record.stopped = (
                 f"stopped at epoch {epoch}: non-finite "
                 f"{'training loss' if not math.isfinite(loss) else 'validation error'}"
@@ -375,82 +374,58 @@ class RunFolder:
         record.epochs.append(epoch)
         record.seconds.append(used)
         record.train_loss.append(loss)
-        record.valid_mae.append(error)
         record.learning_rate.append(lr)
-        kept, weights = error, None
-        if self.average is not None:
-            kept, weights = error, self.average.state
+        average = None if self.average is None else self.average.state
+        if error is None:  # no validation: the latest epoch is the one to keep
+            kept, improved = math.nan, True
+            weights = average if self.keep_average else None
+        else:
+            record.valid_mae.append(error)
+            kept, weights = error, average
             if trained_error is not None:
                 record.valid_mae_raw.append(trained_error)
                 if trained_error < error:
                     kept, weights = trained_error, None
-        improved = kept < record.best_valid_mae
+            improved = kept < record.best_valid_mae
         if improved:
-            record.best_valid_mae, record.best_epoch = kept, epoch
+            record.best_epoch = epoch
+            if validated:
+                record.best_valid_mae = kept
             if self.average is not None:
                 record.best_weights = "trained" if weights is None else "average"
         if self.writes:
             if improved:
                 _save_state(self.model, self.best_path, record, epoch, kept, weights)
-            _save_state(self.model, self.last_path, record, epoch, error, average=self.average)
+            saved_error = math.nan if error is None else error
+            _save_state(
+                self.model, self.last_path, record, epoch, saved_error, average=self.average
+            )
             atomic_write_json(os.path.join(self.out_dir, RECORD), asdict(record))
             _write_log(os.path.join(self.out_dir, LOG), record)
         if self.writer is not None:
             self.writer.add_scalar("loss/train", loss, epoch)
-            self.writer.add_scalar(f"validation/{self.metric_label}", error, epoch)
+            if error is not None:
+                self.writer.add_scalar(f"validation/{self.metric_label}", error, epoch)
             self.writer.add_scalar("learning_rate", lr, epoch)
             self.writer.flush()
         logger.info(
-            "epoch %d  lr %.2e  training loss %.4f  validation %s %.4f%s  (%.0f s)",
+            "epoch %d  lr %.2e  training loss %.4f%s  (%.0f s)",
             epoch,
             lr,
             loss,
-            self.metric_label,
-            error,
-            "" if trained_error is None else f" (average; trained weights {trained_error:.4f})",
+            ""
+            if error is None
+            else f"  validation {self.metric_label} {error:.4f}"
+            + ("" if trained_error is None else f" (average; trained weights {trained_error:.4f})"),
             used,
         )
-        if self.patience is not None and epoch - record.best_epoch >= self.patience:
+        if validated and self.patience is not None and epoch - record.best_epoch >= self.patience:
             record.stopped = (
                 f"early stop after epoch {epoch}: no better validation error for "
                 f"{self.patience} epochs (best epoch {record.best_epoch})"
             )
             logger.info("%s: %s", self.out_dir, record.stopped)
             return True
-        return False
-
-    def _end_unvalidated_epoch(self, epoch: int, loss: float, lr: float, used: float) -> bool:
-        from deepchem_cgcnn._io import atomic_write_json
-
-        record = self.record
-        if not math.isfinite(loss):
-            record.stopped = (
-                f"stopped at epoch {epoch}: non-finite training loss ({loss}); kept epoch "
-                f"{record.best_epoch}"
-            )
-            logger.error("%s: %s", self.out_dir, record.stopped)
-            return True
-        record.epochs.append(epoch)
-        record.seconds.append(used)
-        record.train_loss.append(loss)
-        record.learning_rate.append(lr)
-        record.best_epoch = epoch
-        weights = None
-        if self.average is not None and self.keep_average:
-            weights = self.average.state
-            record.best_weights = "average"
-        elif self.average is not None:
-            record.best_weights = "trained"
-        if self.writes:
-            _save_state(self.model, self.best_path, record, epoch, math.nan, weights)
-            _save_state(self.model, self.last_path, record, epoch, math.nan, average=self.average)
-            atomic_write_json(os.path.join(self.out_dir, RECORD), asdict(record))
-            _write_log(os.path.join(self.out_dir, LOG), record)
-        if self.writer is not None:
-            self.writer.add_scalar("loss/train", loss, epoch)
-            self.writer.add_scalar("learning_rate", lr, epoch)
-            self.writer.flush()
-        logger.info("epoch %d  lr %.2e  training loss %.4f  (%.0f s)", epoch, lr, loss, used)
         return False
 
     def finish(self) -> TrainingRecord:

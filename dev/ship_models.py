@@ -9,6 +9,7 @@ size of the shipped folder.
 Usage
 -----
 ``.venv/bin/python dev/ship_models.py mp-band-gap mp-metallicity mp-fermi-energy``
+``.venv/bin/python dev/ship_models.py mp-formation-energy-gpu --export $OUT_FOLDER --as mp-formation-energy``
 ``.venv/bin/python dev/ship_models.py castelli-perovskites castelli-perovskites.1 \\
     --domain "ABX3 perovskites: 5-atom cubic cells (Castelli et al. 2012)"``
 """
@@ -26,10 +27,14 @@ EXPORT = PROJECT_ROOT / "work" / "export"
 PACKAGE = PROJECT_ROOT / "deepchem_cgcnn" / "pretrained"
 
 
-def ship(name: str, export: Path, domain: str = "") -> dict:
+def ship(name: str, export: Path, domain: str = "", shipped_name: str = "") -> dict:
+    """Copy ``export/<name>.pt`` and its card into the package, as ``shipped_name`` if given
+    (e.g. a GPU run's ``mp-formation-energy-gpu`` shipped as ``mp-formation-energy``: the
+    card's name changes, in the model file too)."""
     from deepchem_cgcnn.training import TrainingRecord
 
     card = json.loads((export / f"{name}.json").read_text())
+    target = shipped_name or name
     record_path = export.parent / name / "record.json"
     if "history" not in card and record_path.exists():
         card["history"] = TrainingRecord(**json.loads(record_path.read_text())).history()
@@ -40,10 +45,21 @@ def ship(name: str, export: Path, domain: str = "") -> dict:
         .replace(str(PROJECT_ROOT.parent / "shared"), "../shared")
         .replace(str(PROJECT_ROOT) + "/", "")
     )
-    shutil.copyfile(export / f"{name}.pt", PACKAGE / f"{name}.pt")
+    if target == name:
+        shutil.copyfile(export / f"{name}.pt", PACKAGE / f"{name}.pt")
+    else:
+        from deepchem_cgcnn.card import ModelCard
+        from deepchem_cgcnn.registry import load_saved, save_model
+
+        card["name"] = target
+        save_model(
+            load_saved(export / f"{name}.pt"),
+            str(PACKAGE / f"{target}.pt"),
+            ModelCard.from_dict(card),
+        )
     if (export / f"{name}.lattice.json").exists():  # a perovskite model's lattice constants
-        shutil.copyfile(export / f"{name}.lattice.json", PACKAGE / f"{name}.lattice.json")
-    (PACKAGE / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+        shutil.copyfile(export / f"{name}.lattice.json", PACKAGE / f"{target}.lattice.json")
+    (PACKAGE / f"{target}.json").write_text(json.dumps(card, indent=2) + "\n")
     return card
 
 
@@ -52,9 +68,12 @@ def main(argv=None) -> None:
     parser.add_argument("names", nargs="+")
     parser.add_argument("--export", type=Path, default=EXPORT)
     parser.add_argument("--domain", default="", help="the crystals the model is meant for")
+    parser.add_argument("--as", dest="shipped_name", default="", help="ship one model by this name")
     args = parser.parse_args(argv)
+    if args.shipped_name and len(args.names) != 1:
+        parser.error("--as renames one model")
     for name in args.names:
-        card = ship(name, args.export, args.domain)
+        card = ship(name, args.export, args.domain, args.shipped_name)
         print(f"{name}: {card['property']} ({card['units']}), test {card['metrics']}")
     size = sum(p.stat().st_size for p in PACKAGE.iterdir() if p.suffix in (".pt", ".json"))
     print(

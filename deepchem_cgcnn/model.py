@@ -15,7 +15,13 @@ from torch import nn
 from deepchem_cgcnn._quiet import import_deepchem
 from deepchem_cgcnn.elements import element_embedding_table
 from deepchem_cgcnn.graph import CrystalGraph, batch_graphs, gaussian_centers
-from deepchem_cgcnn.layers import GatedConv, GaussianExpansion, SimpleConv, pool_atoms
+from deepchem_cgcnn.layers import (
+    GatedConv,
+    GaussianExpansion,
+    SimpleConv,
+    atoms_per_crystal,
+    pool_atoms,
+)
 from deepchem_cgcnn.resident import (
     MAX_DEVICE_FRACTION,
     ResidentBatch,
@@ -208,8 +214,8 @@ class CGCNN(nn.Module):
         scaled: torch.Tensor = self.atom_out(self.atom_vectors(batch)) * self.target_std
         if self.pooling == "linear-mean":
             return scaled + self.target_mean
-        counts = torch.bincount(batch["crystal_index"], minlength=batch["n_crystals"])
-        return scaled + self.target_mean / counts[batch["crystal_index"]][:, None].to(scaled.dtype)
+        counts = atoms_per_crystal(batch["crystal_index"], batch["n_crystals"], scaled.dtype)
+        return scaled + self.target_mean / counts[batch["crystal_index"]][:, None]
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Regression: ``(n, n_tasks)`` in target units. Classification: (probabilities, logits),

@@ -909,8 +909,9 @@ def train_model(config: TrainConfig) -> TrainResult:
             "model_selection": (
                 f"epochs and learning rates chosen by {selected} (best epoch "
                 f"{record.best_epoch}), then refit from scratch on the training and those "
-                f"validation crystals together, keeping the last epoch; its validation "
-                f"metrics are in-sample; test used only for this card"
+                f"{len(selection)} validation crystals together, keeping the last epoch; its "
+                f"validation metrics include the crystals it trained on; test used only for "
+                f"this card"
                 if refit
                 else f"{selected}; test used only for this card"
             ),

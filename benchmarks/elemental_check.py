@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {name: check(load_model(name), structures, ids, reference) for name in args.models}
     rows = [
         [
-            Path(name).name,
+            name,
             r["crystals"],
             f"{r['mae']:.3f}",
             f"{r['max_error']:.2f}",
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown_table(header, rows))
     for name, r in results.items():
         for miss in r["silent_misses"]:
-            print(f"silent miss of {Path(name).name}: {miss}")
+            print(f"silent miss of {name}: {miss}")
     write_json(args.out, results)
     return 0
 

@@ -37,7 +37,7 @@ def ground_states(path: Path) -> tuple[list, list[str], np.ndarray]:
     unary = unary.assign(element=symbols[unary.index].str[0])
     ground = unary.loc[unary.groupby("element").formation_energy_per_atom.idxmin()]
     structures: list = list(ground.cif)
-    diamond = Structure(Lattice.cubic(3.567), ["C"] * 2, [[0, 0, 0], [0.25, 0.25, 0.25]])
+    diamond = Structure.from_spacegroup("Fd-3m", Lattice.cubic(3.567), ["C"], [[0, 0, 0]])
     structures.append(diamond.get_primitive_structure())
     ids = [*ground.material_id, "diamond"]
     return structures, ids, np.array([*ground.formation_energy_per_atom, DIAMOND_REFERENCE])

@@ -306,7 +306,7 @@ def test_elemental_ground_states_are_right_or_carry_a_warning(no_network):
     ground = unary.loc[unary.groupby("element").formation_energy_per_atom.idxmin()]
     assert len(ground) >= 60
     structures = parse_cifs(ground.cif)
-    diamond = Structure(Lattice.cubic(3.567), ["C"] * 2, [[0, 0, 0], [0.25, 0.25, 0.25]])
+    diamond = Structure.from_spacegroup("Fd-3m", Lattice.cubic(3.567), ["C"], [[0, 0, 0]])
     structures.append(diamond.get_primitive_structure())
     reference = [*ground.formation_energy_per_atom, 0.14]
     model = CGCNNModel.pretrained("mp-formation-energy")

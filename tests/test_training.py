@@ -338,9 +338,18 @@ def test_a_schedule_without_validation_trains_as_the_validated_run_did(datasets,
     record = train_on_schedule(model, train, str(tmp_path / "refit"), validated.learning_rate)
     assert record.epochs == [0, 1, 2] and record.best_epoch == 2
     assert record.learning_rate == validated.learning_rate
-    assert record.train_loss == pytest.approx(validated.train_loss, rel=1e-6)
-    for name, tensor in model.model.state_dict().items():
-        torch.testing.assert_close(tensor, last[name], rtol=1e-6, atol=1e-7, msg=name)
+    assert record.train_loss == pytest.approx(validated.train_loss, rel=1e-4)
+    # Compared by what the weights predict: CPU sums are not bit-reproducible across threads,
+    # and Adam turns that noise into full-size steps of biases a batch norm cancels.
+    probe = _model()
+    probe._ensure_built()
+    probe.model.load_state_dict(last)
+    expected = probe.predict(valid)
+    np.testing.assert_allclose(model.predict(valid), expected, rtol=0, atol=5e-3)
+    other = seeded_model()
+    halved = [rate / 2 for rate in validated.learning_rate]
+    train_on_schedule(other, train, str(tmp_path / "other"), halved)
+    assert np.abs(other.predict(valid) - expected).max() > 5e-2  # another schedule: far apart
     log = (tmp_path / "refit" / "log.csv").read_text().splitlines()
     assert log[0] == "epoch,seconds,learning_rate,train_loss" and len(log) == 4
 

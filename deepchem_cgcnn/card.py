@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 SPLITS = ("train", "valid", "test")
+REFIT_SPLITS = ("train", "valid_trained_on", "test")
 
 
 @dataclass
@@ -89,6 +90,19 @@ class ModelCard:
         """``"band gap (eV)"``: the property with its units, for column headers."""
         return f"{self.property} ({self.units})" if self.units else self.property
 
+    @builtins.property
+    def is_refit(self) -> bool:
+        """True when the model was refit on its training and validation crystals together."""
+        return isinstance(self.recipe, dict) and "refit" in self.recipe
+
+    @builtins.property
+    def scored_splits(self) -> tuple[str, ...]:
+        """The keys of ``metrics[metric_name]``: ``train``, ``valid``, ``test``; a refit model
+        has ``valid_trained_on`` instead of ``valid``, so that no script reads an in-sample
+        score as a validation score.
+        """
+        return REFIT_SPLITS if self.is_refit else SPLITS
+
     def validate(self) -> None:
         """Raise ``ValueError`` naming the card and the field that is wrong."""
 
@@ -103,9 +117,18 @@ class ModelCard:
         for name in ("data", "split", "featurizer", "model", "recipe", "wall_time_s"):
             if not isinstance(getattr(self, name), dict):
                 fail(f"{name} must be a dict")
+        splits = self.scored_splits
         scores = self.metrics.get(self.metric_name) if isinstance(self.metrics, dict) else None
-        if not isinstance(scores, dict) or set(scores) != set(SPLITS):
-            fail(f"metrics must hold {self.metric_name} on {', '.join(SPLITS)}")
+        if not isinstance(scores, dict) or set(scores) != set(splits):
+            fail(
+                f"metrics must hold {self.metric_name} on {', '.join(splits)}"
+                + (
+                    " (a refit model trained on its validation crystals: its score there is "
+                    "in-sample, not a validation score)"
+                    if self.is_refit
+                    else ""
+                )
+            )
         if self.history is not None and not {"seconds", "valid_error"} <= set(self.history):
             fail("history must hold seconds and valid_error")
 

@@ -467,7 +467,12 @@ def _perovskite_roles(structure):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from deepchem_cgcnn.training import RunMismatchError, TrainingDivergedError, train_model
+    from deepchem_cgcnn.training import (
+        RunMismatchError,
+        TrainConfigError,
+        TrainingDivergedError,
+        train_model,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     config = training_config(args, command="deepchem-cgcnn " + " ".join(sys.argv[1:]))
@@ -476,20 +481,15 @@ def _train(args: argparse.Namespace) -> int:
         raise UserError(
             "--tensorboard needs the tensorboard package: pip install 'deepchem-cgcnn[tensorboard]'"
         )
-    if config.devices is not None or config.num_nodes > 1:
-        if importlib.util.find_spec("lightning") is None:
-            raise UserError(
-                "--devices/--num-nodes need PyTorch Lightning: "
-                "pip install 'deepchem-cgcnn[distributed]'"
-            )
-        if config.devices is not None and config.devices < 1 or config.num_nodes < 1:
-            raise UserError("--devices and --num-nodes must be at least 1")
-        if config.ema is not None:
-            raise UserError("--ema is not kept by the data-parallel loop yet (--devices)")
-        if config.refit:
-            raise UserError("--refit runs in one process; leave out --devices/--num-nodes")
-    if config.ema is not None and not 0.0 < config.ema < 1.0:
-        raise UserError(f"--ema is a decay in (0, 1), e.g. 0.999; got {config.ema}")
+    data_parallel = config.devices is not None or config.num_nodes > 1
+    if data_parallel and importlib.util.find_spec("lightning") is None:
+        raise UserError(
+            "--devices/--num-nodes need PyTorch Lightning: pip install 'deepchem-cgcnn[distributed]'"
+        )
+    try:
+        config.check()
+    except TrainConfigError as error:
+        raise UserError(_as_options(str(error))) from None
     try:
         result = train_model(config)
     except (RunMismatchError, TrainingDivergedError) as error:
@@ -793,6 +793,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 class UserError(Exception):
     """A mistake in the command line (a missing folder, a bad option value): no traceback."""
+
+
+def _as_options(message: str) -> str:
+    """A :class:`~deepchem_cgcnn.training.TrainConfig` message in ``train``'s option names.
+
+    >>> _as_options("refit runs in one process; leave out devices/num_nodes")
+    '--refit runs in one process; leave out --devices/--num-nodes'
+    """
+    return re.sub(
+        r"(?<![\w-])(ema|refit|devices|num_nodes)\b",
+        lambda match: "--" + match.group(1).replace("_", "-"),
+        message,
+    )
 
 
 def _user_errors() -> tuple:

@@ -63,6 +63,10 @@ class RunMismatchError(ValueError):
     """A run folder holds a run made with other settings; the message names the folder and fields."""
 
 
+class TrainConfigError(ValueError):
+    """A :class:`TrainConfig` whose options contradict each other or are out of range."""
+
+
 class TrainingDivergedError(RuntimeError):
     """Training produced a non-finite loss or validation error before any finite best epoch."""
 
@@ -649,6 +653,30 @@ class TrainConfig:
     defaults: str = "library"
     command: str = ""
 
+    def check(self) -> None:
+        """Raise :class:`TrainConfigError` for options that cannot go together, before any
+        data is read.
+
+        Examples
+        --------
+        >>> TrainConfig("t.csv", "y", "m", refit=True, devices=2).check()
+        Traceback (most recent call last):
+        ...
+        deepchem_cgcnn.training.TrainConfigError: refit runs in one process; leave out devices/num_nodes
+        """
+        data_parallel = self.devices is not None or self.num_nodes > 1
+        if data_parallel and (self.devices is not None and self.devices < 1 or self.num_nodes < 1):
+            raise TrainConfigError("devices and num_nodes must be at least 1")
+        if data_parallel and self.ema is not None:
+            raise TrainConfigError(
+                "ema (a weight average) is not kept by the data-parallel loop yet; train in one "
+                "process, or without ema"
+            )
+        if data_parallel and self.refit:
+            raise TrainConfigError("refit runs in one process; leave out devices/num_nodes")
+        if self.ema is not None and not 0.0 < self.ema < 1.0:
+            raise TrainConfigError(f"ema is a decay in (0, 1), e.g. 0.999; got {self.ema}")
+
 
 @dataclass
 class TrainResult:
@@ -672,15 +700,7 @@ def train_model(config: TrainConfig) -> TrainResult:
     set, the model (one :func:`~deepchem_cgcnn.registry.save_model` artifact) and its card
     (JSON) are written there as ``<name>.pt`` and ``<name>.json``.
     """
-    if config.ema is not None and (config.devices is not None or config.num_nodes > 1):
-        raise ValueError(
-            "a weight average (ema) is not kept by the data-parallel loop yet; train with "
-            "one process, or without ema"
-        )
-    if config.refit and (config.devices is not None or config.num_nodes > 1):
-        raise ValueError("refit runs in one process; train without refit for a data-parallel run")
-    if config.ema is not None and not 0.0 < config.ema < 1.0:
-        raise ValueError(f"ema is a decay in (0, 1), e.g. 0.999; got {config.ema}")
+    config.check()
     import dataclasses
     import platform
     import sys
@@ -835,10 +855,10 @@ def train_model(config: TrainConfig) -> TrainResult:
         )
     splits = (("train", train), ("valid", valid), ("test", test))
 
-    def scores(scored: Any) -> dict[str, dict[str, float]]:
+    def scores(scored: Any, named=splits) -> dict[str, dict[str, float]]:
         if classify:
-            return {"roc_auc": {n: 1.0 - classification_error(scored, d) for n, d in splits}}
-        return {"mae": {n: mean_absolute_error(scored, d) for n, d in splits}}
+            return {"roc_auc": {n: 1.0 - classification_error(scored, d) for n, d in named}}
+        return {"mae": {n: mean_absolute_error(scored, d) for n, d in named}}
 
     refit: dict[str, Any] = {}
     before_refit: dict[str, dict[str, float]] = {}
@@ -867,7 +887,10 @@ def train_model(config: TrainConfig) -> TrainResult:
             **({"kept": refit_record.best_weights} if config.ema is not None else {}),
             **({"stopped": refit_record.stopped} if refit_record.stopped else {}),
         }
-    metrics = scores(model)
+    # a refit model trained on the validation crystals: its score there is not a validation score
+    metrics = scores(
+        model, (("train", train), ("valid_trained_on", valid), ("test", test)) if refit else splits
+    )
     if before_refit:
         for metric, values in before_refit.items():
             metrics[f"{metric}_before_refit"] = values

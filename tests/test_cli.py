@@ -10,6 +10,7 @@ import pytest
 
 from deepchem_cgcnn import CGCNNFeaturizer, CGCNNModel, available_pretrained, pretrained_card
 from deepchem_cgcnn._quiet import import_deepchem
+from deepchem_cgcnn.card import ModelCard
 from deepchem_cgcnn.cli import main
 from deepchem_cgcnn.examples import example_structures
 
@@ -97,6 +98,21 @@ def test_a_card_still_reads_as_a_dict_for_old_scripts():
         card["missing"]
     with pytest.raises(TypeError):
         card["property"] = "changed"
+
+
+def test_a_refit_card_cannot_call_an_in_sample_score_a_validation_score():
+    """A model refit on its validation crystals scores them in-sample: its card holds that
+    score as ``valid_trained_on``, and a card that calls it ``valid`` is refused."""
+    card = pretrained_card("mp-band-gap").to_dict()
+    refit = {**card, "recipe": {**card["recipe"], "refit": {"epochs": 3, "train_size": 70}}}
+    with pytest.raises(ValueError, match="in-sample"):
+        ModelCard.from_dict(refit)
+    scores = card["metrics"]["mae"]
+    honest = {"train": scores["train"], "valid_trained_on": scores["valid"], "test": scores["test"]}
+    refit["metrics"] = {**card["metrics"], "mae": honest}
+    assert ModelCard.from_dict(refit).scored_splits == ("train", "valid_trained_on", "test")
+    with pytest.raises(ValueError, match="on train, valid, test"):
+        ModelCard.from_dict({**card, "metrics": {"mae": honest}})
 
 
 def test_predict_prints_one_column_per_general_shipped_model(capsys):
@@ -197,6 +213,7 @@ def test_train_refit_trains_on_train_and_validation_for_the_chosen_epochs(mp_row
     assert "refit from scratch" in card["split"]["model_selection"]
     before, after = card["metrics"]["mae_before_refit"], card["metrics"]["mae"]
     assert before["test"] != after["test"]
+    assert set(after) == {"train", "valid_trained_on", "test"}  # no in-sample "valid"
     model = load_saved(export / "r.pt")
     _, (train, _, test), _ = MaterialsProjectLoader(
         str(table),
@@ -497,7 +514,9 @@ def test_train_refuses_a_bad_weight_average_before_any_work(tmp_path, capsys):
     assert main([*args, "--ema", "1.5", "--work-dir", str(tmp_path)]) == 2
     assert "--ema is a decay in (0, 1)" in capsys.readouterr().err
     assert main([*args, "--ema", "0.99", "--devices", "2", "--work-dir", str(tmp_path)]) == 2
-    assert "--ema is not kept by the data-parallel loop" in capsys.readouterr().err
+    assert "--ema (a weight average) is not kept by the data-parallel loop" in (
+        capsys.readouterr().err
+    )
     assert main([*args, "--refit", "--devices", "2", "--work-dir", str(tmp_path)]) == 2
     assert "--refit runs in one process" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()

@@ -21,26 +21,23 @@ import numpy as np
 from _common import DEFAULT_DATA, markdown_table, write_json
 
 TOLERANCE = 0.2
-DIAMOND_REFERENCE = 0.14  # MP's formation energy of diamond, eV/atom
 
 
 def ground_states(path: Path) -> tuple[list, list[str], np.ndarray]:
     """Crystals (CIF text; diamond a Structure), ids and MP formation energies of each
     element's lowest-energy elemental crystal in the table at ``path``, then diamond."""
     import pandas as pd
-    from pymatgen.core import Lattice, Structure
+
+    from deepchem_cgcnn.data.elemental import (
+        DIAMOND_FORMATION_ENERGY,
+        diamond,
+        elemental_ground_states,
+    )
 
     table = pd.read_csv(path, usecols=["material_id", "formation_energy_per_atom", "cif"])
-    formulas = table.cif.str.extract(r"_chemical_formula_sum\s+'?([^'\n]+)")[0].str.strip()
-    symbols = formulas.str.replace(r"[\d.\s]+", " ", regex=True).str.split()
-    unary = table[symbols.map(lambda s: isinstance(s, list) and len(set(s)) == 1)]
-    unary = unary.assign(element=symbols[unary.index].str[0])
-    ground = unary.loc[unary.groupby("element").formation_energy_per_atom.idxmin()]
-    structures: list = list(ground.cif)
-    diamond = Structure.from_spacegroup("Fd-3m", Lattice.cubic(3.567), ["C"], [[0, 0, 0]])
-    structures.append(diamond.get_primitive_structure())
-    ids = [*ground.material_id, "diamond"]
-    return structures, ids, np.array([*ground.formation_energy_per_atom, DIAMOND_REFERENCE])
+    ground = elemental_ground_states(table)
+    energies = [*ground.formation_energy_per_atom, DIAMOND_FORMATION_ENERGY]
+    return [*ground.cif, diamond()], [*ground.material_id, "diamond"], np.array(energies)
 
 
 def check(model, structures: list, ids: list[str], reference: np.ndarray) -> dict:

@@ -109,7 +109,7 @@ def study(members: list, paths: list[Path], valid, test) -> dict:
     if len(members) > 1:
         ensemble = CGCNNEnsemble(members)
         mean, raw_std = on_test.mean(axis=0), on_test.std(axis=0, ddof=1)
-        scale = ensemble.fit_std_scale(valid)
+        scale = ensemble.fit_std_scale(valid, on_valid[..., None])
         error = np.abs(mean - y_test)
         result["sigma"] = {
             "std_scale_fitted_on_validation": scale,

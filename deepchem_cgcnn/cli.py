@@ -626,7 +626,8 @@ def _add_training_options(train: argparse.ArgumentParser) -> None:
         action="store_true",
         help="after the validated run, train a fresh model on the training and validation "
         "crystals together for the epochs (and learning rates) validation chose, and export "
-        "that one; its card keeps the validated model's scores as *_before_refit",
+        "that one; its card keeps the validated model's scores (mae_before_refit) and calls the "
+        "refit model's in-sample score on the validation crystals valid_trained_on",
     )
     train.add_argument(
         "--device",

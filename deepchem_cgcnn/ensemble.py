@@ -93,13 +93,14 @@ class CGCNNEnsemble:
         predictions = self.member_predictions(dataset)
         return predictions.mean(axis=0), self.std_scale * predictions.std(axis=0, ddof=1)
 
-    def fit_std_scale(self, dataset) -> float:
+    def fit_std_scale(self, dataset, member_predictions: np.ndarray | None = None) -> float:
         """Set ``std_scale`` so that σ is calibrated on ``dataset``; return it.
 
         The factor is ``median(|y - mean| / σ) / 0.6745`` over ``dataset``, which puts half
         of its errors within 0.6745 σ as for a Gaussian: one-parameter variance scaling
         (Levi et al. 2019), with the median so a few outliers do not set it. Fit it on a
-        validation split and check it with :func:`calibration` on the test split.
+        validation split and check it with :func:`calibration` on the test split. Pass
+        ``member_predictions`` (:meth:`member_predictions` of ``dataset``) when already made.
 
         Examples
         --------
@@ -117,7 +118,9 @@ class CGCNNEnsemble:
                 "fit_std_scale is for regression ensembles; "
                 f"this one's members are {self.mode} models"
             )
-        predictions = self.member_predictions(dataset)
+        predictions = (
+            self.member_predictions(dataset) if member_predictions is None else member_predictions
+        )
         mean, std = predictions.mean(axis=0), predictions.std(axis=0, ddof=1)
         y = np.asarray(dataset.y, dtype=np.float64).reshape(mean.shape)
         usable = np.isfinite(y) & (std > 0)

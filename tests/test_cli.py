@@ -306,26 +306,19 @@ def test_elemental_ground_states_are_right_or_carry_a_warning(no_network):
     times the test MAE) or the prediction carries a domain flag."""
     import pandas as pd
     from conftest import MP_TABLE, need, parse_cifs
-    from pymatgen.core import Composition, Lattice, Structure
 
-    rows = pd.read_csv(need(MP_TABLE))
-    rows["elements"] = [
-        len(Composition(f).elements)
-        for f in rows.cif.str.extract(r"_chemical_formula_sum\s+'?([^'\n]+)")[0]
-    ]
-    unary = rows[rows.elements == 1]
-    unary = unary.assign(
-        element=[
-            Composition(s.composition.reduced_formula).elements[0].symbol
-            for s in parse_cifs(unary.cif)
-        ]
+    from deepchem_cgcnn.data.elemental import (
+        DIAMOND_FORMATION_ENERGY,
+        diamond,
+        elemental_ground_states,
     )
-    ground = unary.loc[unary.groupby("element").formation_energy_per_atom.idxmin()]
+
+    ground = elemental_ground_states(pd.read_csv(need(MP_TABLE)))
     assert len(ground) >= 60
-    structures = parse_cifs(ground.cif)
-    diamond = Structure.from_spacegroup("Fd-3m", Lattice.cubic(3.567), ["C"], [[0, 0, 0]])
-    structures.append(diamond.get_primitive_structure())
-    reference = [*ground.formation_energy_per_atom, 0.14]
+    structures = [*parse_cifs(ground.cif), diamond()]
+    for structure, element in zip(structures, ground.element):
+        assert {e.symbol for e in structure.composition.elements} == {element}
+    reference = [*ground.formation_energy_per_atom, DIAMOND_FORMATION_ENERGY]
     model = CGCNNModel.pretrained("mp-formation-energy")
     graphs = CGCNNFeaturizer(**model.featurizer_params).featurize(structures)
     dataset = dc.data.NumpyDataset(graphs, ids=np.array([*ground.material_id, "diamond"]))

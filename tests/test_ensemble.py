@@ -99,6 +99,9 @@ def test_fitted_std_scale_calibrates_the_median_error_and_scales_sigma(members_a
     np.testing.assert_allclose(scaled, scale * raw, rtol=1e-6)
     z = np.abs(data.y - mean) / scaled
     assert np.median(z) == pytest.approx(0.6744897501960817, rel=1e-6)
+    made = ensemble.member_predictions(data)
+    assert ensemble.fit_std_scale(data, made) == scale
+    assert ensemble.fit_std_scale(data, made * 2) != scale  # the predictions given are used
     assert CGCNNEnsemble(members, std_scale=2.0).predict_uncertainty(data)[1] == pytest.approx(
         2 * raw
     )

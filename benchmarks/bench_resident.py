@@ -6,7 +6,8 @@ every batch on the host with NumPy and copies it to the device (DeepChem's loop 
 ``resident=True`` holds the dataset on the device and gathers each batch there. Epochs are
 interleaved, the first of each pair alternating, so load on a shared machine hits both alike.
 
-Usage: ``.venv/bin/python benchmarks/bench_resident.py --n 2000 [--device cuda] [--batch-size 256]``
+Usage: ``.venv/bin/python benchmarks/bench_resident.py --n 2000 [--device cuda] [--batch-size 256]
+[--predict-batch-size 4096]``
 """
 
 import argparse
@@ -37,6 +38,12 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--compile", action="store_true", help="compile_convolutions=True")
+    parser.add_argument(
+        "--predict-batch-size",
+        type=int,
+        default=0,
+        help="also time the resident model's prediction in batches of this many crystals",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -85,6 +92,13 @@ def main(argv=None) -> None:
             np.random.seed(1)
             times[name].append(epoch(m))
             predict_times[name].append(predict(m))
+    large = args.predict_batch_size
+    if large:
+        resident = models["resident"]
+        resident.predict_batch_size = large
+        predict(resident)  # warm-up: a new batch shape
+        large_times = [predict(resident) for _ in range(max(args.epochs, 3))]
+        resident.predict_batch_size = None
 
     print(environment_line())
     print(
@@ -105,6 +119,17 @@ def main(argv=None) -> None:
                 f"{len(graphs) / predict_s:,.0f}",
             ]
         )
+    if large:
+        large_s = median(large_times)
+        rows.append(
+            [
+                f"`predict` (resident=True, predict_batch_size={large})",
+                "",
+                "",
+                f"{large_s:.3f}",
+                f"{len(graphs) / large_s:,.0f}",
+            ]
+        )
     print(
         markdown_table(
             ["path", "s/epoch", "train crystals/s", "s/predict pass", "predict crystals/s"], rows
@@ -119,6 +144,16 @@ def main(argv=None) -> None:
             [
                 ["training, resident / collated", f"**{train_ratio:.2f}×**"],
                 ["prediction, resident / collated", f"**{predict_ratio:.2f}×**"],
+                *(
+                    [
+                        [
+                            f"prediction, resident in batches of {large} / of {args.batch_size}",
+                            f"**{median(predict_times['resident']) / median(large_times):.2f}×**",
+                        ]
+                    ]
+                    if large
+                    else []
+                ),
             ],
         )
     )

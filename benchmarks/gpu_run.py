@@ -2,7 +2,8 @@
 finishes, inside a wall-clock budget.
 
 1. throughput: ``bench_resident.py`` (resident path against DeepChem's collating loop) at
-   batch 128 / 256 / 512 on 8,000 crystals -> ``throughput.md``; ``bench_cgcnn2.py
+   batch 128 / 256 / 512 on 8,000 crystals, prediction also in batches of 4,096 ->
+   ``throughput.md``; ``bench_cgcnn2.py
    --device cuda`` (ours against cgcnn2 on 4,000 crystals, both on the GPU) ->
    ``throughput-cgcnn2.md``;
 2. the formation-energy model at the paper's ~1,000-epoch budget, ``deepchem-cgcnn train``'s
@@ -149,7 +150,7 @@ def main(argv=None) -> int:
             with contextlib.redirect_stdout(text):
                 bench_resident.main(
                     ["--data", str(args.data), "--n", n, "--batch-size", size, "--epochs", "2"]
-                    + ["--device", args.device]
+                    + ["--device", args.device, "--predict-batch-size", "100" if dry else "4096"]
                 )
         (args.out / "throughput.md").write_text(text.getvalue())
         return {"tables": len(sizes)}

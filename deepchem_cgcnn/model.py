@@ -241,6 +241,17 @@ class CGCNN(nn.Module):
         return F.softmax(out, dim=-1), out
 
 
+def _collated_batches(
+    dataset: Any, batch_size: int, epochs: int, deterministic: bool
+) -> Iterator[tuple[list[Any], list[Any], list[Any]]]:
+    """``TorchModel.default_generator``'s batches (unpadded) of ``batch_size`` crystals."""
+    for _ in range(epochs):
+        for X, y, w, _ids in dataset.iterbatches(
+            batch_size=batch_size, deterministic=deterministic, pad_batches=False
+        ):
+            yield [X], [y], [w]
+
+
 def _warn_missing_labels(dataset: Any) -> None:
     """Warn, with a count, when labels with non-zero weight are NaN: they are trained as missing."""
     try:
@@ -334,6 +345,11 @@ class CGCNNModel(TorchModel):
         permutation are those of DeepChem's loop. Default (None): on for a ``NumpyDataset``
         that needs at most half the free GPU memory (always on a CPU); True: for any dataset
         of crystal graphs; False: off.
+    predict_batch_size: int, optional
+        Crystals per batch in ``predict`` and ``evaluate``. Batch norm runs on its running
+        statistics there, so predictions do not depend on it; a GPU predicts many times
+        faster in batches of thousands, as each batch is a fixed number of kernel launches.
+        Default (None): ``batch_size``.
     kwargs
         Passed to ``dc.models.TorchModel`` (``batch_size``, ``learning_rate``,
         ``optimizer``, ``model_dir``, ...).
@@ -372,6 +388,7 @@ class CGCNNModel(TorchModel):
         normalize_targets: bool = True,
         compile_convolutions: bool = False,
         resident: bool | None = None,
+        predict_batch_size: int | None = None,
         featurizer_params: dict[str, Any] | None = None,
         training_counts: dict[str, dict[str, int]] | None = None,
         **kwargs: Any,
@@ -404,6 +421,9 @@ class CGCNNModel(TorchModel):
                 layer.compile(dynamic=True)
         self.normalize_targets = normalize_targets and mode == "regression"
         self.resident = resident
+        if predict_batch_size is not None and predict_batch_size < 1:
+            raise ValueError(f"predict_batch_size must be at least 1, got {predict_batch_size}")
+        self.predict_batch_size = predict_batch_size
         self._resident_cache: list[tuple[Any, bytes, ResidentGraphs]] = []
         if mode == "regression":
             loss, output_types = self._normalized_mse, ["prediction"]
@@ -522,15 +542,15 @@ class CGCNNModel(TorchModel):
         deterministic: bool = True,
         pad_batches: bool = False,
     ) -> Any:
-        """Batches of ``([graphs], [y], [w])``; never padded (CGCNN needs no fixed batch size).
+        """Batches of ``([graphs], [y], [w])``; never padded (CGCNN needs no fixed batch size);
+        ``batch_size`` crystals each in training, ``predict_batch_size`` otherwise.
 
         With a resident dataset (see ``resident``), the same batches as index gathers."""
+        size = self.batch_size if mode == "fit" else self.predict_batch_size or self.batch_size
         resident = self._resident_graphs(dataset)
         if resident is not None:
-            return resident_batches(resident, self.batch_size, epochs, deterministic)
-        return super().default_generator(
-            dataset, epochs=epochs, mode=mode, deterministic=deterministic, pad_batches=False
-        )
+            return resident_batches(resident, size, epochs, deterministic)
+        return _collated_batches(dataset, size, epochs, deterministic)
 
     def _resident_graphs(self, dataset: Any) -> ResidentGraphs | None:
         """The dataset held on the device (made on first use, kept for the last few datasets),

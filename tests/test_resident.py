@@ -97,3 +97,26 @@ def test_labels_changed_in_place_are_not_served_from_a_stale_device_copy(mixed_g
         model.fit(dataset, nb_epoch=1, all_losses=losses[resident])
         dataset.y[:] = -dataset.y  # back, for the other model
     assert losses[True] == pytest.approx(losses[False], rel=1e-5, abs=1e-7)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("resident", [True, False])
+def test_predict_batch_size_sets_the_prediction_batches_not_the_predictions(
+    mixed_graphs, mp_rows, resident
+):
+    """Prediction runs batch norm on its running statistics, so a crystal's prediction does
+    not depend on the crystals batched with it: only speed does."""
+    y = mp_rows.formation_energy_per_atom.to_numpy(dtype=float)[:60, None]
+    dataset = dc.data.NumpyDataset(mixed_graphs, y)
+    model, _ = _fit(dataset, resident)
+    model.predict_batch_size = 7
+    assert len(list(model.default_generator(dataset, mode="predict"))) == 9  # 60 = 8 * 7 + 4
+    assert len(list(model.default_generator(dataset, mode="fit"))) == 4  # batch_size 16
+    in_sevens = model.predict(dataset, warn_domain=False)
+    model.predict_batch_size = 1000
+    assert len(list(model.default_generator(dataset, mode="predict"))) == 1
+    np.testing.assert_allclose(model.predict(dataset, warn_domain=False), in_sevens, atol=1e-5)
+    model.predict_batch_size = None
+    np.testing.assert_allclose(model.predict(dataset, warn_domain=False), in_sevens, atol=1e-5)
+    with pytest.raises(ValueError, match="predict_batch_size must be at least 1"):
+        CGCNNModel(predict_batch_size=0)

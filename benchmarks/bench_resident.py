@@ -25,14 +25,16 @@ from _common import (
 
 
 def main(argv=None) -> None:
-    from deepchem_cgcnn import CGCNNFeaturizer, CGCNNModel
+    from deepchem_cgcnn import CGCNNFeaturizer
     from deepchem_cgcnn._quiet import import_deepchem
     from deepchem_cgcnn.model import resolve_device
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--n", type=int, default=2000)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument(
+        "--batch-size", type=int, nargs="+", default=[128], help="one table per batch size"
+    )
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per path")
     parser.add_argument("--num-conv", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
@@ -54,11 +56,21 @@ def main(argv=None) -> None:
     dataset = dc.data.NumpyDataset(graphs, y[:, None])
     n_atoms = sum(g.num_nodes for g in graphs)
 
+    for batch_size in args.batch_size:  # featurized once for all
+        _measure(args, batch_size, dataset, n_atoms, device)
+
+
+def _measure(args, batch_size: int, dataset, n_atoms: int, device) -> None:
+    """Print the tables of one batch size."""
+    from deepchem_cgcnn import CGCNNModel
+
+    graphs = dataset.X
+
     def model(resident: bool):
         torch.manual_seed(0)
         return CGCNNModel(
             num_conv=args.num_conv,
-            batch_size=args.batch_size,
+            batch_size=batch_size,
             learning_rate=1e-3,
             resident=resident,
             compile_convolutions=args.compile,
@@ -102,7 +114,7 @@ def main(argv=None) -> None:
 
     print(environment_line())
     print(
-        f"\n{len(graphs)} MP crystals ({n_atoms:,} atoms), batch {args.batch_size}, "
+        f"\n{len(graphs)} MP crystals ({n_atoms:,} atoms), batch {batch_size}, "
         f"{args.num_conv} convolutions, device {device}"
         f"{', convolutions compiled' if args.compile else ''}; medians of {args.epochs} "
         f"interleaved epochs after one warm-up epoch each.\n"
@@ -147,7 +159,7 @@ def main(argv=None) -> None:
                 *(
                     [
                         [
-                            f"prediction, resident in batches of {large} / of {args.batch_size}",
+                            f"prediction, resident in batches of {large} / of {batch_size}",
                             f"**{median(predict_times['resident']) / median(large_times):.2f}×**",
                         ]
                     ]

@@ -709,8 +709,6 @@ def train_model(config: TrainConfig) -> TrainResult:
 
     from deepchem_cgcnn._io import atomic_write_json
     from deepchem_cgcnn.card import ModelCard
-    from deepchem_cgcnn.data.loader import MaterialsProjectLoader  # the one upward import
-    from deepchem_cgcnn.data.splitters import CGCNNRandomSplitter
     from deepchem_cgcnn.featurizer import CGCNNFeaturizer, featurizer_params
     from deepchem_cgcnn.model import CGCNNModel, resolve_device
     from deepchem_cgcnn.recipes import RECIPES, make_optimizer
@@ -725,17 +723,7 @@ def train_model(config: TrainConfig) -> TrainResult:
         if source is not None
         else CGCNNFeaturizer(selection=config.selection)
     )
-    cache = config.cache_dir or os.path.join(config.work_dir, "cache")
-    loaded = MaterialsProjectLoader(
-        config.data,
-        tasks=[config.target],
-        featurizer=featurizer,
-        splitter=CGCNNRandomSplitter(seed=config.seed),
-        data_dir=cache,
-        save_dir=cache,
-        n_jobs=config.n_jobs,
-        query=config.query,
-    ).load()
+    loaded = load_training_data(config, featurizer)
     _, (train, valid, test), _ = loaded
     summary = loaded.summary
     featurize_seconds = time.time() - started
@@ -992,6 +980,31 @@ def train_model(config: TrainConfig) -> TrainResult:
 
 HEAD_PREFIXES = ("conv_to_fc.", "fcs.", "fc_out.", "atom_out.")
 BODY_PARTS = {"embedding": ("embedding.",), "convs": ("convs.",)}
+
+
+def load_training_data(config: TrainConfig, featurizer: Any = None) -> Any:
+    """The :class:`~deepchem_cgcnn.data.loader.LoadResult` (featurized, split) that
+    :func:`train_model` trains ``config`` on, through its cache: calling it first makes the
+    training run's featurization a cache hit.
+
+    ``featurizer`` defaults to ``CGCNNFeaturizer(selection=config.selection)``, which is what
+    :func:`train_model` uses unless it fine-tunes (then: the source model's settings).
+    """
+    from deepchem_cgcnn.data.loader import MaterialsProjectLoader  # the one upward import
+    from deepchem_cgcnn.data.splitters import CGCNNRandomSplitter
+    from deepchem_cgcnn.featurizer import CGCNNFeaturizer
+
+    cache = config.cache_dir or os.path.join(config.work_dir, "cache")
+    return MaterialsProjectLoader(
+        config.data,
+        tasks=[config.target],
+        featurizer=featurizer or CGCNNFeaturizer(selection=config.selection),
+        splitter=CGCNNRandomSplitter(seed=config.seed),
+        data_dir=cache,
+        save_dir=cache,
+        n_jobs=config.n_jobs,
+        query=config.query,
+    ).load()
 
 
 def _finetune_source(config: TrainConfig) -> Any:

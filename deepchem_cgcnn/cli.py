@@ -586,7 +586,11 @@ def _add_training_options(train: argparse.ArgumentParser) -> None:
         action="store_true",
         help="torch.compile the convolutions (~1.3x faster on CPU, same weights)",
     )
-    train.add_argument("--init-seed", type=int, help="weight-initialization seed (default: --seed)")
+    train.add_argument(
+        "--init-seed",
+        type=int,
+        help="seed of the initial weights and of each epoch's batch order (default: --seed)",
+    )
     train.add_argument("--train-size", type=int, help="train on this many of the training split")
     train.add_argument(
         "--recipe",

@@ -1,11 +1,12 @@
 """A resumable, time-budgeted training loop with the best validation checkpoint kept."""
 
+import contextlib
 import logging
 import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -470,6 +471,7 @@ def train_with_validation(
     patience: int | None = None,
     tensorboard_dir: str | None = None,
     ema_decay: float | None = None,
+    shuffle_seed: int | None = None,
 ) -> TrainingRecord:
     """Train epoch by epoch, keep the best validation checkpoint, resume after a stop.
 
@@ -506,6 +508,12 @@ def train_with_validation(
     and the trained weights (``record.valid_mae_raw``), and the best state keeps whichever
     validates better (``record.best_weights``). The average is saved with ``last.pt`` and
     resumes with it.
+
+    With ``shuffle_seed``, epoch ``k``'s batch order (DeepChem draws it from NumPy's global
+    generator) is drawn from a generator seeded with ``(shuffle_seed, k)`` and the global
+    state is restored afterwards: the same run gives the same batches, resumed or not, and
+    whatever ran before in the process does not change them. Without it, the global state
+    decides, as in ``fit``.
     """
     run = RunFolder(
         model,
@@ -519,7 +527,7 @@ def train_with_validation(
         tensorboard_dir,
         average_decay=ema_decay,
     )
-    return _run_epochs(run, model, train, valid, evaluate)
+    return _run_epochs(run, model, train, valid, evaluate, shuffle_seed)
 
 
 def train_on_schedule(
@@ -531,6 +539,7 @@ def train_on_schedule(
     ema_decay: float | None = None,
     keep_average: bool = True,
     tensorboard_dir: str | None = None,
+    shuffle_seed: int | None = None,
 ) -> TrainingRecord:
     """Train one epoch per entry of ``learning_rates``, at that rate, with no validation set,
     and keep the last epoch: the refit of :class:`TrainConfig` ``refit`` (train and
@@ -540,7 +549,7 @@ def train_on_schedule(
     ``record.json``, ``log.csv`` without a validation column; resumes; refuses another
     config). With ``ema_decay``, the kept weights are the average's when ``keep_average``,
     else the trained weights. A non-finite training loss stops the run and keeps the last
-    finite epoch.
+    finite epoch. ``shuffle_seed`` seeds each epoch's batch order as there.
 
     Examples
     --------
@@ -567,10 +576,26 @@ def train_on_schedule(
         schedule=learning_rates,
         keep_average=keep_average,
     )
-    return _run_epochs(run, model, train, None, None)
+    return _run_epochs(run, model, train, None, None, shuffle_seed)
 
 
-def _run_epochs(run: RunFolder, model, train, valid, evaluate: Callable | None) -> TrainingRecord:
+@contextlib.contextmanager
+def _global_numpy_seed(seed: Sequence[int] | None) -> Iterator[None]:
+    """NumPy's global generator seeded with ``seed`` inside, its state restored after."""
+    if seed is None:
+        yield
+        return
+    state = np.random.get_state()
+    np.random.seed(list(seed))
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+def _run_epochs(
+    run: RunFolder, model, train, valid, evaluate: Callable | None, shuffle_seed: int | None
+) -> TrainingRecord:
     """DeepChem's ``fit``, one epoch at a time, under ``run``'s schedule and bookkeeping; each
     epoch validated on ``valid`` (the weight average too) unless ``valid`` is None."""
     epoch, used = run.start(train.y, train.w)
@@ -579,7 +604,8 @@ def _run_epochs(run: RunFolder, model, train, valid, evaluate: Callable | None) 
     while run.has_budget(epoch, used):
         lr = run.learning_rate(epoch, used)
         start = time.perf_counter()
-        loss = float(model.fit(train, nb_epoch=1, checkpoint_interval=0, callbacks=callbacks))
+        with _global_numpy_seed(None if shuffle_seed is None else (shuffle_seed, epoch)):
+            loss = float(model.fit(train, nb_epoch=1, checkpoint_interval=0, callbacks=callbacks))
         elapsed = used + time.perf_counter() - start
         error: float | None = None
         trained_error = None
@@ -839,7 +865,7 @@ def train_model(config: TrainConfig) -> TrainResult:
             return TrainResult(model, None, record, run_dir, None, None, is_global_zero=False)
     else:
         record = train_with_validation(
-            model, train, selection, run_dir, **loop, ema_decay=config.ema
+            model, train, selection, run_dir, **loop, ema_decay=config.ema, shuffle_seed=init_seed
         )
     splits = (("train", train), ("valid", valid), ("test", test))
 
@@ -867,6 +893,7 @@ def train_model(config: TrainConfig) -> TrainResult:
             config={**run_key, "refit": {"epochs": epochs, "train_size": len(combined)}},
             ema_decay=config.ema,
             keep_average=record.best_weights != "trained",
+            shuffle_seed=init_seed,
         )
         refit = {
             "epochs": epochs,

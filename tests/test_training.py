@@ -383,3 +383,34 @@ def test_a_schedule_keeps_the_weight_average_or_the_trained_weights(datasets, tm
             last["weight_average"]["state"]["fc_out.weight"],
             last["model_state_dict"]["fc_out.weight"],
         )
+
+
+@pytest.mark.torch
+def test_a_shuffle_seed_fixes_the_batch_order_and_leaves_numpy_s_generator_alone(
+    datasets, tmp_path
+):
+    """DeepChem draws each epoch's batch order from NumPy's global generator; with a
+    ``shuffle_seed`` the order is a function of (seed, epoch), whatever ran before, and the
+    global generator is left as it was."""
+    import torch
+
+    train, valid = datasets
+
+    def run(folder: str, shuffle_seed, numpy_seed: int) -> list[float]:
+        torch.manual_seed(0)
+        model = _model()
+        np.random.seed(numpy_seed)
+        state = np.random.get_state()
+        record = train_with_validation(
+            model, train, valid, str(tmp_path / folder), FAST.learning_rate_at, 3, 10,
+            shuffle_seed=shuffle_seed,
+        )  # fmt: skip
+        if shuffle_seed is not None:
+            after = np.random.get_state()
+            assert all(np.array_equal(a, b) for a, b in zip(state, after))
+        return record.train_loss
+
+    seeded = run("a", 7, numpy_seed=1)
+    assert run("b", 7, numpy_seed=2) == pytest.approx(seeded, rel=1e-5)
+    assert run("c", 8, numpy_seed=1) != pytest.approx(seeded, rel=1e-3)
+    assert run("d", None, numpy_seed=1) != pytest.approx(run("e", None, numpy_seed=2), rel=1e-3)

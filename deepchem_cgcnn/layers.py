@@ -25,6 +25,42 @@ def sum_over_neighbors(
     return out.index_add_(0, edge_center, messages)
 
 
+def batch_norm(bn: nn.BatchNorm1d, x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """``bn(x)`` with the training statistics taken over the rows where ``valid`` is True.
+
+    Padding rows (a batch padded to a fixed shape) then change neither the output of the
+    other rows, nor the running statistics, nor the gradients. In evaluation, or with
+    ``valid=None``, this is ``bn(x)``.
+
+    Examples
+    --------
+    >>> bn = nn.BatchNorm1d(2)
+    >>> x = torch.tensor([[1.0, 2.0], [3.0, 5.0], [100.0, -7.0]])
+    >>> valid = torch.tensor([True, True, False])
+    >>> torch.allclose(batch_norm(bn, x, valid)[:2], nn.BatchNorm1d(2)(x[:2]))
+    True
+    >>> bn.running_mean
+    tensor([0.2000, 0.3500])
+    """
+    if valid is None or not bn.training:
+        normalized: torch.Tensor = bn(x)
+        return normalized
+    weight = valid.to(x.dtype)[:, None]
+    count = weight.sum()
+    mean = (x * weight).sum(0) / count
+    centered = x - mean
+    var = (centered.square() * weight).sum(0) / count
+    if bn.track_running_stats and bn.running_mean is not None and bn.running_var is not None:
+        momentum = 0.1 if bn.momentum is None else bn.momentum
+        with torch.no_grad():
+            bn.running_mean.lerp_(mean, momentum)
+            bn.running_var.lerp_(var * count / (count - 1), momentum)
+            if bn.num_batches_tracked is not None:
+                bn.num_batches_tracked.add_(1)
+    out = centered * torch.rsqrt(var + bn.eps)
+    return out * bn.weight + bn.bias if bn.affine else out
+
+
 class GaussianExpansion(nn.Module):
     """``u_k(d) = exp(-(d - mu_k)^2 / step^2)`` for ``mu_k = 0, step, ..., radius``.
 
@@ -67,6 +103,10 @@ class GatedConv(nn.Module):
         A, the size of the atom vectors.
     nbr_fea_len: int
         B, the size of the edge vectors.
+
+    ``edge_valid`` and ``atom_valid`` (optional boolean masks) mark the real rows of a batch
+    padded to a fixed shape: the batch norms take their statistics over those rows only, so
+    the real rows come out as without the padding (:func:`batch_norm`).
     """
 
     def __init__(self, atom_fea_len: int, nbr_fea_len: int):
@@ -83,6 +123,8 @@ class GatedConv(nn.Module):
         edge_center: torch.Tensor,
         edge_neighbor: torch.Tensor,
         uniform_degree: int = 0,
+        edge_valid: torch.Tensor | None = None,
+        atom_valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
         a = self.atom_fea_len
         weight = self.fc_full.weight
@@ -90,11 +132,11 @@ class GatedConv(nn.Module):
         as_center, as_neighbor = per_atom[:, : 2 * a], per_atom[:, 2 * a :]
         gated = torch.addmm(self.fc_full.bias, edge_fea, weight[:, 2 * a :].t())
         gated = gated + as_center[edge_center] + as_neighbor[edge_neighbor]
-        gated = self.bn1(gated)
+        gated = batch_norm(self.bn1, gated, edge_valid)
         nbr_filter, nbr_core = gated.chunk(2, dim=1)
         messages = torch.sigmoid(nbr_filter) * F.softplus(nbr_core)
         summed = sum_over_neighbors(messages, edge_center, atom_fea.shape[0], uniform_degree)
-        return F.softplus(atom_fea + self.bn2(summed))
+        return F.softplus(atom_fea + batch_norm(self.bn2, summed, atom_valid))
 
 
 class SimpleConv(nn.Module):
@@ -121,6 +163,8 @@ class SimpleConv(nn.Module):
         edge_center: torch.Tensor,
         edge_neighbor: torch.Tensor,
         uniform_degree: int = 0,
+        edge_valid: torch.Tensor | None = None,
+        atom_valid: torch.Tensor | None = None,
         edge_fea_sum: torch.Tensor | None = None,
     ) -> torch.Tensor:
         n_atoms = atom_fea.shape[0]

@@ -192,8 +192,9 @@ class CGCNN(nn.Module):
         edge_fea = self.expand(batch["edge_distance"])
         center, neighbor = batch["edge_center"], batch["edge_neighbor"]
         degree = batch["uniform_degree"]
+        edge_valid, atom_valid = batch.get("edge_valid"), batch.get("atom_valid")
         for conv in self.convs:
-            atom_fea = conv(atom_fea, edge_fea, center, neighbor, degree)
+            atom_fea = conv(atom_fea, edge_fea, center, neighbor, degree, edge_valid, atom_valid)
         vectors: torch.Tensor = atom_fea
         return vectors
 
@@ -221,14 +222,16 @@ class CGCNN(nn.Module):
         """Regression: ``(n, n_tasks)`` in target units. Classification: (probabilities, logits),
         each ``(n, n_classes)`` for one task, else ``(n, n_tasks, n_classes)``."""
         atom_fea = self.atom_vectors(batch)
+        n_crystals = batch["n_crystals"]
+        # a padded batch's padding atoms belong to an extra crystal, pooled and dropped
+        pooled_crystals = n_crystals + 1 if "atom_valid" in batch else n_crystals
         if self.pooling.startswith("linear"):
             contributions = self.atom_out(atom_fea)
             how = self.pooling.split("-")[1]
-            pooled = pool_atoms(contributions, batch["crystal_index"], batch["n_crystals"], how)
-            return self._bounded(pooled * self.target_std + self.target_mean)
-        crystal_fea = pool_atoms(
-            atom_fea, batch["crystal_index"], batch["n_crystals"], self.pooling
-        )
+            pooled = pool_atoms(contributions, batch["crystal_index"], pooled_crystals, how)
+            return self._bounded(pooled[:n_crystals] * self.target_std + self.target_mean)
+        crystal_fea = pool_atoms(atom_fea, batch["crystal_index"], pooled_crystals, self.pooling)
+        crystal_fea = crystal_fea[:n_crystals]
         hidden = F.softplus(self.conv_to_fc(F.softplus(crystal_fea)))
         hidden = self.dropout(hidden)
         for fc in self.fcs:
@@ -345,6 +348,10 @@ class CGCNNModel(TorchModel):
         permutation are those of DeepChem's loop. Default (None): on for a ``NumpyDataset``
         that needs at most half the free GPU memory (always on a CPU); True: for any dataset
         of crystal graphs; False: off.
+    static_shapes: bool, default False
+        Pad each resident batch's atoms and edges to one of a few sizes (batch norms masked
+        to the real rows, so losses and gradients are unchanged), so that a compiled model
+        or CUDA graphs see few shapes. For the resident path only.
     predict_batch_size: int, optional
         Crystals per batch in ``predict`` and ``evaluate``. Batch norm runs on its running
         statistics there, so predictions do not depend on it; a GPU predicts many times
@@ -389,6 +396,7 @@ class CGCNNModel(TorchModel):
         compile_convolutions: bool = False,
         resident: bool | None = None,
         predict_batch_size: int | None = None,
+        static_shapes: bool = False,
         featurizer_params: dict[str, Any] | None = None,
         training_counts: dict[str, dict[str, int]] | None = None,
         **kwargs: Any,
@@ -424,6 +432,7 @@ class CGCNNModel(TorchModel):
         if predict_batch_size is not None and predict_batch_size < 1:
             raise ValueError(f"predict_batch_size must be at least 1, got {predict_batch_size}")
         self.predict_batch_size = predict_batch_size
+        self.static_shapes = static_shapes
         self._resident_cache: list[tuple[Any, bytes, ResidentGraphs]] = []
         if mode == "regression":
             loss, output_types = self._normalized_mse, ["prediction"]
@@ -549,7 +558,7 @@ class CGCNNModel(TorchModel):
         size = self.batch_size if mode == "fit" else self.predict_batch_size or self.batch_size
         resident = self._resident_graphs(dataset)
         if resident is not None:
-            return resident_batches(resident, size, epochs, deterministic)
+            return resident_batches(resident, size, epochs, deterministic, self.static_shapes)
         return _collated_batches(dataset, size, epochs, deterministic)
 
     def _resident_graphs(self, dataset: Any) -> ResidentGraphs | None:

@@ -96,10 +96,15 @@ class ResidentGraphs:
         return 20 * n_edges + 16 * n_atoms + 64 * len(graphs)
 
     def batch(
-        self, index: np.ndarray, index_on_device: torch.Tensor | None = None
+        self, index: np.ndarray, index_on_device: torch.Tensor | None = None, pad: bool = False
     ) -> dict[str, Any]:
         """The batch of crystals ``index`` (in that order), as :func:`batch_graphs` would make
-        it, as the model's input tensors."""
+        it, as the model's input tensors.
+
+        With ``pad``, atoms and edges are padded to :func:`padded_size` (a few sizes per
+        dataset, so compiled kernels and CUDA graphs see few shapes): padding atoms belong to
+        an extra crystal ``n_crystals``, padding edges join the first padding atom to itself,
+        and ``atom_valid``/``edge_valid`` mark the real rows for the batch norms."""
         index = np.asarray(index, dtype=np.int64)
         idx = (
             index_on_device
@@ -115,7 +120,7 @@ class ResidentGraphs:
             new_start - self.atom_start[idx], edge_count, output_size=n_edges
         )
         crystal = torch.arange(len(index), device=self.device)
-        return {
+        batch = {
             "atomic_numbers": self.atomic_numbers[atoms],
             "edge_center": self.edge_center[edges] + shift,
             "edge_neighbor": self.edge_neighbor[edges] + shift,
@@ -124,6 +129,40 @@ class ResidentGraphs:
             "n_crystals": len(index),
             "uniform_degree": self.uniform_degree,
         }
+        return _padded(batch, n_atoms, n_edges) if pad else batch
+
+
+def padded_size(n: int) -> int:
+    """The padded size of ``n`` rows: at least ``n + 1`` (room for a padding row), rounded up
+    to a multiple of 1/16 to 1/8 of it, so a dataset's batches take a few sizes.
+
+    >>> [padded_size(n) for n in (0, 7, 100, 7_000, 7_700, 92_000)]
+    [1, 8, 104, 7168, 8192, 98304]
+    """
+    n += 1
+    step = 1 << max(0, n.bit_length() - 4)
+    return -(-n // step) * step
+
+
+def _padded(batch: dict[str, Any], n_atoms: int, n_edges: int) -> dict[str, Any]:
+    atoms, edges = padded_size(n_atoms), padded_size(n_edges)
+    device = batch["atomic_numbers"].device
+
+    def extend(tensor: torch.Tensor, size: int, value: float) -> torch.Tensor:
+        fill = torch.full((size - len(tensor),), value, dtype=tensor.dtype, device=device)
+        return torch.cat([tensor, fill])
+
+    return {
+        "atomic_numbers": extend(batch["atomic_numbers"], atoms, 1),
+        "edge_center": extend(batch["edge_center"], edges, n_atoms),
+        "edge_neighbor": extend(batch["edge_neighbor"], edges, n_atoms),
+        "edge_distance": extend(batch["edge_distance"], edges, 0.0),
+        "crystal_index": extend(batch["crystal_index"], atoms, batch["n_crystals"]),
+        "n_crystals": batch["n_crystals"],
+        "uniform_degree": 0,
+        "atom_valid": torch.arange(atoms, device=device) < n_atoms,
+        "edge_valid": torch.arange(edges, device=device) < n_edges,
+    }
 
 
 def _as_deepchem_label(array: np.ndarray) -> np.ndarray:
@@ -138,9 +177,10 @@ class ResidentBatch:
     graphs: ResidentGraphs
     index: np.ndarray
     index_on_device: torch.Tensor
+    pad: bool = False
 
     def inputs(self) -> dict[str, Any]:
-        return self.graphs.batch(self.index, self.index_on_device)
+        return self.graphs.batch(self.index, self.index_on_device, self.pad)
 
     def labels(self) -> list[torch.Tensor] | None:
         return None if self.graphs.y is None else [self.graphs.y[self.index_on_device]]
@@ -150,14 +190,16 @@ class ResidentBatch:
 
 
 def resident_batches(
-    graphs: ResidentGraphs, batch_size: int, epochs: int, deterministic: bool
+    graphs: ResidentGraphs, batch_size: int, epochs: int, deterministic: bool, pad: bool = False
 ) -> Iterator[tuple[list[ResidentBatch], list[None], list[None]]]:
     """Batches in the order ``NumpyDataset.iterbatches`` gives (one ``np.random.permutation``
-    per epoch unless ``deterministic``), as ``([ResidentBatch], [None], [None])``."""
+    per epoch unless ``deterministic``), as ``([ResidentBatch], [None], [None])``; padded to
+    a few fixed shapes with ``pad`` (see :meth:`ResidentGraphs.batch`)."""
     n = len(graphs)
     for _ in range(epochs):
         order = np.arange(n) if deterministic else np.random.permutation(n)
         on_device = torch.as_tensor(order, device=graphs.device)
         for start in range(0, n, batch_size):
             end = min(n, start + batch_size)
-            yield [ResidentBatch(graphs, order[start:end], on_device[start:end])], [None], [None]
+            item = ResidentBatch(graphs, order[start:end], on_device[start:end], pad)
+            yield [item], [None], [None]

@@ -120,3 +120,59 @@ def test_predict_batch_size_sets_the_prediction_batches_not_the_predictions(
     np.testing.assert_allclose(model.predict(dataset, warn_domain=False), in_sevens, atol=1e-5)
     with pytest.raises(ValueError, match="predict_batch_size must be at least 1"):
         CGCNNModel(predict_batch_size=0)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("selection", ["cgcnn", "complete"])
+def test_a_padded_batch_gives_the_same_outputs_gradients_and_statistics(mp_rows, selection):
+    """Padding atoms and edges, with the batch norms' statistics masked to the real rows,
+    changes nothing a training step computes."""
+    from deepchem_cgcnn.model import CGCNN
+    from deepchem_cgcnn.resident import padded_size
+
+    graphs = CGCNNFeaturizer(selection=selection).featurize(list(mp_rows.cif[:40]))
+    resident = ResidentGraphs(graphs, None, None, torch.device("cpu"))
+    index = np.random.RandomState(1).permutation(40)[:17]
+    plain, padded = resident.batch(index), resident.batch(index, pad=True)
+    n_atoms, n_edges = len(plain["atomic_numbers"]), len(plain["edge_center"])
+    assert len(padded["atomic_numbers"]) == padded_size(n_atoms) > n_atoms
+    assert len(padded["edge_center"]) == padded_size(n_edges) > n_edges
+    assert int(padded["atom_valid"].sum()) == n_atoms and int(padded["edge_valid"].sum()) == n_edges
+
+    results = []
+    for batch in (plain, padded):
+        torch.manual_seed(0)
+        model = CGCNN(num_conv=2).train()
+        out = model(batch)
+        (out**2).sum().backward()
+        grads = {k: p.grad.clone() for k, p in model.named_parameters()}
+        stats = {k: b.clone() for k, b in model.named_buffers() if "running" in k}
+        results.append((out.detach(), grads, stats))
+    (out_a, grads_a, stats_a), (out_b, grads_b, stats_b) = results
+    assert out_b.shape == out_a.shape == (17, 1)
+    torch.testing.assert_close(out_b, out_a, rtol=1e-5, atol=1e-6)
+    for name in grads_a:
+        if name.endswith("fc_full.bias"):  # batch norm cancels it: its gradient is float noise
+            assert grads_a[name].abs().max() < 1e-4 and grads_b[name].abs().max() < 1e-4
+            continue
+        scale = float(grads_a[name].abs().max())  # float32 sums in another order
+        torch.testing.assert_close(grads_b[name], grads_a[name], rtol=1e-4, atol=1e-5 * scale)
+    for name in stats_a:
+        torch.testing.assert_close(stats_b[name], stats_a[name], rtol=1e-5, atol=1e-6)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(padded), model(plain), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.torch
+def test_fit_with_static_shapes_gives_the_same_losses(mixed_graphs, mp_rows):
+    y = mp_rows.formation_energy_per_atom.to_numpy(dtype=float)[:60, None]
+    dataset = dc.data.NumpyDataset(mixed_graphs, y)
+    plain, plain_losses = _fit(dataset, True)
+    static, static_losses = _fit(dataset, True, static_shapes=True)
+    assert static_losses == pytest.approx(plain_losses, rel=1e-5, abs=1e-7)
+    assert np.allclose(
+        static.predict(dataset, warn_domain=False),
+        plain.predict(dataset, warn_domain=False),
+        atol=2e-4,
+    )

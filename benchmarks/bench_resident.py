@@ -193,6 +193,11 @@ def _measure(args, batch_size: int, dataset, n_atoms: int, device) -> None:
             ]
         )
     print("\n" + markdown_table(["ratio", "value"], ratios))
+    if "static-cudagraphs" in models:
+        from torch._dynamo.utils import counters
+
+        skips = counters["inductor"]["cudagraph_skips"]
+        print(f"\nCUDA graphs skipped (torch's count, e.g. a CPU tensor in the graph): {skips}")
 
 
 if __name__ == "__main__":

@@ -73,6 +73,7 @@ def main(argv=None) -> None:
 VARIANTS = {
     "collated": "`fit` (resident=False: DeepChem loop)",
     "resident": "`fit` (resident=True)",
+    "compiled-convolutions": "`fit` (resident, compile_convolutions=True)",
     "static": "`fit` (resident, static_shapes=True)",
     "static-compiled": "`fit` (resident, static shapes, model torch.compile'd)",
     "static-cudagraphs": "`fit` (resident, static shapes, torch.compile mode='reduce-overhead')",
@@ -90,7 +91,7 @@ def _model(args, batch_size: int, variant: str, device):
         learning_rate=1e-3,
         resident=variant != "collated",
         static_shapes=variant.startswith("static"),
-        compile_convolutions=args.compile,
+        compile_convolutions=args.compile or variant == "compiled-convolutions",
         device=device,
     )
     if variant in ("static-compiled", "static-cudagraphs"):

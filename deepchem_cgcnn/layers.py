@@ -97,16 +97,16 @@ class GatedConv(nn.Module):
     never built: ``W [v_i; v_j; u_ij] = W_s v_i + W_n v_j + W_e u_ij``, with the
     first two terms computed once per atom and gathered per edge.
 
+    ``edge_valid`` and ``atom_valid`` (optional boolean masks) mark the real rows of a batch
+    padded to a fixed shape: the batch norms take their statistics over those rows only, so
+    the real rows come out as without the padding (:func:`batch_norm`).
+
     Parameters
     ----------
     atom_fea_len: int
         A, the size of the atom vectors.
     nbr_fea_len: int
         B, the size of the edge vectors.
-
-    ``edge_valid`` and ``atom_valid`` (optional boolean masks) mark the real rows of a batch
-    padded to a fixed shape: the batch norms take their statistics over those rows only, so
-    the real rows come out as without the padding (:func:`batch_norm`).
     """
 
     def __init__(self, atom_fea_len: int, nbr_fea_len: int):

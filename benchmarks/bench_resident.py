@@ -84,6 +84,9 @@ VARIANTS = {
 def _model(args, batch_size: int, variant: str, device):
     from deepchem_cgcnn import CGCNNModel
 
+    compile_mode = {"static-compiled": "default", "static-cudagraphs": "reduce-overhead"}.get(
+        variant
+    )
     torch.manual_seed(0)
     model = CGCNNModel(
         num_conv=args.num_conv,
@@ -91,12 +94,12 @@ def _model(args, batch_size: int, variant: str, device):
         learning_rate=1e-3,
         resident=variant != "collated",
         static_shapes=variant.startswith("static"),
-        compile_convolutions=args.compile or variant == "compiled-convolutions",
+        # --compile: the convolutions of every path the whole model of which is not compiled
+        compile_convolutions=compile_mode is None
+        and (args.compile or variant == "compiled-convolutions"),
+        compile_mode=compile_mode,
         device=device,
     )
-    if variant in ("static-compiled", "static-cudagraphs"):
-        mode = "reduce-overhead" if variant == "static-cudagraphs" else None
-        model.model = torch.compile(model.model, mode=mode)
     return model
 
 

@@ -648,6 +648,7 @@ class TrainConfig:
     seed: int = 123
     valid_size: int | None = None
     compile: bool = False
+    compile_mode: str | None = None
     init_seed: int | None = None
     train_size: int | None = None
     recipe: str = "fast"
@@ -702,6 +703,8 @@ class TrainConfig:
             raise TrainConfigError("refit runs in one process; leave out devices/num_nodes")
         if self.ema is not None and not 0.0 < self.ema < 1.0:
             raise TrainConfigError(f"ema is a decay in (0, 1), e.g. 0.999; got {self.ema}")
+        if self.compile and self.compile_mode:
+            raise TrainConfigError("compile_mode compiles the whole model: leave out compile")
 
 
 @dataclass
@@ -793,6 +796,7 @@ def train_model(config: TrainConfig) -> TrainResult:
             batch_size=recipe.batch_size,
             optimizer=make_optimizer(recipe),
             compile_convolutions=config.compile,
+            compile_mode=config.compile_mode,
             model_dir=model_dir,
             device=resolve_device(config.device),
         )
@@ -961,6 +965,7 @@ def train_model(config: TrainConfig) -> TrainResult:
             "defaults": config.defaults,
             "init_seed": init_seed,
             "compiled": config.compile,
+            **({"compile_mode": config.compile_mode} if config.compile_mode else {}),
             "max_epochs": config.max_epochs,
             "max_minutes": config.max_minutes,
             **(

@@ -261,6 +261,46 @@ def test_deepchem_script_runs_with_only_its_imports_changed(mp_rows):
 
 
 @pytest.mark.torch
+def test_a_compiled_model_keeps_its_weights_checkpoints_and_predictions(
+    mp_rows, mp_graphs, tmp_path
+):
+    """``compile_mode`` compiles the whole network in place (static shapes by default): the
+    state-dict keys, the losses of a fit and a restored checkpoint's predictions are the
+    eager model's."""
+    from deepchem_cgcnn.cli import COMPILE_MODE_CHOICES
+    from deepchem_cgcnn.model import COMPILE_MODES
+
+    assert COMPILE_MODE_CHOICES == COMPILE_MODES
+    data = real_dataset(mp_rows, mp_graphs, "formation_energy_per_atom", n=40)
+    torch.manual_seed(0)
+    eager = CGCNNModel(num_conv=2, batch_size=20, model_dir=str(tmp_path / "eager"))
+    compiled = CGCNNModel(
+        num_conv=2, batch_size=20, compile_mode="default", model_dir=str(tmp_path / "c")
+    )
+    assert compiled.static_shapes and not eager.static_shapes
+    assert list(compiled.model.state_dict()) == list(eager.model.state_dict())
+    compiled.model.load_state_dict(eager.model.state_dict())
+    losses = []
+    for model in (eager, compiled):
+        np.random.seed(0)
+        losses.append([])
+        model.fit(data, nb_epoch=2, checkpoint_interval=0, all_losses=losses[-1])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+    compiled.save_checkpoint()
+    restored = CGCNNModel(num_conv=2, batch_size=20, model_dir=str(tmp_path / "c"))
+    restored.restore()
+    np.testing.assert_allclose(
+        restored.predict(data, warn_domain=False),
+        compiled.predict(data, warn_domain=False),
+        atol=1e-5,
+    )
+    with pytest.raises(ValueError, match="compile_mode must be one of"):
+        CGCNNModel(compile_mode="fast")
+    with pytest.raises(ValueError, match="leave out compile_convolutions"):
+        CGCNNModel(compile_mode="default", compile_convolutions=True)
+
+
+@pytest.mark.torch
 def test_compiled_convolutions_give_the_same_outputs_gradients_and_checkpoints(
     mp_rows, mp_graphs, tmp_path
 ):

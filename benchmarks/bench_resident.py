@@ -27,7 +27,7 @@ from _common import (
 )
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> list[dict]:
     from deepchem_cgcnn import CGCNNFeaturizer
     from deepchem_cgcnn._quiet import import_deepchem
     from deepchem_cgcnn.model import resolve_device
@@ -66,8 +66,10 @@ def main(argv=None) -> None:
     dataset = dc.data.NumpyDataset(graphs, y[:, None])
     n_atoms = sum(g.num_nodes for g in graphs)
 
+    results = []
     for batch_size in args.batch_size:  # featurized once for all
-        _measure(args, batch_size, dataset, n_atoms, device)
+        results.append(_measure(args, batch_size, dataset, n_atoms, device))
+    return results
 
 
 VARIANTS = {
@@ -103,8 +105,9 @@ def _model(args, batch_size: int, variant: str, device):
     return model
 
 
-def _measure(args, batch_size: int, dataset, n_atoms: int, device) -> None:
-    """Print the tables of one batch size."""
+def _measure(args, batch_size: int, dataset, n_atoms: int, device) -> dict:
+    """Print the tables of one batch size; return its medians (seconds per epoch and per
+    prediction pass, first epoch) by path."""
     graphs = dataset.X
 
     def sync() -> None:
@@ -202,6 +205,12 @@ def _measure(args, batch_size: int, dataset, n_atoms: int, device) -> None:
 
         skips = counters["inductor"]["cudagraph_skips"]
         print(f"\nCUDA graphs skipped (torch's count, e.g. a CPU tensor in the graph): {skips}")
+    return {
+        "batch_size": batch_size,
+        "epoch_s": {name: median(times[name]) for name in models},
+        "first_epoch_s": warm,
+        "predict_s": {name: median(predict_times[name]) for name in models},
+    }
 
 
 if __name__ == "__main__":

@@ -99,6 +99,8 @@ def _training_config(args, out: Path, name: str, target: str, minutes: float, *e
         str(args.n_jobs),
         "--device",
         args.device,
+        "--predict-batch-size",  # validation each epoch in large batches
+        "128" if args.dry_run else "4096",
         *extra,
     ]
     return training_config(

@@ -649,6 +649,7 @@ class TrainConfig:
     valid_size: int | None = None
     compile: bool = False
     compile_mode: str | None = None
+    predict_batch_size: int | None = None
     init_seed: int | None = None
     train_size: int | None = None
     recipe: str = "fast"
@@ -703,6 +704,10 @@ class TrainConfig:
             raise TrainConfigError("refit runs in one process; leave out devices/num_nodes")
         if self.ema is not None and not 0.0 < self.ema < 1.0:
             raise TrainConfigError(f"ema is a decay in (0, 1), e.g. 0.999; got {self.ema}")
+        if self.predict_batch_size is not None and self.predict_batch_size < 1:
+            raise TrainConfigError(
+                f"predict_batch_size must be at least 1, got {self.predict_batch_size}"
+            )
         if self.compile and self.compile_mode:
             raise TrainConfigError("compile_mode compiles the whole model: leave out compile")
 
@@ -797,6 +802,7 @@ def train_model(config: TrainConfig) -> TrainResult:
             optimizer=make_optimizer(recipe),
             compile_convolutions=config.compile,
             compile_mode=config.compile_mode,
+            predict_batch_size=config.predict_batch_size,
             model_dir=model_dir,
             device=resolve_device(config.device),
         )

@@ -514,6 +514,8 @@ def test_train_refuses_a_bad_weight_average_before_any_work(tmp_path, capsys):
     assert "--refit runs in one process" in capsys.readouterr().err
     assert main([*args, "--compile", "--compile-mode", "default", "--work-dir", str(tmp_path)]) == 2
     assert "--compile-mode compiles the whole model: leave out --compile" in capsys.readouterr().err
+    assert main([*args, "--predict-batch-size", "0", "--work-dir", str(tmp_path)]) == 2
+    assert "--predict-batch-size must be at least 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
 
 

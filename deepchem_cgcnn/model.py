@@ -248,6 +248,12 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 """The ``torch.compile`` modes ``CGCNNModel(compile_mode=...)`` takes."""
 
 
+def check_compile_mode(compile_mode: str) -> None:
+    """Raise ``ValueError`` unless ``compile_mode`` is one of :data:`COMPILE_MODES`."""
+    if compile_mode not in COMPILE_MODES:
+        raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {compile_mode!r}")
+
+
 def _collated_batches(
     dataset: Any, batch_size: int, epochs: int, deterministic: bool
 ) -> Iterator[tuple[list[Any], list[Any], list[Any]]]:
@@ -438,10 +444,7 @@ class CGCNNModel(TorchModel):
         self.card: ModelCard | None = None
         model = CGCNN(**self.hyperparameters)
         if compile_mode is not None:
-            if compile_mode not in COMPILE_MODES:
-                raise ValueError(
-                    f"compile_mode must be one of {COMPILE_MODES}, got {compile_mode!r}"
-                )
+            check_compile_mode(compile_mode)
             if compile_convolutions:
                 raise ValueError(
                     "compile_mode compiles the whole model: leave out compile_convolutions"

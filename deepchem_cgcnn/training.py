@@ -711,12 +711,12 @@ class TrainConfig:
         if self.compile and self.compile_mode:
             raise TrainConfigError("compile_mode compiles the whole model: leave out compile")
         if self.compile_mode is not None:
-            from deepchem_cgcnn.model import COMPILE_MODES
+            from deepchem_cgcnn.model import check_compile_mode
 
-            if self.compile_mode not in COMPILE_MODES:
-                raise TrainConfigError(
-                    f"compile_mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}"
-                )
+            try:
+                check_compile_mode(self.compile_mode)
+            except ValueError as error:
+                raise TrainConfigError(str(error)) from None
 
 
 @dataclass

@@ -58,7 +58,7 @@ from _common import (
 )
 
 from deepchem_cgcnn._quiet import import_deepchem
-from deepchem_cgcnn.layers import GatedConv, sum_over_neighbors
+from deepchem_cgcnn.layers import GatedConv, batch_norm, sum_over_neighbors
 
 dc = import_deepchem()
 
@@ -77,6 +77,8 @@ class ConcatGatedConv(GatedConv):
         edge_center: torch.Tensor,
         edge_neighbor: torch.Tensor,
         uniform_degree: int = 0,
+        edge_valid: torch.Tensor | None = None,
+        atom_valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
         a = self.atom_fea_len
         n_atoms = atom_fea.shape[0]
@@ -86,11 +88,11 @@ class ConcatGatedConv(GatedConv):
         else:
             atom_self_fea = atom_fea[edge_center]
         total_nbr_fea = torch.cat([atom_self_fea, atom_nbr_fea, edge_fea], dim=1)  # (E, 2A + B)
-        total_gated_fea = self.bn1(self.fc_full(total_nbr_fea))
+        total_gated_fea = batch_norm(self.bn1, self.fc_full(total_nbr_fea), edge_valid)
         nbr_filter, nbr_core = total_gated_fea.chunk(2, dim=1)
         messages = torch.sigmoid(nbr_filter) * F.softplus(nbr_core)
         nbr_summed = sum_over_neighbors(messages, edge_center, n_atoms, uniform_degree)
-        return F.softplus(atom_fea + self.bn2(nbr_summed))
+        return F.softplus(atom_fea + batch_norm(self.bn2, nbr_summed, atom_valid))
 
 
 def make_models(args, model_dirs):

@@ -95,7 +95,9 @@ class GatedConv(nn.Module):
     ``W`` is stored as the original's single ``fc_full`` Linear(2A + B, 2A), so the
     published checkpoints load unchanged, but the ``(E, 2A + B)`` concatenation is
     never built: ``W [v_i; v_j; u_ij] = W_s v_i + W_n v_j + W_e u_ij``, with the
-    first two terms computed once per atom and gathered per edge.
+    first two terms computed once per atom (with the bias) and gathered per edge. In
+    evaluation ``BN_1`` is an affine map, folded into ``W`` and ``b``: one pass over the
+    edges fewer.
 
     ``edge_valid`` and ``atom_valid`` (optional boolean masks) mark the real rows of a batch
     padded to a fixed shape: the batch norms take their statistics over those rows only, so
@@ -116,6 +118,23 @@ class GatedConv(nn.Module):
         self.bn1 = nn.BatchNorm1d(2 * atom_fea_len)
         self.bn2 = nn.BatchNorm1d(atom_fea_len)
 
+    def _weights_with_bn1_folded(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """``fc_full``'s weight and bias, with ``bn1`` folded in when it uses running
+        statistics (evaluation): ``BN_1(W z + b) = (s W) z + s (b - mean) + beta``."""
+        weight: torch.Tensor = self.fc_full.weight
+        bias: torch.Tensor = self.fc_full.bias
+        bn = self.bn1
+        mean, var = bn.running_mean, bn.running_var
+        if bn.training or mean is None or var is None:
+            return weight, bias, False
+        scale = torch.rsqrt(var + bn.eps)
+        if bn.weight is not None:
+            scale = scale * bn.weight
+        bias = (bias - mean) * scale
+        if bn.bias is not None:
+            bias = bias + bn.bias
+        return weight * scale[:, None], bias, True
+
     def forward(
         self,
         atom_fea: torch.Tensor,
@@ -127,12 +146,14 @@ class GatedConv(nn.Module):
         atom_valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
         a = self.atom_fea_len
-        weight = self.fc_full.weight
+        weight, bias, folded = self._weights_with_bn1_folded()
         per_atom = atom_fea @ torch.cat([weight[:, :a], weight[:, a : 2 * a]]).t()
-        as_center, as_neighbor = per_atom[:, : 2 * a], per_atom[:, 2 * a :]
-        gated = torch.addmm(self.fc_full.bias, edge_fea, weight[:, 2 * a :].t())
-        gated = gated + as_center[edge_center] + as_neighbor[edge_neighbor]
-        gated = batch_norm(self.bn1, gated, edge_valid)
+        as_center, as_neighbor = per_atom[:, : 2 * a] + bias, per_atom[:, 2 * a :]
+        gated = F.linear(edge_fea, weight[:, 2 * a :])
+        gated = gated + as_center.index_select(0, edge_center)
+        gated = gated + as_neighbor.index_select(0, edge_neighbor)
+        if not folded:
+            gated = batch_norm(self.bn1, gated, edge_valid)
         nbr_filter, nbr_core = gated.chunk(2, dim=1)
         messages = torch.sigmoid(nbr_filter) * F.softplus(nbr_core)
         summed = sum_over_neighbors(messages, edge_center, atom_fea.shape[0], uniform_degree)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepchem_cgcnn.graph import gaussian_centers
+from deepchem_cgcnn.graph import GAUSSIAN_CUTOFF, gaussian_centers
 
 
 def sum_over_neighbors(
@@ -64,11 +64,14 @@ def batch_norm(bn: nn.BatchNorm1d, x: torch.Tensor, valid: torch.Tensor | None) 
 class GaussianExpansion(nn.Module):
     """``u_k(d) = exp(-(d - mu_k)^2 / step^2)`` for ``mu_k = 0, step, ..., radius``.
 
+    Terms with ``(d - mu_k)^2 / step^2 > 40`` are set to zero (:data:`deepchem_cgcnn.graph.GAUSSIAN_CUTOFF`).
+
     Examples
     --------
     >>> import torch
-    >>> GaussianExpansion(8.0, 0.2)(torch.tensor([0.0, 2.0])).shape
-    torch.Size([2, 41])
+    >>> u = GaussianExpansion(8.0, 0.2)(torch.tensor([0.0, 2.0]))
+    >>> tuple(u.shape), float(u[0, 0]), float(u[0, 2]), float(u[0, 40])
+    ((2, 41), 1.0, 0.018315639346837997, 0.0)
     """
 
     def __init__(self, radius: float = 8.0, step: float = 0.2):
@@ -80,7 +83,8 @@ class GaussianExpansion(nn.Module):
     centers: torch.Tensor
 
     def forward(self, distance: torch.Tensor) -> torch.Tensor:
-        return torch.exp(-((distance[:, None] - self.centers) ** 2) / self.step**2)
+        exponent = -(((distance[:, None] - self.centers) / self.step) ** 2)
+        return exponent.masked_fill_(exponent < -GAUSSIAN_CUTOFF, -torch.inf).exp_()
 
 
 class GatedConv(nn.Module):

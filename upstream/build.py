@@ -46,7 +46,7 @@ RENAMES = {
 # ---------------------------------------------------------------- copying source
 def _definitions(path: Path) -> tuple[list[str], dict[str, tuple[int, int]]]:
     """The lines of a module and, per top-level name and ``Class.method``, its line span
-    (decorators included), 0-based, end exclusive."""
+    (decorators included; a constant's docstring below it included), 0-based, end exclusive."""
     text = path.read_text()
     spans: dict[str, tuple[int, int]] = {}
 
@@ -54,7 +54,14 @@ def _definitions(path: Path) -> tuple[list[str], dict[str, tuple[int, int]]]:
         first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
         return first - 1, node.end_lineno or node.lineno
 
-    for node in ast.parse(text).body:
+    body = ast.parse(text).body
+    for node, after in zip(body, [*body[1:], None]):
+        target = node.targets[0] if isinstance(node, ast.Assign) else None
+        if len(getattr(node, "targets", [])) == 1 and isinstance(target, ast.Name):
+            last = node
+            if isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
+                last = after  # the constant's docstring
+            spans[target.id] = (span(node)[0], span(last)[1])
         if isinstance(node, ast.FunctionDef | ast.ClassDef):
             spans[node.name] = span(node)
         if isinstance(node, ast.ClassDef):

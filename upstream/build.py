@@ -56,8 +56,10 @@ def _definitions(path: Path) -> tuple[list[str], dict[str, tuple[int, int]]]:
 
     body = ast.parse(text).body
     for node, after in zip(body, [*body[1:], None]):
-        target = node.targets[0] if isinstance(node, ast.Assign) else None
-        if len(getattr(node, "targets", [])) == 1 and isinstance(target, ast.Name):
+        target = (
+            node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
+        )
+        if isinstance(target, ast.Name):
             last = node
             if isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
                 last = after  # the constant's docstring

@@ -64,7 +64,7 @@ def batch_norm(bn: nn.BatchNorm1d, x: torch.Tensor, valid: torch.Tensor | None) 
 class GaussianExpansion(nn.Module):
     """``u_k(d) = exp(-(d - mu_k)^2 / step^2)`` for ``mu_k = 0, step, ..., radius``.
 
-    Terms with ``(d - mu_k)^2 / step^2 > 40`` are set to zero (:data:`deepchem_cgcnn.graph.GAUSSIAN_CUTOFF`).
+    Terms below ``exp(-GAUSSIAN_CUTOFF)`` are set to zero (:data:`deepchem_cgcnn.graph.GAUSSIAN_CUTOFF`).
 
     Examples
     --------

@@ -175,9 +175,17 @@ JOBS: dict[str, list[str]] = {
         )
         for k in range(1, 5)
     },
+    # The ensemble's other members: the shipped model's recipe and 173 epochs, other initial weights.
     **{
         f"mp-formation-energy.{k}": _job(
-            f"mp-formation-energy.{k}", *FORMATION_ENERGY, "--init-seed", str(k)
+            f"mp-formation-energy.{k}",
+            *FORMATION_ENERGY,
+            "--units",
+            "eV/atom",
+            "--init-seed",
+            str(k),
+            minutes=1000,
+            epochs=173,
         )
         for k in range(1, 5)
     },

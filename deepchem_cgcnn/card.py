@@ -44,10 +44,11 @@ class ModelCard:
         ``{metric: {"train": x, "valid": x, "test": x}}`` (``mae`` or ``roc_auc``).
     wall_time_s: dict
         Seconds for featurization, training and in total.
+    history: dict
+        Per epoch: cumulative training seconds (``seconds``), the validation error
+        (``valid_error``; for a classifier 1 - ROC-AUC) and the learning rate.
     command, date, machine: str
         How, when and where it was trained.
-    history: dict, optional
-        Validation error against training seconds, per epoch.
     training_counts: dict, optional
         Per element, training crystals holding it and elemental crystals of it.
     output_constraint, domain: str, optional
@@ -68,10 +69,10 @@ class ModelCard:
     recipe: dict[str, Any]
     metrics: dict[str, dict[str, float]]
     wall_time_s: dict[str, float]
+    history: dict[str, list[float]]
     command: str
     date: str
     machine: str = ""
-    history: dict[str, list[float]] | None = None
     training_counts: dict[str, dict[str, int]] | None = None
     output_constraint: str | None = None
     domain: str | None = None
@@ -129,8 +130,10 @@ class ModelCard:
                     else ""
                 )
             )
-        if self.history is not None and not {"seconds", "valid_error"} <= set(self.history):
-            fail("history must hold seconds and valid_error")
+        history = self.history if isinstance(self.history, dict) else {}
+        seconds, errors = history.get("seconds"), history.get("valid_error")
+        if not seconds or not isinstance(errors, list) or len(errors) != len(seconds):
+            fail("history must hold seconds and valid_error, one of each per epoch")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelCard":
@@ -164,4 +167,4 @@ class ModelCard:
         return key in self.to_dict()
 
 
-_OPTIONAL = {"machine", "history", "training_counts", "output_constraint", "domain"}
+_OPTIONAL = {"machine", "training_counts", "output_constraint", "domain"}

@@ -83,6 +83,11 @@ def test_every_shipped_model_has_a_card_and_loads_offline(no_network):
         assert card.split["seed"] == 123 and card.split["fractions"] == [0.6, 0.2, 0.2]
         metric = "roc_auc" if card.mode == "classification" else "mae"
         assert set(card.metrics[metric]) == {"train", "valid", "test"}, name
+        # the history is the run that made these weights: one row per epoch run, and the
+        # kept epoch is the best by validation
+        errors = card.history["valid_error"]
+        assert len(errors) == len(card.history["seconds"]) == card.recipe["epochs_run"], name
+        assert errors[card.recipe["best_epoch"]] == min(errors), name
         model = CGCNNModel.pretrained(name)
         assert model.model.mode == card.mode
 
@@ -113,6 +118,17 @@ def test_a_refit_card_cannot_call_an_in_sample_score_a_validation_score():
     assert ModelCard.from_dict(refit).scored_splits == ("train", "valid_trained_on", "test")
     with pytest.raises(ValueError, match="on train, valid, test"):
         ModelCard.from_dict({**card, "metrics": {"mae": honest}})
+
+
+def test_a_card_without_its_training_history_is_refused():
+    card = pretrained_card("mp-band-gap").to_dict()
+    del card["history"]
+    with pytest.raises(ValueError, match=r"model card 'mp-band-gap': missing \['history'\]"):
+        ModelCard.from_dict(card)
+    history = pretrained_card("mp-band-gap").history
+    for broken in ({}, {**history, "valid_error": history["valid_error"][:-1]}):
+        with pytest.raises(ValueError, match="'mp-band-gap': history must hold"):
+            ModelCard.from_dict({**card, "history": broken})
 
 
 def test_predict_prints_one_column_per_general_shipped_model(capsys):

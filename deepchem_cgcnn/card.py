@@ -43,7 +43,8 @@ class ModelCard:
     metrics: dict
         ``{metric: {"train": x, "valid": x, "test": x}}`` (``mae`` or ``roc_auc``).
     wall_time_s: dict
-        Seconds for featurization, training and in total.
+        Seconds for featurization, training (all epochs, across resumed processes) and in
+        total (the last process's wall time plus the training seconds of earlier ones).
     history: dict
         Per epoch: cumulative training seconds (``seconds``), the validation error
         (``valid_error``; for a classifier 1 - ROC-AUC) and the learning rate.

@@ -94,6 +94,8 @@ class TrainingRecord:
     average's)."""
     best_weights: str = ""
     """With a weight average: which weights the best epoch kept, ``'average'`` or ``'trained'``."""
+    resumed_seconds: float = 0.0
+    """The training seconds of earlier processes, when this one resumed the run (else 0)."""
 
     def history(self) -> dict[str, list]:
         """The validation error after each epoch against cumulative training seconds, rounded
@@ -314,6 +316,7 @@ class RunFolder:
             # best.pt was written by an epoch whose last.pt never was: keep it unless beaten.
             record.best_valid_mae, record.best_epoch = best["valid_error"], best["epoch"]
         record.stopped = ""
+        record.resumed_seconds = record.seconds[-1] if record.seconds else 0.0
         epoch = record.epochs[-1] + 1 if record.epochs else 0
         if self.writes:
             self.open_for_writing(epoch)
@@ -1005,7 +1008,7 @@ def train_model(config: TrainConfig) -> TrainResult:
             "train": round(
                 (record.seconds[-1] if record.seconds else 0.0) + refit.get("seconds", 0.0), 1
             ),
-            "total": round(time.time() - started, 1),
+            "total": round(time.time() - started + record.resumed_seconds, 1),
         },
         machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, "
         f"{torch.get_num_threads()} torch threads, {device}",

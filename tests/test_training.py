@@ -59,6 +59,8 @@ def test_training_keeps_the_best_epoch_and_resumes_where_it_stopped(datasets, tm
     )
     assert resumed.epochs == [0, 1, 2, 3, 4]
     assert resumed.valid_mae[:3] == record.valid_mae
+    # what the first process trained, so that a card's total time counts it
+    assert record.resumed_seconds == 0 and resumed.resumed_seconds == record.seconds[-1] > 0
     history = resumed.history()
     assert len(history["seconds"]) == 5 and history["seconds"] == sorted(history["seconds"])
     assert history["valid_error"] == pytest.approx(resumed.valid_mae, abs=1e-5)

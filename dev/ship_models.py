@@ -1,7 +1,8 @@
-"""Copy finished models from ``work/export`` into the package (``deepchem_cgcnn/pretrained``).
+"""Save finished models from ``work/export`` into the package (``deepchem_cgcnn/pretrained``).
 
-For each name, copies ``<name>.pt`` and its card ``<name>.json``; a card exported before
-cards carried the training history gets it from the run's ``work/<name>/run/record.json``;
+For each name, saves ``<name>.pt`` and its card ``<name>.json`` (the same card in both); a card
+exported before cards carried the training history gets it from the run's
+``work/<name>/run/record.json``;
 ``--domain`` marks models meant for a narrower class of crystals than "any crystal" (e.g. the
 perovskite models), which ``deepchem-cgcnn predict`` then uses only when named. Prints the
 size of the shipped folder.
@@ -28,9 +29,9 @@ PACKAGE = PROJECT_ROOT / "deepchem_cgcnn" / "pretrained"
 
 
 def ship(name: str, export: Path, domain: str = "", shipped_name: str = "") -> dict:
-    """Copy ``export/<name>.pt`` and its card into the package, as ``shipped_name`` if given
+    """Save ``export/<name>.pt`` and its card into the package, as ``shipped_name`` if given
     (e.g. a GPU run's ``mp-formation-energy-gpu`` shipped as ``mp-formation-energy``: the
-    card's name changes, in the model file too)."""
+    card's name changes, in the model file too); the model file's card is the JSON's."""
     from deepchem_cgcnn.training import TrainingRecord
 
     card = json.loads((export / f"{name}.json").read_text())
@@ -45,18 +46,14 @@ def ship(name: str, export: Path, domain: str = "", shipped_name: str = "") -> d
         .replace(str(PROJECT_ROOT.parent / "shared"), "../shared")
         .replace(str(PROJECT_ROOT) + "/", "")
     )
-    if target == name:
-        shutil.copyfile(export / f"{name}.pt", PACKAGE / f"{name}.pt")
-    else:
-        from deepchem_cgcnn.card import ModelCard
-        from deepchem_cgcnn.registry import load_saved, save_model
+    from deepchem_cgcnn.card import ModelCard
+    from deepchem_cgcnn.registry import load_saved, save_model
 
-        card["name"] = target
-        save_model(
-            load_saved(export / f"{name}.pt"),
-            str(PACKAGE / f"{target}.pt"),
-            ModelCard.from_dict(card),
-        )
+    card["name"] = target
+    # saved again, not copied, so that the model file carries the same card as the JSON
+    save_model(
+        load_saved(export / f"{name}.pt"), str(PACKAGE / f"{target}.pt"), ModelCard.from_dict(card)
+    )
     if (export / f"{name}.lattice.json").exists():  # a perovskite model's lattice constants
         shutil.copyfile(export / f"{name}.lattice.json", PACKAGE / f"{target}.lattice.json")
     (PACKAGE / f"{target}.json").write_text(json.dumps(card, indent=2) + "\n")

@@ -93,3 +93,20 @@ def write_json(path: Path | None, data: object) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def record_std_scale(name: str, scale: float, n_members: int, n_valid: int, unit: str) -> Path:
+    """Write an ensemble's validation-fitted σ scale into the shipped card of ``name`` (read by
+    ``CGCNNEnsemble.pretrained``); ``unit`` names what the validation split counts."""
+    import json
+
+    path = PROJECT_ROOT / "deepchem_cgcnn" / "pretrained" / f"{name}.json"
+    card = json.loads(path.read_text())
+    card["ensemble"] = {
+        "members": n_members,
+        "std_scale": round(scale, 4),
+        "std_scale_fitted_on": f"validation split ({n_valid:,} {unit}), "
+        "median |error| / sigma / 0.6745",
+    }
+    path.write_text(json.dumps(card, indent=2) + "\n")
+    return path

@@ -7,10 +7,14 @@ refuses, naming the member that differs. The data and split are rebuilt from the
 (``--data`` points at the same file). Printed and written to ``--out`` (JSON):
 
 - each member's validation and test MAE;
-- the test MAE of the ensemble of the first k members, k = 1 .. N (the mean prediction);
+- the validation and test MAE of the ensemble of the first k members, k = 1 .. N (the mean
+  prediction): whether to ship the ensemble is decided on the validation column;
 - σ (the members' spread) scaled by one factor fitted on the validation split
   (``CGCNNEnsemble.fit_std_scale``), and how often the test errors fall within 1, 2, 3 σ
   before and after (``calibration``); the rank correlation of σ with the test error.
+
+``--record-std-scale NAME`` writes the fitted factor into the shipped card of ``NAME`` (its
+members shipped as ``NAME``, ``NAME.1``, ...), where ``CGCNNEnsemble.pretrained`` reads it.
 
 Test crystals select nothing here: the members were selected on validation by their cards.
 
@@ -26,7 +30,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from _common import DEFAULT_DATA, markdown_table, write_json
+from _common import DEFAULT_DATA, markdown_table, record_std_scale, write_json
 
 AGREE = ("task", "featurizer")
 
@@ -102,7 +106,11 @@ def study(members: list, paths: list[Path], valid, test) -> dict:
             for i, (path, member) in enumerate(zip(paths, members))
         ],
         "first_k": [
-            {"k": k, "test_mae": mae(on_test[:k].mean(axis=0), y_test)}
+            {
+                "k": k,
+                "valid_mae": mae(on_valid[:k].mean(axis=0), y_valid),
+                "test_mae": mae(on_test[:k].mean(axis=0), y_test),
+            }
             for k in range(1, len(members) + 1)
         ],
     }
@@ -143,8 +151,11 @@ def report(result: dict, units: str) -> str:
         ),
         "",
         markdown_table(
-            ["ensemble of the first k", f"test MAE ({units})"],
-            [[row["k"], f"{row['test_mae']:.4f}"] for row in result["first_k"]],
+            ["ensemble of the first k", f"valid MAE ({units})", f"test MAE ({units})"],
+            [
+                [row["k"], f"{row['valid_mae']:.4f}", f"{row['test_mae']:.4f}"]
+                for row in result["first_k"]
+            ],
         ),
     ]
     summary = result["summary"]
@@ -183,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=Path("work/cache"))
     parser.add_argument("--n-jobs", type=int, default=1)
     parser.add_argument("--out", type=Path, help="write the result as JSON here")
+    parser.add_argument(
+        "--record-std-scale",
+        metavar="NAME",
+        help="write the σ scale fitted on validation into the shipped card of NAME",
+    )
     args = parser.parse_args(argv)
     members = load_members(args.members)
     card = members[0].card
@@ -192,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     result["task"] = card.task
     print(report(result, card.units))
     write_json(args.out, result)
+    if args.record_std_scale and "sigma" in result:
+        scale = result["sigma"]["std_scale_fitted_on_validation"]
+        path = record_std_scale(args.record_std_scale, scale, len(members), len(valid), "crystals")
+        print("recorded in", path)
     return 0
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _common import PROJECT_ROOT, markdown_table
+from _common import PROJECT_ROOT, markdown_table, record_std_scale
 
 DATA = PROJECT_ROOT.parent / "shared" / "datasets" / "castelli_perovskites.csv.gz"
 EXPORT = PROJECT_ROOT / "work" / "export"
@@ -226,7 +226,7 @@ def main(argv=None) -> None:
         print(
             "recorded in",
             record_std_scale(
-                MODELS["mean pooling"], ensemble["std_scale"], len(members), len(valid)
+                MODELS["mean pooling"], ensemble["std_scale"], len(members), len(valid), "cells"
             ),
         )
     linear = models["linear pooling"]
@@ -263,20 +263,6 @@ def ensemble_check(members, valid, test) -> dict:
         "scaled": {k: round(v, 3) for k, v in calibration(y, mean, scale * raw_std).items()},
     }
     return {"members": members, "summary": summary, "std_scale": scale}
-
-
-def record_std_scale(name: str, scale: float, n_members: int, n_valid: int) -> Path:
-    """Write the fitted σ scale into the shipped card of ``name`` (read by CGCNNEnsemble.pretrained)."""
-    path = PROJECT_ROOT / "deepchem_cgcnn" / "pretrained" / f"{name}.json"
-    card = json.loads(path.read_text())
-    card["ensemble"] = {
-        "members": n_members,
-        "std_scale": round(scale, 4),
-        "std_scale_fitted_on": f"validation split ({n_valid:,} cells), "
-        "median |error| / sigma / 0.6745",
-    }
-    path.write_text(json.dumps(card, indent=2) + "\n")
-    return path
 
 
 def _all_cells(model, table: pd.DataFrame):

@@ -136,11 +136,41 @@ def test_shipped_std_scale_is_refitted_from_the_validation_split(tmp_path):
     assert ensemble.fit_std_scale(valid) == pytest.approx(recorded, abs=1e-3)
 
 
-@pytest.mark.torch
-def test_shipped_ensemble_carries_its_validation_fitted_std_scale():
-    from deepchem_cgcnn import load_pretrained_predictor, pretrained_card
+# what makes two members' training alike (budgets and outcomes may differ)
+RECIPE = (
+    "name",
+    "optimizer",
+    "learning_rate",
+    "schedule",
+    "batch_size",
+    "weight_decay",
+    "momentum",
+)
 
-    ensemble = load_pretrained_predictor("castelli-perovskites")
-    recorded = pretrained_card("castelli-perovskites").extra["ensemble"]
-    assert isinstance(ensemble, CGCNNEnsemble) and len(ensemble) == recorded["members"]
-    assert ensemble.std_scale == recorded["std_scale"] > 1  # seed ensembles are over-confident
+
+@pytest.mark.torch
+def test_every_shipped_ensemble_carries_its_std_scale_and_members_trained_alike():
+    """Each shipped name with seed members loads as their ensemble, with the σ scale and
+    member count its card records; the members share data, split, featurizer and recipe, and
+    differ in their initial weights."""
+    from deepchem_cgcnn import available_pretrained, load_pretrained_predictor, pretrained_card
+    from deepchem_cgcnn.registry import ensemble_members
+
+    names = [n for n in available_pretrained() if len(ensemble_members(n)) > 1]
+    assert "castelli-perovskites" in names
+    for name in names:
+        ensemble = load_pretrained_predictor(name)
+        recorded = pretrained_card(name).extra["ensemble"]
+        assert isinstance(ensemble, CGCNNEnsemble) and len(ensemble) == recorded["members"], name
+        assert ensemble.std_scale == recorded["std_scale"] > 1, name  # seeds are over-confident
+        cards = [pretrained_card(member) for member in ensemble_members(name)]
+        first = cards[0]
+        for card in cards[1:]:
+            assert (card.task, card.featurizer, card.data["sha256"], card.split) == (
+                first.task,
+                first.featurizer,
+                first.data["sha256"],
+                first.split,
+            ), card.name
+            assert [card.recipe[k] for k in RECIPE] == [first.recipe[k] for k in RECIPE], card.name
+        assert len({card.recipe["init_seed"] for card in cards}) == len(cards), name

@@ -86,13 +86,16 @@ def environment_line() -> str:
 
 
 def write_json(path: Path | None, data: object) -> None:
-    """Write ``data`` as indented JSON to ``path`` (its folder made), if a path is given."""
+    """Write ``data`` as indented JSON to ``path`` atomically (its folder made), if a path is
+    given."""
     if path is None:
         return
     import json
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    from deepchem_cgcnn._io import atomic_write
+
+    text = json.dumps(data, indent=2) + "\n"
+    atomic_write(path, lambda handle: handle.write(text), binary=False)
 
 
 def record_std_scale(name: str, scale: float, n_members: int, n_valid: int, unit: str) -> Path:
@@ -108,5 +111,5 @@ def record_std_scale(name: str, scale: float, n_members: int, n_valid: int, unit
         "std_scale_fitted_on": f"validation split ({n_valid:,} {unit}), "
         "median |error| / sigma / 0.6745",
     }
-    path.write_text(json.dumps(card, indent=2) + "\n")
+    write_json(path, card)
     return path

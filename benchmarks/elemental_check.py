@@ -53,8 +53,7 @@ def check(model, structures: list, ids: list[str], reference: np.ndarray) -> dic
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DomainWarning)
         predicted = model.predict(dataset)[:, 0]
-    # an ensemble's members share their training data, so the first one's domain is theirs
-    records = getattr(model, "models", [model])[0].check_domain(dataset)
+    records = model.check_domain(dataset)
     error = np.abs(predicted - reference)
     misses = [
         f"{r.formula} ({r.id}): {p:+.2f} vs {e:+.2f}"

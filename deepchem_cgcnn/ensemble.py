@@ -66,6 +66,18 @@ class CGCNNEnsemble:
         """The featurizer settings of the members (those of the first; shipped members agree)."""
         return self.models[0].featurizer_params
 
+    @property
+    def card(self):
+        """The first member's model card (of a shipped ensemble: the card of its name, which
+        records the ensemble's σ scale and size under ``extra["ensemble"]``); ``None`` when the
+        first member has none."""
+        return getattr(self.models[0], "card", None)
+
+    def check_domain(self, dataset) -> list:
+        """One domain record per crystal, as :meth:`CGCNNModel.check_domain` gives: the members
+        were trained on the same crystals, so the first member's domain is the ensemble's."""
+        return self.models[0].check_domain(dataset)
+
     def __len__(self) -> int:
         return len(self.models)
 

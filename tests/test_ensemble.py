@@ -163,6 +163,7 @@ def test_every_shipped_ensemble_carries_its_std_scale_and_members_trained_alike(
         recorded = pretrained_card(name).extra["ensemble"]
         assert isinstance(ensemble, CGCNNEnsemble) and len(ensemble) == recorded["members"], name
         assert ensemble.std_scale == recorded["std_scale"] > 1, name  # seeds are over-confident
+        assert ensemble.card.name == name and ensemble.card.extra["ensemble"] == recorded
         cards = [pretrained_card(member) for member in ensemble_members(name)]
         first = cards[0]
         for card in cards[1:]:

@@ -264,8 +264,7 @@ def _predictor_and_card(
 ) -> tuple[Any, tuple[str, str]]:
     """A model (or shipped ensemble) and its column label and mode, from its card: a saved
     file carries its card; an original ``.pth.tar`` checkpoint is named after the file."""
-    from deepchem_cgcnn.ensemble import CGCNNEnsemble, load_pretrained_predictor
-    from deepchem_cgcnn.registry import pretrained_card
+    from deepchem_cgcnn.ensemble import load_pretrained_predictor
 
     model: Any = load_pretrained_predictor(name_or_path)
     for member in getattr(model, "models", [model]):
@@ -274,7 +273,7 @@ def _predictor_and_card(
             member.model.to(device)
         if batch_size:
             member.batch_size = batch_size
-    card = pretrained_card(name_or_path) if isinstance(model, CGCNNEnsemble) else model.card
+    card = model.card
     if card is not None:
         return model, (card.label, card.mode)
     stem = os.path.basename(name_or_path).split(".")[0]

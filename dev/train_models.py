@@ -158,6 +158,8 @@ JOBS: dict[str, list[str]] = {
     "mp-formation-energy-fast-45min": _job(
         "mp-formation-energy-fast-45min", *FORMATION_ENERGY, minutes=45
     ),
+    # First run for 40 minutes (32 epochs, 2026-11-26); rerun at the formation-energy model's
+    # 173 epochs, as Fermi energy was.
     "mp-band-gap-nonmetals": _job(
         "mp-band-gap-nonmetals",
         MP,
@@ -168,7 +170,8 @@ JOBS: dict[str, list[str]] = {
         "band gap (non-metals)",
         "--units",
         "eV",
-        minutes=40,
+        minutes=1000,
+        epochs=173,
     ),
     **{
         f"castelli-perovskites.{k}": _job(

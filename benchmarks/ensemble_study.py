@@ -2,7 +2,7 @@
 alone and together on the split they were trained on, with a σ calibrated on validation.
 
 Every member is a model file exported by ``deepchem-cgcnn train`` (``--export``); their cards
-must agree on the data (SHA-256), target, split seed and sizes, and featurizer, or the study
+must agree on the data (SHA-256 and query), target, split seed and sizes, and featurizer, or the study
 refuses, naming the member that differs. The data and split are rebuilt from the first card
 (``--data`` points at the same file). Printed and written to ``--out`` (JSON):
 
@@ -38,8 +38,9 @@ AGREE = ("task", "featurizer")
 def _differences(first, card) -> list[str]:
     """What makes ``card``'s model unfit to be averaged with ``first``'s."""
     different = [name for name in AGREE if getattr(first, name) != getattr(card, name)]
-    if first.data.get("sha256") != card.data.get("sha256"):
-        different.append("data.sha256")
+    for key in ("sha256", "query"):
+        if first.data.get(key) != card.data.get(key):
+            different.append(f"data.{key}")
     for key in ("seed", "sizes"):
         if first.split.get(key) != card.split.get(key):
             different.append(f"split.{key}")
@@ -59,13 +60,15 @@ def load_members(paths: list[Path]) -> list:
 
 
 def split_of(card, data: Path, n_jobs: int, cache: Path):
-    """The card's own train, validation and test splits, featurized as the card says."""
+    """The card's own train, validation and test splits (of the crystals its query kept),
+    featurized as the card says."""
     from deepchem_cgcnn import CGCNNFeaturizer, MaterialsProjectLoader
     from deepchem_cgcnn.data.splitters import CGCNNRandomSplitter
 
     loaded = MaterialsProjectLoader(
         str(data),
         tasks=[card.task],
+        query=card.data.get("query"),
         featurizer=CGCNNFeaturizer(**card.featurizer),
         splitter=CGCNNRandomSplitter(seed=card.split["seed"]),
         data_dir=str(cache),

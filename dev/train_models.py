@@ -76,6 +76,24 @@ def _shipped_formation_energy(name: str, *extra: str) -> list[str]:
     return _job(name, *FORMATION_ENERGY, "--units", "eV/atom", *extra, minutes=1000, epochs=173)
 
 
+def _band_gap_nonmetals(name: str, *extra: str) -> list[str]:
+    """The paper's band-gap protocol: trained and tested on the crystals with a gap."""
+    return _job(
+        name,
+        MP,
+        "band_gap",
+        "--query",
+        "band_gap > 0",
+        "--property",
+        "band gap (non-metals)",
+        "--units",
+        "eV",
+        *extra,
+        minutes=1000,
+        epochs=173,
+    )
+
+
 JOBS: dict[str, list[str]] = {
     # The first shipped model ran 100 minutes on a faster day of this machine and stopped after
     # 173 epochs (its schedule followed the clock); the same machine later ran 2.5x slower, so
@@ -160,19 +178,9 @@ JOBS: dict[str, list[str]] = {
     ),
     # First run for 40 minutes (32 epochs, 2026-11-26); rerun at the formation-energy model's
     # 173 epochs, as Fermi energy was.
-    "mp-band-gap-nonmetals": _job(
-        "mp-band-gap-nonmetals",
-        MP,
-        "band_gap",
-        "--query",
-        "band_gap > 0",
-        "--property",
-        "band gap (non-metals)",
-        "--units",
-        "eV",
-        minutes=1000,
-        epochs=173,
-    ),
+    "mp-band-gap-nonmetals": _band_gap_nonmetals("mp-band-gap-nonmetals"),
+    # a second seed: the ensemble lever for a model that over-fits at 173 epochs
+    "mp-band-gap-nonmetals.1": _band_gap_nonmetals("mp-band-gap-nonmetals.1", "--init-seed", "1"),
     **{
         f"castelli-perovskites.{k}": _job(
             f"castelli-perovskites.{k}",

@@ -64,6 +64,8 @@ def check(model, structures: list, ids: list[str], reference: np.ndarray) -> dic
         "crystals": len(ids),
         "mae": float(error.mean()),
         "max_error": float(error.max()),
+        "max_error_crystal": f"{ids[int(error.argmax())]}: {predicted[int(error.argmax())]:+.2f} "
+        f"vs {reference[int(error.argmax())]:+.2f}",
         "within_tolerance": int((error <= TOLERANCE).sum()),
         "flagged": sum(not r.in_domain for r in records),
         "silent_misses": misses,

@@ -55,6 +55,7 @@ def check(model, structures: list, ids: list[str], reference: np.ndarray) -> dic
         predicted = model.predict(dataset)[:, 0]
     records = model.check_domain(dataset)
     error = np.abs(predicted - reference)
+    worst = int(error.argmax())
     misses = [
         f"{r.formula} ({r.id}): {p:+.2f} vs {e:+.2f}"
         for r, p, e, d in zip(records, predicted, reference, error)
@@ -64,8 +65,7 @@ def check(model, structures: list, ids: list[str], reference: np.ndarray) -> dic
         "crystals": len(ids),
         "mae": float(error.mean()),
         "max_error": float(error.max()),
-        "max_error_crystal": f"{ids[int(error.argmax())]}: {predicted[int(error.argmax())]:+.2f} "
-        f"vs {reference[int(error.argmax())]:+.2f}",
+        "max_error_crystal": f"{ids[worst]}: {predicted[worst]:+.2f} vs {reference[worst]:+.2f}",
         "within_tolerance": int((error <= TOLERANCE).sum()),
         "flagged": sum(not r.in_domain for r in records),
         "silent_misses": misses,

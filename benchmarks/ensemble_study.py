@@ -2,8 +2,8 @@
 alone and together on the split they were trained on, with a σ calibrated on validation.
 
 Every member is a model file exported by ``deepchem-cgcnn train`` (``--export``); their cards
-must agree on the data (SHA-256 and query), target, split seed and sizes, and featurizer, or the study
-refuses, naming the member that differs. The data and split are rebuilt from the first card
+must agree on the data (SHA-256 and query), target, split seed and sizes, and featurizer, or
+the study refuses, naming the member that differs. The data and split are rebuilt from the first card
 (``--data`` points at the same file). Printed and written to ``--out`` (JSON):
 
 - each member's validation and test MAE;

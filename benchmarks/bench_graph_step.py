@@ -1,0 +1,259 @@
+"""Training throughput with the whole step (forward, loss, backward, optimizer) as one CUDA graph.
+
+The GPU run of 2026-11-27 found a resident training step at a near-constant ~7 ms on an H100
+whatever the batch (128: 7.1, 256: 7.5, 512: 6.6 ms), i.e. bound by the host launching a few
+hundred small kernels one by one, and ``torch.compile(mode='reduce-overhead')`` of the model
+alone gained only 1.08×: the optimizer and DeepChem's loop stay outside its graphs. Here the
+whole step is captured: the resident batch is padded to :func:`~deepchem_cgcnn.resident.padded_size`
+(a few shapes per dataset), copied into that shape's static input tensors and the shape's
+graph is replayed; Adam runs inside it (``capturable=True``). A batch of a shape not yet seen
+is captured once (two warm-up steps on a side stream, then the capture); the last, partial
+batch of an epoch runs eagerly.
+
+Paths, timed on the same crystals, batches and initial weights, epochs interleaved:
+
+* ``fit``: ``CGCNNModel(static_shapes=False).fit`` on the resident path (DeepChem's loop);
+* ``step``: the same step as the graph's, run eagerly (the reference of the graph's losses);
+* ``graph``: the step as CUDA graphs (``--device cuda`` only).
+
+The first timed epoch of ``step`` and ``graph`` starts from the same weights and optimizer
+state and draws the same batches: their per-batch losses must agree (reported as the largest
+difference), or the captured step is wrong.
+
+Usage: ``.venv/bin/python benchmarks/bench_graph_step.py --n 8000 --batch-size 256 --device cuda``
+(on the CPU only ``fit`` and ``step`` run: a rehearsal).
+"""
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from _common import DEFAULT_DATA, environment_line, markdown_table, median
+
+
+class WholeStep:
+    """One training step of ``model`` (a :class:`~deepchem_cgcnn.CGCNNModel`'s module and
+    loss) on resident, padded batches, eager or replayed from CUDA graphs, one per shape."""
+
+    def __init__(self, model: Any, learning_rate: float, graphs: bool) -> None:
+        self.module = model.model
+        self.loss_fn = model._loss_fn
+        self.params = [p for p in self.module.parameters() if p.requires_grad]
+        cuda = next(self.module.parameters()).device.type == "cuda"
+        self.optimizer = torch.optim.Adam(
+            self.params, lr=learning_rate, capturable=cuda, foreach=True
+        )
+        self.use_graphs = graphs
+        self.captured: dict[tuple[int, ...], tuple[Any, dict, torch.Tensor]] = {}
+        self.pool = torch.cuda.graph_pool_handle() if graphs else None
+        self.capture_s = 0.0
+
+    def _step(self, inputs: dict, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss_fn([self.module(inputs)], [y], [w])
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    def state(self) -> list[torch.Tensor]:
+        """Every tensor a step changes (weights, batch-norm statistics, Adam state), cloned."""
+        tensors = list(self.module.state_dict().values())
+        for state in self.optimizer.state.values():
+            tensors += [v for v in state.values() if torch.is_tensor(v)]
+        return [t.detach().clone() for t in tensors]
+
+    def restore(self, saved: list[torch.Tensor]) -> None:
+        """Copy ``saved`` back in place (captured graphs keep pointing at the same tensors)."""
+        current = list(self.module.state_dict().values())
+        for state in self.optimizer.state.values():
+            current += [v for v in state.values() if torch.is_tensor(v)]
+        with torch.no_grad():
+            for target, source in zip(current, saved, strict=True):
+                target.copy_(source)
+
+    def __call__(self, inputs: dict, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        if not self.use_graphs:
+            return self._step(inputs, y, w)
+        tensors = {k: v for k, v in inputs.items() if torch.is_tensor(v)}
+        key = (inputs["n_crystals"], *(len(v) for v in tensors.values()))
+        if key not in self.captured:
+            self.captured[key] = self._capture(inputs, tensors, y, w)
+        graph, static, loss = self.captured[key]
+        for name, value in tensors.items():
+            static[name].copy_(value)
+        static["__y"].copy_(y)
+        static["__w"].copy_(w)
+        graph.replay()
+        return loss
+
+    def _capture(self, inputs: dict, tensors: dict, y: torch.Tensor, w: torch.Tensor):
+        start = time.perf_counter()
+        static = {name: value.clone() for name, value in tensors.items()}
+        static["__y"], static["__w"] = y.clone(), w.clone()
+        static_inputs = {**inputs, **{k: static[k] for k in tensors}}
+        saved = self.state()  # warm-up steps must not train
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self._step(static_inputs, static["__y"], static["__w"])
+        torch.cuda.current_stream().wait_stream(side)
+        self.restore(saved)
+        graph = torch.cuda.CUDAGraph()
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.cuda.graph(graph, pool=self.pool):
+            loss = self._step(static_inputs, static["__y"], static["__w"])
+        self.restore(saved)  # the capture ran the step once
+        torch.cuda.synchronize()
+        self.capture_s += time.perf_counter() - start
+        return graph, static, loss
+
+
+def epoch_of_steps(
+    step: WholeStep, resident: Any, order: np.ndarray, batch_size: int, eager: WholeStep | None
+) -> list[torch.Tensor]:
+    """One epoch of ``step`` over the batches of ``order``; the last, partial batch runs on
+    ``eager`` (the same module and optimizer, no graphs) when given. Returns the losses."""
+    on_device = torch.as_tensor(order, device=resident.device)
+    losses = []
+    for start in range(0, len(order), batch_size):
+        end = min(len(order), start + batch_size)
+        idx = on_device[start:end]
+        inputs = resident.batch(order[start:end], idx, pad=True)
+        run = step if (end - start == batch_size or eager is None) else eager
+        losses.append(run(inputs, resident.y[idx], resident.w[idx]).clone())
+    return losses
+
+
+def main(argv=None) -> list[dict]:
+    from bench_resident import _featurized
+
+    from deepchem_cgcnn._quiet import import_deepchem
+    from deepchem_cgcnn.model import resolve_device
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, nargs="+", default=[256])
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per path")
+    parser.add_argument("--num-conv", type=int, default=3)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    dc = import_deepchem()
+    graphs, y = _featurized(str(args.data), args.n)
+    dataset = dc.data.NumpyDataset(graphs, y[:, None])
+    return [_measure(args, batch_size, dataset, device) for batch_size in args.batch_size]
+
+
+def _measure(args, batch_size: int, dataset: Any, device: torch.device) -> dict:
+    """Print the tables of one batch size; return the medians."""
+    from deepchem_cgcnn import CGCNNModel
+    from deepchem_cgcnn.resident import ResidentGraphs
+
+    graphs, y = dataset.X, dataset.y[:, 0]
+    lr = 1e-3
+
+    def model(static: bool) -> Any:
+        torch.manual_seed(0)
+        return CGCNNModel(
+            num_conv=args.num_conv,
+            batch_size=batch_size,
+            learning_rate=lr,
+            static_shapes=static,
+            device=device,
+            normalize_targets=False,
+        )
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    fit_model = model(False)
+    step_model = model(True)
+    resident = ResidentGraphs(graphs, y[:, None], np.ones((len(graphs), 1)), device)
+    eager = WholeStep(step_model, lr, graphs=False)
+    paths: dict[str, Callable[[np.ndarray], object]] = {
+        "fit": lambda order: fit_model.fit(dataset, nb_epoch=1, checkpoint_interval=0),
+        "step": lambda order: epoch_of_steps(eager, resident, order, batch_size, None),
+    }
+    graph = None
+    if device.type == "cuda":
+        graph = WholeStep(step_model, lr, graphs=True)
+        graph.optimizer = eager.optimizer  # one optimizer state: the two paths take turns
+        paths["graph"] = lambda order: epoch_of_steps(graph, resident, order, batch_size, eager)
+
+    rng = np.random.default_rng(0)
+    # warm-up epoch of each (residency, Adam's state, the graphs' capture), then the loss check
+    first: dict[str, float] = {}
+    for name, run in paths.items():
+        start = time.perf_counter()
+        run(rng.permutation(len(graphs)))
+        sync()
+        first[name] = time.perf_counter() - start
+    loss_difference = None
+    if graph is not None:
+        order = rng.permutation(len(graphs))
+        saved = eager.state()
+        eager_losses = torch.stack(paths["step"](order))  # type: ignore[arg-type]
+        eager.restore(saved)
+        graph_losses = torch.stack(paths["graph"](order))  # type: ignore[arg-type]
+        loss_difference = float((eager_losses - graph_losses).abs().max())
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    for round_ in range(args.epochs):
+        order = rng.permutation(len(graphs))
+        for name in sorted(paths, reverse=bool(round_ % 2)):
+            np.random.seed(round_)
+            start = time.perf_counter()
+            paths[name](order)
+            sync()
+            times[name].append(time.perf_counter() - start)
+
+    print(environment_line())
+    n_atoms = sum(g.num_nodes for g in graphs)
+    print(
+        f"\n{len(graphs)} MP crystals ({n_atoms:,} atoms), batch {batch_size}, "
+        f"{args.num_conv} convolutions, device {device}; medians of {args.epochs} interleaved "
+        f"epochs after a warm-up epoch each.\n"
+    )
+    labels = {
+        "fit": "`fit` (resident, DeepChem's loop)",
+        "step": "whole step, eager (padded batches, Adam)",
+        "graph": "whole step as CUDA graphs",
+    }
+    rows = [
+        [
+            labels[name],
+            f"{median(times[name]):.3f} (warm-up {first[name]:.3f})",
+            f"{len(graphs) / median(times[name]):,.0f}",
+            f"{1000 * median(times[name]) / -(-len(graphs) // batch_size):.2f}",
+        ]
+        for name in paths
+    ]
+    print(markdown_table(["path", "s/epoch", "train crystals/s", "ms/step"], rows))
+    ratios = [
+        [f"{name} / fit", f"**{median(times['fit']) / median(times[name]):.2f}×**"]
+        for name in paths
+        if name != "fit"
+    ]
+    print("\n" + markdown_table(["ratio", "value"], ratios))
+    if graph is not None:
+        print(
+            f"\n{len(graph.captured)} shapes captured in {graph.capture_s:.1f} s; per-batch "
+            f"losses of one epoch, graph vs eager step from the same state: max |difference| "
+            f"{loss_difference:.2e}"
+        )
+    return {
+        "batch_size": batch_size,
+        "epoch_s": {name: median(t) for name, t in times.items()},
+        "first_epoch_s": first,
+        "loss_difference": loss_difference,
+        "shapes": None if graph is None else len(graph.captured),
+    }
+
+
+if __name__ == "__main__":
+    main()

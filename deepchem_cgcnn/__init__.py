@@ -27,6 +27,7 @@ from deepchem_cgcnn.data import (
 from deepchem_cgcnn.domain import DomainRecord, DomainWarning
 from deepchem_cgcnn.ensemble import CGCNNEnsemble, calibration, load_pretrained_predictor
 from deepchem_cgcnn.featurizer import CGCNNFeaturizer, FeaturizationError
+from deepchem_cgcnn.gating import GatedRegressor
 from deepchem_cgcnn.graph import CrystalGraph, CrystalGraphBatch, batch_graphs
 from deepchem_cgcnn.layers import GatedConv, GaussianExpansion, SimpleConv
 from deepchem_cgcnn.model import CGCNN, CGCNNModel, GraphSettingsError
@@ -72,6 +73,7 @@ __all__ = [
     "TrainingDivergedError",
     "FeaturizationError",
     "GatedConv",
+    "GatedRegressor",
     "GaussianExpansion",
     "LoadSummary",
     "MaterialsProjectLoader",

@@ -167,29 +167,30 @@ def _predict_chunk(models, structures: list[Any], failures: dict[int, str]):
     import numpy as np
 
     from deepchem_cgcnn.ensemble import CGCNNEnsemble
+    from deepchem_cgcnn.gating import GatedRegressor
 
     flags: dict[int, list[str]] = {i: [] for i in range(len(structures))}
     columns: list[list[str]] = []
     graphs_by_settings: dict[str, tuple[list[int], Any]] = {}
     for model, (_, mode) in models:
-        is_ensemble = isinstance(model, CGCNNEnsemble)
         key = json.dumps(model.featurizer_params, sort_keys=True)
         if key not in graphs_by_settings:
             graphs_by_settings[key] = _graphs_of(structures, failures, model.featurizer_params)
         ok, dataset = graphs_by_settings[key]
         cells = ["failed"] * len(structures)
         if ok:
-            if is_ensemble:
+            if isinstance(model, (CGCNNEnsemble, GatedRegressor)):
                 mean, std = model.predict_uncertainty(dataset)
             else:
                 mean, std = np.asarray(model.predict(dataset)), None
             column = 1 if mode == "classification" else 0
             for j, i in enumerate(ok):
+                spread = None if std is None else std[j, column]
                 cells[i] = f"{mean[j, column]:.3f}" + (
-                    f" ± {std[j, column]:.3f}" if std is not None else ""
+                    f" ± {spread:.3f}" if spread is not None and np.isfinite(spread) else ""
                 )
-            member = model.models[0] if is_ensemble else model
-            for i, record in zip(ok, member.check_domain(dataset, with_formula=False)):
+            checker = model.models[0] if isinstance(model, CGCNNEnsemble) else model
+            for i, record in zip(ok, checker.check_domain(dataset, with_formula=False)):
                 shown = {re.sub(r"\d+", "#", f) for f in flags[i]}  # one line per kind
                 flags[i] += [f for f in record.flags if re.sub(r"\d+", "#", f) not in shown]
         columns.append(cells)

@@ -155,20 +155,44 @@ class CGCNNEnsemble:
 
 
 def load_pretrained_predictor(name_or_path: str) -> Union["CGCNNEnsemble", object]:
-    """A model by shipped name (its ensemble when it has seed members), saved file or original
+    """The best answer a shipped name gives, or a model from a saved file or an original
     ``.pth.tar`` checkpoint (see :func:`deepchem_cgcnn.registry.load_model`).
+
+    A shipped name answers with its ensemble when it has members (``<name>.1``, ...), and
+    through a :class:`~deepchem_cgcnn.GatedRegressor` when its card records a ``gate`` (chosen
+    on validation: ``mp-band-gap`` answers with the non-metals ensemble behind
+    ``mp-metallicity``); ``CGCNNModel.pretrained(name)`` is always the single model.
 
     Examples
     --------
     >>> type(load_pretrained_predictor("castelli-perovskites")).__name__
     'CGCNNEnsemble'
-    >>> type(load_pretrained_predictor("mp-band-gap")).__name__
+    >>> type(load_pretrained_predictor("mp-fermi-energy")).__name__
     'CGCNNModel'
     """
-    from deepchem_cgcnn.registry import available_pretrained, ensemble_members, load_model
+    from deepchem_cgcnn.registry import (
+        available_pretrained,
+        ensemble_members,
+        load_model,
+        pretrained_card,
+    )
 
-    shipped = name_or_path in available_pretrained(include_members=True)
-    if shipped and len(ensemble_members(name_or_path)) > 1:
+    if name_or_path not in available_pretrained(include_members=True):
+        return load_model(name_or_path)
+    card = pretrained_card(name_or_path)
+    gate = card.extra.get("gate")
+    if gate:
+        from deepchem_cgcnn.gating import GatedRegressor
+
+        return GatedRegressor(
+            load_pretrained_predictor(gate["regressor"]),
+            load_pretrained_predictor(gate["classifier"]),
+            threshold=gate["threshold"],
+            outside_value=gate["outside_value"],
+            outside_name=gate["outside_name"],
+            card=card,
+        )
+    if len(ensemble_members(name_or_path)) > 1:
         return CGCNNEnsemble.pretrained(name_or_path)
     return load_model(name_or_path)
 

@@ -11,6 +11,8 @@ Usage
 -----
 ``.venv/bin/python dev/ship_models.py mp-band-gap mp-metallicity mp-fermi-energy``
 ``.venv/bin/python dev/ship_models.py mp-formation-energy-gpu --export $OUT_FOLDER --as mp-formation-energy``
+``.venv/bin/python dev/ship_models.py mp-band-gap-nonmetals mp-band-gap-nonmetals.1 --nonnegative \\
+    --domain "non-metals (trained on band gap > 0); ..."``
 ``.venv/bin/python dev/ship_models.py castelli-perovskites castelli-perovskites.1 \\
     --domain "ABX3 perovskites: 5-atom cubic cells (Castelli et al. 2012)"``
 """
@@ -28,7 +30,9 @@ EXPORT = PROJECT_ROOT / "work" / "export"
 PACKAGE = PROJECT_ROOT / "deepchem_cgcnn" / "pretrained"
 
 
-def ship(name: str, export: Path, domain: str = "", shipped_name: str = "") -> dict:
+def ship(
+    name: str, export: Path, domain: str = "", shipped_name: str = "", nonnegative: bool = False
+) -> dict:
     """Save ``export/<name>.pt`` and its card into the package, as ``shipped_name`` if given
     (e.g. a GPU run's ``mp-formation-energy-gpu`` shipped as ``mp-formation-energy``: the
     card's name changes, in the model file too); the model file's card is the JSON's."""
@@ -50,10 +54,16 @@ def ship(name: str, export: Path, domain: str = "", shipped_name: str = "") -> d
     from deepchem_cgcnn.registry import load_saved, save_model
 
     card["name"] = target
+    model = load_saved(export / f"{name}.pt")
+    if nonnegative:  # a property that cannot be negative: predictions clipped at 0 in evaluation
+        model.hyperparameters["nonnegative"] = model.model.nonnegative = True
+        card["model"]["nonnegative"] = True
+        card["output_constraint"] = (
+            "non-negative (predictions clipped at 0; the metrics were measured before clipping, "
+            "which cannot raise them where every label is positive)"
+        )
     # saved again, not copied, so that the model file carries the same card as the JSON
-    save_model(
-        load_saved(export / f"{name}.pt"), str(PACKAGE / f"{target}.pt"), ModelCard.from_dict(card)
-    )
+    save_model(model, str(PACKAGE / f"{target}.pt"), ModelCard.from_dict(card))
     if (export / f"{name}.lattice.json").exists():  # a perovskite model's lattice constants
         shutil.copyfile(export / f"{name}.lattice.json", PACKAGE / f"{target}.lattice.json")
     (PACKAGE / f"{target}.json").write_text(json.dumps(card, indent=2) + "\n")
@@ -66,11 +76,14 @@ def main(argv=None) -> None:
     parser.add_argument("--export", type=Path, default=EXPORT)
     parser.add_argument("--domain", default="", help="the crystals the model is meant for")
     parser.add_argument("--as", dest="shipped_name", default="", help="ship one model by this name")
+    parser.add_argument(
+        "--nonnegative", action="store_true", help="clip predictions at 0 (e.g. band gaps)"
+    )
     args = parser.parse_args(argv)
     if args.shipped_name and len(args.names) != 1:
         parser.error("--as renames one model")
     for name in args.names:
-        card = ship(name, args.export, args.domain, args.shipped_name)
+        card = ship(name, args.export, args.domain, args.shipped_name, args.nonnegative)
         print(f"{name}: {card['property']} ({card['units']}), test {card['metrics']}")
     size = sum(p.stat().st_size for p in PACKAGE.iterdir() if p.suffix in (".pt", ".json"))
     print(

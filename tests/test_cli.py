@@ -37,17 +37,23 @@ def test_shipped_model_loads_offline_by_name(no_network):
 def test_predict_prints_a_table_for_files(tmp_path, capsys):
     path = tmp_path / "NaCl.cif"
     example_structures()["NaCl (rock salt)"].to(filename=str(path))
+    example_structures()["Cu (fcc)"].to(filename=str(tmp_path / "Cu.cif"))
     (tmp_path / "broken.cif").write_text("data_x\n_cell_length_a 1\n")
-    assert main(["predict", str(path), str(tmp_path / "broken.cif")]) == 1
+    assert main(["predict", str(path), str(tmp_path / "Cu.cif"), str(tmp_path / "broken.cif")]) == 1
     out, err = capsys.readouterr()
-    header, nacl, broken = (re.split(r"\s{2,}", line) for line in out.strip().splitlines())
+    header, nacl, cu, broken = (re.split(r"\s{2,}", line) for line in out.strip().splitlines())
     assert header[:2] == ["structure", "formula"] and nacl[:2] == ["NaCl.cif", "NaCl"]
     value = dict(zip(header, nacl))
     # known physics: rock-salt NaCl is strongly bound, a wide-gap insulator, not a metal
     energy, sigma = value["formation energy per atom (eV/atom)"].split(" ± ")  # an ensemble
     assert float(energy) < -1.5 and 0 < float(sigma) < 0.5
-    assert float(value["band gap (eV)"]) > 3.0
+    gap, gap_sigma = value["band gap (eV)"].split(" ± ")  # the non-metals ensemble, gated
+    assert float(gap) > 3.0 and 0 < float(gap_sigma) < 1.0
     assert float(value["metal probability (P(metal))"]) < 0.2
+    # copper: a metal by the classifier, so its gap is 0 by definition, and the row says why
+    copper = dict(zip(header, cu))
+    assert copper["band gap (eV)"] == "0.000"
+    assert "a metal by mp-metallicity (P(metal) = " in copper["warnings"]
     assert "failed" in broken and "broken.cif" in err
 
 

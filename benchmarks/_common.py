@@ -98,18 +98,28 @@ def write_json(path: Path | None, data: object) -> None:
     atomic_write(path, lambda handle: handle.write(text), binary=False)
 
 
-def record_std_scale(name: str, scale: float, n_members: int, n_valid: int, unit: str) -> Path:
-    """Write an ensemble's validation-fitted σ scale into the shipped card of ``name`` (read by
-    ``CGCNNEnsemble.pretrained``); ``unit`` names what the validation split counts."""
+def record_in_card(name: str, key: str, value: object) -> Path:
+    """Set ``key`` of the shipped card of ``name`` (its JSON, which ``pretrained_card`` reads)
+    to ``value``; return the card's path."""
     import json
 
     path = PROJECT_ROOT / "deepchem_cgcnn" / "pretrained" / f"{name}.json"
     card = json.loads(path.read_text())
-    card["ensemble"] = {
-        "members": n_members,
-        "std_scale": round(scale, 4),
-        "std_scale_fitted_on": f"validation split ({n_valid:,} {unit}), "
-        "median |error| / sigma / 0.6745",
-    }
+    card[key] = value
     write_json(path, card)
     return path
+
+
+def record_std_scale(name: str, scale: float, n_members: int, n_valid: int, unit: str) -> Path:
+    """Write an ensemble's validation-fitted σ scale into the shipped card of ``name`` (read by
+    ``CGCNNEnsemble.pretrained``); ``unit`` names what the validation split counts."""
+    return record_in_card(
+        name,
+        "ensemble",
+        {
+            "members": n_members,
+            "std_scale": round(scale, 4),
+            "std_scale_fitted_on": f"validation split ({n_valid:,} {unit}), "
+            "median |error| / sigma / 0.6745",
+        },
+    )

@@ -168,9 +168,7 @@ def main(argv=None) -> dict:
 def record_gate(baseline: str, regressor: str, classifier: str, result: dict) -> None:
     """Write the chosen gate into the shipped card of ``baseline`` (read by
     ``load_pretrained_predictor``), or refuse if it did not win on validation."""
-    import json
-
-    from _common import PROJECT_ROOT
+    from _common import record_in_card
 
     from deepchem_cgcnn.registry import available_pretrained
 
@@ -179,9 +177,7 @@ def record_gate(baseline: str, regressor: str, classifier: str, result: dict) ->
     if not result["gate_beats_baseline_on_validation"]:
         raise SystemExit(f"--record: the gate does not beat {baseline} on validation")
     threshold = result["chosen_threshold"]
-    path = PROJECT_ROOT / "deepchem_cgcnn" / "pretrained" / f"{baseline}.json"
-    card = json.loads(path.read_text())
-    card["gate"] = {
+    gate = {
         "regressor": regressor,
         "classifier": classifier,
         "threshold": threshold,
@@ -196,8 +192,7 @@ def record_gate(baseline: str, regressor: str, classifier: str, result: dict) ->
             for split in ("valid", "test")
         },
     }
-    write_json(path, card)
-    print(f"recorded the gate in {path}")
+    print(f"recorded the gate in {record_in_card(baseline, 'gate', gate)}")
 
 
 if __name__ == "__main__":

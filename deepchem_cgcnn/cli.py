@@ -179,7 +179,10 @@ def _predict_chunk(models, structures: list[Any], failures: dict[int, str]):
         ok, dataset = graphs_by_settings[key]
         cells = ["failed"] * len(structures)
         if ok:
-            if isinstance(model, (CGCNNEnsemble, GatedRegressor)):
+            records = None
+            if isinstance(model, GatedRegressor):
+                mean, std, records = model.predict_with_domain(dataset, with_formula=False)
+            elif isinstance(model, CGCNNEnsemble):
                 mean, std = model.predict_uncertainty(dataset)
             else:
                 mean, std = np.asarray(model.predict(dataset)), None
@@ -189,8 +192,10 @@ def _predict_chunk(models, structures: list[Any], failures: dict[int, str]):
                 cells[i] = f"{mean[j, column]:.3f}" + (
                     f" ± {spread:.3f}" if spread is not None and np.isfinite(spread) else ""
                 )
-            checker = model.models[0] if isinstance(model, CGCNNEnsemble) else model
-            for i, record in zip(ok, checker.check_domain(dataset, with_formula=False)):
+            if records is None:
+                checker = model.models[0] if isinstance(model, CGCNNEnsemble) else model
+                records = checker.check_domain(dataset, with_formula=False)
+            for i, record in zip(ok, records):
                 shown = {re.sub(r"\d+", "#", f) for f in flags[i]}  # one line per kind
                 flags[i] += [f for f in record.flags if re.sub(r"\d+", "#", f) not in shown]
         columns.append(cells)
@@ -647,6 +652,13 @@ def _add_training_options(train: argparse.ArgumentParser) -> None:
         "crystals together for the epochs (and learning rates) validation chose, and export "
         "that one; its card keeps the validated model's scores (mae_before_refit) and calls the "
         "refit model's in-sample score on the validation crystals valid_trained_on",
+    )
+    train.add_argument(
+        "--refit-from",
+        metavar="CARD",
+        help="refit the validated run this card describes (a card JSON or a shipped model's "
+        "name, e.g. mp-formation-energy.1) without its run folder: its best epoch and "
+        "learning rates from the card; the other options must reproduce that run",
     )
     train.add_argument(
         "--device",

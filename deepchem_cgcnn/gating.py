@@ -124,9 +124,22 @@ class GatedRegressor:
         """``(prediction, std)``: ``std`` is the regressor ensemble's σ (``None`` for a single
         model); for crystals answered ``outside_value`` it is NaN (the regressor's spread says
         nothing about a misclassification, see the flags)."""
+        return self._answer(dataset, self.outside_probability(dataset))
+
+    def predict_with_domain(
+        self, dataset: Any, with_formula: bool = True
+    ) -> tuple[np.ndarray, np.ndarray | None, list]:
+        """``predict_uncertainty`` and ``check_domain`` together, the classifier run once."""
+        probability = self.outside_probability(dataset)
+        mean, std = self._answer(dataset, probability)
+        return mean, std, self._flagged(dataset, probability, with_formula)
+
+    def _answer(
+        self, dataset: Any, probability: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         from deepchem_cgcnn.ensemble import CGCNNEnsemble
 
-        outside = self.outside_probability(dataset) >= self.threshold
+        outside = probability >= self.threshold
         if isinstance(self.regressor, CGCNNEnsemble):
             mean, std = self.regressor.predict_uncertainty(dataset)
         else:
@@ -146,11 +159,13 @@ class GatedRegressor:
     def check_domain(self, dataset: Any, with_formula: bool = True) -> list:
         """The regressor's domain records, each with the gate's flag where it applies: the
         crystal was answered ``outside_value``, or its class is an uncertain call."""
+        return self._flagged(dataset, self.outside_probability(dataset), with_formula)
+
+    def _flagged(self, dataset: Any, probability: np.ndarray, with_formula: bool) -> list:
         regressor = (
             self.regressor.models[0] if hasattr(self.regressor, "models") else self.regressor
         )
         records = regressor.check_domain(dataset, with_formula=with_formula)
-        probability = self.outside_probability(dataset)
         name = self._classifier_name()
         for record, p in zip(records, probability):
             odds = f"P({self.outside_name}) = {p:.2f}"

@@ -1,6 +1,7 @@
 """A resumable, time-budgeted training loop with the best validation checkpoint kept."""
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -670,6 +671,11 @@ class TrainConfig:
     patience: int | None = None
     ema: float | None = None
     refit: bool = False
+    refit_from: str | None = None
+    """A validated run's card (a JSON path or a shipped model's name) to refit instead of
+    running validation here: its best epoch and per-epoch learning rates (4 significant
+    figures, as cards store them) set the refit; the card must describe this run (data,
+    target, split, featurizer, model, recipe, initial weights). Implies ``refit``."""
     init_from: str | None = None
     reset_head: bool = False
     freeze: tuple[str, ...] = ()
@@ -703,8 +709,13 @@ class TrainConfig:
                 "ema (a weight average) is not kept by the data-parallel loop yet; train in one "
                 "process, or without ema"
             )
-        if data_parallel and self.refit:
+        if data_parallel and (self.refit or self.refit_from):
             raise TrainConfigError("refit runs in one process; leave out devices/num_nodes")
+        if self.refit_from and (self.valid_size or self.init_from):
+            raise TrainConfigError(
+                "refit_from refits a run validated on the whole validation split from fresh "
+                "weights: leave out valid_size and init_from"
+            )
         if self.ema is not None and not 0.0 < self.ema < 1.0:
             raise TrainConfigError(f"ema is a decay in (0, 1), e.g. 0.999; got {self.ema}")
         if self.predict_batch_size is not None and self.predict_batch_size < 1:
@@ -883,6 +894,9 @@ def train_model(config: TrainConfig) -> TrainResult:
         record = result.record
         if not result.is_global_zero:
             return TrainResult(model, None, record, run_dir, None, None, is_global_zero=False)
+    elif config.refit_from is not None:
+        validated = _validated_card(config.refit_from, run_key, [len(train), len(valid), len(test)])
+        record = _record_from_card(validated)
     else:
         record = train_with_validation(
             model, train, selection, run_dir, **loop, ema_decay=config.ema, shuffle_seed=init_seed
@@ -896,8 +910,12 @@ def train_model(config: TrainConfig) -> TrainResult:
 
     refit: dict[str, Any] = {}
     before_refit: dict[str, dict[str, float]] = {}
-    if config.refit:
-        before_refit = scores(model)
+    if config.refit or config.refit_from:
+        before_refit = (
+            {m: validated.metrics[m] for m in ("roc_auc" if classify else "mae",)}
+            if config.refit_from
+            else scores(model)
+        )
         import deepchem as dc
 
         epochs = record.best_epoch + 1
@@ -919,6 +937,7 @@ def train_model(config: TrainConfig) -> TrainResult:
             "epochs": epochs,
             "train_size": len(combined),
             "seconds": round(refit_record.seconds[-1], 1),
+            **({"from_card": validated.name} if config.refit_from else {}),
             **({"kept": refit_record.best_weights} if config.ema is not None else {}),
             **({"stopped": refit_record.stopped} if refit_record.stopped else {}),
         }
@@ -928,7 +947,7 @@ def train_model(config: TrainConfig) -> TrainResult:
     )
     if before_refit:
         for metric, values in before_refit.items():
-            metrics[f"{metric}_before_refit"] = values
+            metrics[f"{metric}_before_refit"] = dict(values)
     if not classify:
         # the baseline a model must beat: predict the training mean for every crystal
         mean = float(np.mean(train.y[:, 0]))
@@ -1024,6 +1043,75 @@ def train_model(config: TrainConfig) -> TrainResult:
         save_model(model, model_path, card)
         atomic_write_json(card_path, card.to_dict(), indent=2)
     return TrainResult(model, card, record, run_dir, model_path, card_path)
+
+
+def _validated_card(source: str, run_key: dict[str, Any], sizes: list[int]) -> Any:
+    """The card ``source`` (a JSON path or a shipped model's name), checked to describe the
+    validated run of ``run_key`` on splits of ``sizes``; :class:`RunMismatchError` names the
+    fields that differ."""
+    from deepchem_cgcnn.card import ModelCard
+    from deepchem_cgcnn.registry import pretrained_card
+
+    if os.path.exists(source):
+        with open(source, encoding="utf-8") as handle:
+            card = ModelCard.from_dict(json.load(handle))
+    else:
+        card = pretrained_card(source)
+    if card.is_refit:
+        raise RunMismatchError(f"{source}: a refit model's card; refit from its validated run's")
+    if "drawn at random" in card.split.get("model_selection", ""):
+        raise RunMismatchError(f"{source}: validated on a subset of the validation split")
+    recipe = card.recipe
+    average = recipe.get("weight_average") or {}
+    described = {
+        "data": {"source": card.data["source"], "sha256": card.data["sha256"]},
+        "target": card.task,
+        "query": card.data.get("query"),
+        "mode": card.mode,
+        "featurizer": card.featurizer,
+        "model": {k: card.model.get(k) for k in run_key["model"]},
+        "recipe": {k: recipe.get(k) for k in run_key["recipe"]},
+        "init_seed": recipe.get("init_seed"),
+        "split_seed": card.split.get("seed"),
+        "sizes": card.split.get("sizes"),
+        "ema": average.get("ema_decay"),
+    }
+    wanted = {
+        **{k: run_key.get(k) for k in described if k not in ("sizes", "ema")},
+        "sizes": sizes,
+        "ema": run_key.get("ema"),
+    }
+    fields = differing_fields(described, wanted)
+    if fields:
+        detail = "; ".join(
+            f"{name}: card {_dotted(described, name)!r}, here {_dotted(wanted, name)!r}"
+            for name in fields
+        )
+        raise RunMismatchError(f"{source} describes another run ({detail})")
+    return card
+
+
+def _dotted(tree: dict[str, Any], name: str) -> Any:
+    for key in name.split("."):
+        tree = tree.get(key) if isinstance(tree, dict) else None
+    return tree
+
+
+def _record_from_card(card: Any) -> TrainingRecord:
+    """The validated run's :class:`TrainingRecord` as its card keeps it (no training losses)."""
+    history = card.history
+    average = card.recipe.get("weight_average") or {}
+    return TrainingRecord(
+        epochs=list(range(len(history["seconds"]))),
+        seconds=list(history["seconds"]),
+        valid_mae=list(history["valid_error"]),
+        learning_rate=list(history["learning_rate"]),
+        best_epoch=int(card.recipe["best_epoch"]),
+        best_valid_mae=float(history["valid_error"][card.recipe["best_epoch"]]),
+        stopped=card.recipe.get("stopped", ""),
+        valid_mae_raw=list(history.get("valid_error_trained_weights", [])),
+        best_weights=average.get("best_kept", ""),
+    )
 
 
 HEAD_PREFIXES = ("conv_to_fc.", "fcs.", "fc_out.", "atom_out.")

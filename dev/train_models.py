@@ -210,11 +210,38 @@ JOBS: dict[str, list[str]] = {
         )
         for k in (1, 2, 4, 5)
     },
+    # The refit lever at full scale: member .2's validated run (its folder under work/) chose
+    # epoch 160; --refit trains it afresh on training + validation for those epochs at the same
+    # rates and exports beside the validated model (same name, another folder).
+    "mp-formation-energy.2-refit": [
+        *_shipped_formation_energy("mp-formation-energy.2", "--init-seed", "2", "--refit"),
+        "--export",
+        str(WORK / "export-refit"),
+    ],
+    # The other CPU members' run folders are gone: their cards hold the epochs and rates.
+    **{
+        f"{name}-refit": [
+            *_shipped_formation_energy(name, *seed, "--refit-from", name),
+            "--export",
+            str(WORK / "export-refit"),
+        ]
+        for name, seed in (
+            ("mp-formation-energy", ()),
+            ("mp-formation-energy.1", ("--init-seed", "1")),
+        )
+    },
 }
 
 
+def _option(args: list[str], flag: str) -> str:
+    """The value of the last ``flag`` in a job's arguments (a later flag overrides, as argparse)."""
+    return args[len(args) - 1 - args[::-1].index(flag) + 1]
+
+
 def done(name: str) -> bool:
-    return (EXPORT / f"{name}.json").exists()
+    """True when the job's exported card exists (its own ``--export`` folder and ``--name``)."""
+    args = JOBS[name]
+    return (Path(_option(args, "--export")) / f"{_option(args, '--name')}.json").exists()
 
 
 def main(argv=None) -> None:
@@ -233,7 +260,7 @@ def main(argv=None) -> None:
     for index, name in enumerate(names):
         if index % args.slots != args.slot or done(name):
             continue
-        os.makedirs(WORK / name, exist_ok=True)
+        os.makedirs(WORK / _option(JOBS[name], "--name"), exist_ok=True)
         command = "deepchem-cgcnn train " + " ".join(JOBS[name])
         print("running", command, flush=True)
         train_model(training_config(build_parser().parse_args(["train", *JOBS[name]]), command))

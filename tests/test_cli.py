@@ -251,6 +251,38 @@ def test_train_refit_trains_on_train_and_validation_for_the_chosen_epochs(mp_row
 
 
 @pytest.mark.torch
+def test_train_refit_from_a_card_needs_no_run_folder_and_refuses_another_run(
+    mp_rows, tmp_path, capsys
+):
+    """--refit-from: the epochs and rates come from the validated run's card (no run folder);
+    the card keeps that run's scores; a card of another run (here: other convolutions) is
+    refused with the differing field named."""
+    table = tmp_path / "mp100.csv"
+    mp_rows.head(100).to_csv(table, index=False)
+    base = ["train", "--data", str(table), "--target", "formation_energy_per_atom"]
+    base += ["--num-conv", "1", "--max-epochs", "3", "--n-jobs", "1"]
+    first = [*base, "--name", "v", "--work-dir", str(tmp_path / "a"), "--export", str(tmp_path)]
+    assert main(first) == 0
+    source = json.loads((tmp_path / "v.json").read_text())
+    refit_args = [*base, "--name", "w", "--work-dir", str(tmp_path / "b")]
+    refit_args += ["--export", str(tmp_path / "out"), "--refit-from", str(tmp_path / "v.json")]
+    assert main(refit_args) == 0
+    card = json.loads((tmp_path / "out" / "w.json").read_text())
+    refit = json.loads((tmp_path / "b" / "w" / "refit" / "record.json").read_text())
+    epochs = source["recipe"]["best_epoch"] + 1
+    assert card["recipe"]["refit"]["epochs"] == epochs == len(refit["epochs"])
+    assert card["recipe"]["refit"]["from_card"] == "v"
+    assert refit["learning_rate"] == source["history"]["learning_rate"][:epochs]
+    assert card["metrics"]["mae_before_refit"] == source["metrics"]["mae"]
+    assert card["history"] == source["history"]
+    assert not (tmp_path / "b" / "w" / "record.json").exists()  # nothing validated here
+    other = [*refit_args[: base.index("--num-conv")], "--num-conv", "2"]
+    other += refit_args[base.index("--num-conv") + 2 :]
+    assert main([*other, "--name", "x"]) == 2
+    assert "model.num_conv: card 1, here 2" in capsys.readouterr().err
+
+
+@pytest.mark.torch
 def test_train_gives_each_model_its_own_run_and_refuses_a_mismatched_resume(
     mp_rows, tmp_path, capsys, caplog
 ):

@@ -34,6 +34,14 @@ def test_the_gate_answers_zero_exactly_where_the_classifier_calls_a_metal(crysta
         for record in gate.check_domain(dataset, with_formula=False)
     ]
     assert flagged == list(metal)
+    calls = []
+    classify = classifier.predict
+    classifier.predict = lambda data: calls.append(1) or classify(data)
+    together, together_std, records = gate.predict_with_domain(dataset, with_formula=False)
+    assert len(calls) == 1  # one classifier pass for the answer and its flags
+    np.testing.assert_array_equal(together, gated)
+    np.testing.assert_array_equal(together_std, std)
+    assert [any("a metal by" in f for f in r.flags) for r in records] == flagged
 
 
 @pytest.mark.torch

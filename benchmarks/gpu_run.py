@@ -220,6 +220,7 @@ def main(argv=None) -> int:
             bench_resident.main(
                 ["--data", str(args.data), "--n", n, "--batch-size", *sizes, "--epochs", "2"]
                 + ["--device", args.device, "--predict-batch-size", "100" if dry else "4096"]
+                + ["--variants", "collated", "resident", "resident-fused"]
             )
         _append(args.out / "throughput.md", "resident against collated", text.getvalue())
         return {"tables": len(sizes)}

@@ -47,6 +47,63 @@ class SGD(Optimizer):
         )
 
 
+def _fused_on_cuda(params: list) -> dict:
+    """``{"fused": True}`` when every parameter is on a CUDA device: one fused kernel per step
+    instead of the ``foreach`` kernels (the optimizer was 42 % of an H100 step's GPU time);
+    same update, rounding aside."""
+    return {"fused": True} if params and all(p.is_cuda for p in params) else {}
+
+
+def _initial_rate(optimizer: Optimizer) -> float:
+    """The rate a torch optimizer starts from (DeepChem's schedules update it per step)."""
+    rate = optimizer.learning_rate
+    return rate.initial_rate if hasattr(rate, "initial_rate") else rate
+
+
+class AdamW(dc.models.optimizers.AdamW):
+    """DeepChem's ``AdamW``, fused on CUDA (same defaults and update).
+
+    Examples
+    --------
+    >>> import torch
+    >>> optimizer = AdamW(learning_rate=2e-3, weight_decay=1e-4)
+    >>> torch_optimizer = optimizer._create_pytorch_optimizer([torch.nn.Parameter(torch.zeros(1))])
+    >>> type(torch_optimizer).__name__, torch_optimizer.defaults["fused"]
+    ('AdamW', None)
+    """
+
+    def _create_pytorch_optimizer(self, params):
+        import torch
+
+        params = list(params)
+        return torch.optim.AdamW(
+            params,
+            _initial_rate(self),
+            (self.beta1, self.beta2),
+            self.epsilon,
+            self.weight_decay,
+            self.amsgrad,
+            **_fused_on_cuda(params),
+        )
+
+
+class Adam(dc.models.optimizers.Adam):
+    """DeepChem's ``Adam``, fused on CUDA (same defaults and update)."""
+
+    def _create_pytorch_optimizer(self, params):
+        import torch
+
+        params = list(params)
+        return torch.optim.Adam(
+            params,
+            lr=_initial_rate(self),
+            betas=(self.beta1, self.beta2),
+            eps=self.epsilon,
+            weight_decay=self.weight_decay,
+            **_fused_on_cuda(params),
+        )
+
+
 @dataclass(frozen=True)
 class Recipe:
     """How to train: optimizer, learning rate, schedule, batch size.
@@ -137,9 +194,7 @@ def make_optimizer(recipe: Recipe) -> Optimizer:
     if recipe.optimizer == "sgd":
         return SGD(recipe.learning_rate, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     if recipe.optimizer == "adamw":
-        return dc.models.optimizers.AdamW(
-            learning_rate=recipe.learning_rate, weight_decay=recipe.weight_decay
-        )
+        return AdamW(learning_rate=recipe.learning_rate, weight_decay=recipe.weight_decay)
     if recipe.optimizer == "adam":
-        return dc.models.optimizers.Adam(learning_rate=recipe.learning_rate)
+        return Adam(learning_rate=recipe.learning_rate)
     raise ValueError(f"unknown optimizer {recipe.optimizer!r}; use 'sgd', 'adam' or 'adamw'")

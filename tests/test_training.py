@@ -416,3 +416,31 @@ def test_a_shuffle_seed_fixes_the_batch_order_and_leaves_numpy_s_generator_alone
     assert run("b", 7, numpy_seed=2) == pytest.approx(seeded, rel=1e-5)
     assert run("c", 8, numpy_seed=1) != pytest.approx(seeded, rel=1e-3)
     assert run("d", None, numpy_seed=1) != pytest.approx(run("e", None, numpy_seed=2), rel=1e-3)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", ["AdamW", "Adam"])
+def test_recipe_optimizers_update_as_deepchems_and_fuse_only_on_cuda(name):
+    """The recipes' Adam/AdamW are DeepChem's (same defaults, same update on a CPU, here
+    bit for bit); on CUDA parameters they ask torch for the fused kernel."""
+    import types
+
+    from deepchem_cgcnn import recipes
+
+    ours_class, theirs_class = getattr(recipes, name), getattr(dc.models.optimizers, name)
+    extra = {"weight_decay": 1e-2} if name == "AdamW" else {}
+    runs = []
+    for optimizer in (ours_class(learning_rate=3e-3, **extra), theirs_class(3e-3, **extra)):
+        torch.manual_seed(0)
+        weights = torch.nn.Parameter(torch.randn(7, 5))
+        torch_optimizer = optimizer._create_pytorch_optimizer(iter([weights]))
+        for step in range(4):
+            torch_optimizer.zero_grad()
+            (weights.sin() * (step + 1)).sum().backward()
+            torch_optimizer.step()
+        runs.append((weights.detach().clone(), torch_optimizer.defaults))
+    assert torch.equal(runs[0][0], runs[1][0])
+    assert runs[0][1]["weight_decay"] == runs[1][1]["weight_decay"] == extra.get("weight_decay", 0)
+    assert not runs[0][1]["fused"]
+    assert recipes._fused_on_cuda([types.SimpleNamespace(is_cuda=True)] * 2) == {"fused": True}
+    assert recipes._fused_on_cuda([types.SimpleNamespace(is_cuda=True), weights]) == {}

@@ -646,6 +646,13 @@ def _add_training_options(train: argparse.ArgumentParser) -> None:
         "it beside the trained weights each epoch and keep whichever validates better",
     )
     train.add_argument(
+        "--loss",
+        default="mse",
+        choices=["mse", "l1"],
+        help="regression loss on normalized targets: mse (the original's) or l1 (the mean "
+        "absolute error the tasks are scored by); the card records it",
+    )
+    train.add_argument(
         "--refit",
         action="store_true",
         help="after the validated run, train a fresh model on the training and validation "

@@ -313,6 +313,10 @@ class GraphSettingsError(ValueError):
     """Crystal graphs made with featurizer settings other than those the model was trained on."""
 
 
+REGRESSION_LOSSES = ("mse", "l1")
+"""The training losses of :class:`CGCNNModel` ``regression_loss``."""
+
+
 class CGCNNModel(TorchModel):
     """CGCNN as a DeepChem model: a drop-in for ``dc.models.CGCNNModel`` without DGL.
 
@@ -335,6 +339,10 @@ class CGCNNModel(TorchModel):
     normalize_targets: bool, default True
         Regression only: fit the target mean and standard deviation on the first
         ``fit`` and train on normalized targets.
+    regression_loss: str, default "mse"
+        Regression only: ``"mse"`` (squared error on normalized targets, the original's) or
+        ``"l1"`` (absolute error on normalized targets: the mean absolute error that the
+        tasks are scored by, and less pulled by a few badly fitted crystals).
     featurizer_params: dict, optional
         The :class:`~deepchem_cgcnn.CGCNNFeaturizer` settings of the graphs the model
         is trained on. Graphs carry the settings that made them, and the model refuses
@@ -411,6 +419,7 @@ class CGCNNModel(TorchModel):
         step: float = 0.2,
         nonnegative: bool = False,
         normalize_targets: bool = True,
+        regression_loss: str = "mse",
         compile_convolutions: bool = False,
         resident: bool | None = None,
         predict_batch_size: int | None = None,
@@ -461,8 +470,14 @@ class CGCNNModel(TorchModel):
         self.predict_batch_size = predict_batch_size
         self.static_shapes = compile_mode is not None if static_shapes is None else static_shapes
         self._resident_cache: list[tuple[Any, bytes, ResidentGraphs]] = []
+        if regression_loss not in REGRESSION_LOSSES:
+            raise ValueError(
+                f"regression_loss {regression_loss!r}: choose from {sorted(REGRESSION_LOSSES)}"
+            )
+        self.regression_loss = regression_loss
         if mode == "regression":
-            loss, output_types = self._normalized_mse, ["prediction"]
+            loss = self._normalized_mse if regression_loss == "mse" else self._normalized_l1
+            output_types = ["prediction"]
         else:
             loss, output_types = self._cross_entropy, ["prediction", "loss"]
         super().__init__(model, loss=loss, output_types=output_types, **kwargs)
@@ -479,6 +494,17 @@ class CGCNNModel(TorchModel):
         labelled = (weight != 0) & torch.isfinite(target)
         target = torch.where(labelled, target, prediction.detach())
         error = ((prediction - target) / self.model.target_std) ** 2
+        return torch.where(labelled, error * weight, torch.zeros_like(error)).mean()
+
+    def _normalized_l1(
+        self, outputs: list[torch.Tensor], labels: list[torch.Tensor], weights: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """Mean absolute error on normalized targets, masked and weighted as the squared one."""
+        prediction, target = outputs[0], labels[0].reshape(outputs[0].shape)
+        weight = weights[0].reshape(prediction.shape[0], -1).expand_as(prediction)
+        labelled = (weight != 0) & torch.isfinite(target)
+        target = torch.where(labelled, target, prediction.detach())
+        error = (prediction - target).abs() / self.model.target_std
         return torch.where(labelled, error * weight, torch.zeros_like(error)).mean()
 
     def _cross_entropy(

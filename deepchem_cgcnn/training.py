@@ -670,6 +670,7 @@ class TrainConfig:
     max_minutes: float = 90.0
     patience: int | None = None
     ema: float | None = None
+    loss: str = "mse"
     refit: bool = False
     refit_from: str | None = None
     """A validated run's card (a JSON path or a shipped model's name) to refit instead of
@@ -715,6 +716,10 @@ class TrainConfig:
             raise TrainConfigError(
                 "refit_from refits a run validated on the whole validation split from fresh "
                 "weights: leave out valid_size and init_from"
+            )
+        if self.loss != "mse" and self.mode != "regression":
+            raise TrainConfigError(
+                f"loss {self.loss!r} is for regression; a classifier trains on cross entropy"
             )
         if self.ema is not None and not 0.0 < self.ema < 1.0:
             raise TrainConfigError(f"ema is a decay in (0, 1), e.g. 0.999; got {self.ema}")
@@ -823,6 +828,7 @@ def train_model(config: TrainConfig) -> TrainResult:
             optimizer=make_optimizer(recipe),
             compile_convolutions=config.compile,
             compile_mode=config.compile_mode,
+            **({"regression_loss": config.loss} if config.loss != "mse" else {}),
             predict_batch_size=config.predict_batch_size,
             model_dir=model_dir,
             device=resolve_device(config.device),
@@ -864,6 +870,8 @@ def train_model(config: TrainConfig) -> TrainResult:
     }
     if config.ema is not None:
         run_key["ema"] = config.ema
+    if config.loss != "mse":  # absent for the original's loss, as in runs made before the option
+        run_key["loss"] = config.loss
     processes = (config.devices or 1) * config.num_nodes
     if processes > 1:
         run_key["data_parallel"] = {"processes": processes, "strategy": config.strategy}
@@ -999,6 +1007,7 @@ def train_model(config: TrainConfig) -> TrainResult:
             **recipe.to_dict(),
             "defaults": config.defaults,
             "init_seed": init_seed,
+            **({"loss": config.loss} if config.loss != "mse" else {}),
             "compiled": config.compile,
             **({"compile_mode": config.compile_mode} if config.compile_mode else {}),
             "max_epochs": config.max_epochs,
@@ -1075,11 +1084,13 @@ def _validated_card(source: str, run_key: dict[str, Any], sizes: list[int]) -> A
         "split_seed": card.split.get("seed"),
         "sizes": card.split.get("sizes"),
         "ema": average.get("ema_decay"),
+        "loss": recipe.get("loss", "mse"),
     }
     wanted = {
-        **{k: run_key.get(k) for k in described if k not in ("sizes", "ema")},
+        **{k: run_key.get(k) for k in described if k not in ("sizes", "ema", "loss")},
         "sizes": sizes,
         "ema": run_key.get("ema"),
+        "loss": run_key.get("loss", "mse"),
     }
     fields = differing_fields(described, wanted)
     if fields:

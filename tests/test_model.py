@@ -137,6 +137,29 @@ def test_overfit_regression(conv, pooling, mp_rows, mp_graphs):
 
 
 @pytest.mark.torch
+def test_l1_loss_is_the_normalized_mean_absolute_error_and_overfits(mp_rows, mp_graphs):
+    """regression_loss='l1': the loss of a batch is its weighted mean |error| / target std
+    (missing labels masked), and it fits 24 real formation energies as the squared loss does."""
+    data = real_dataset(mp_rows, mp_graphs, "formation_energy_per_atom", n=24)
+    torch.manual_seed(0)
+    model = CGCNNModel(num_conv=2, batch_size=24, learning_rate=3e-3, regression_loss="l1")
+    spread = np.abs(data.y - data.y.mean()).mean()
+    model.fit(data, nb_epoch=120, checkpoint_interval=0)
+    prediction = model.predict(data)
+    assert np.abs(prediction - data.y).mean() < 0.1 * spread
+    y, w = data.y.copy(), np.ones_like(data.y)
+    y[0], w[1] = np.nan, 0.0
+    loss = model._normalized_l1(
+        [torch.as_tensor(prediction)], [torch.as_tensor(y)], [torch.as_tensor(w)]
+    )
+    std = float(model.model.target_std)
+    expected = np.abs(prediction - data.y)[2:].sum() / std / len(y)
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="regression_loss 'l2': choose from"):
+        CGCNNModel(regression_loss="l2")
+
+
+@pytest.mark.torch
 def test_overfit_classification_and_evaluate(mp_rows, mp_graphs):
     data = real_dataset(mp_rows, mp_graphs, "is_metal", n=64)
     torch.manual_seed(0)

@@ -26,7 +26,9 @@ import fcntl
 import hashlib
 import json
 import os
+import stat
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -56,17 +58,41 @@ def _fsync_folder(folder: str) -> None:
         os.close(descriptor)
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where the system says it (Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    with _UMASK_LOCK:  # elsewhere: set and restore it, one thread at a time
+        current = os.umask(0o077)  # a file made meanwhile elsewhere gets the safe side
+        os.umask(current)
+    return current
+
+
+_UMASK_LOCK = threading.Lock()
+
+
 def atomic_write(
     path: str | os.PathLike, write: Callable[[Any], None], binary: bool = True
 ) -> None:
     """Write ``path`` all or nothing: ``write(handle)`` fills a temporary file that replaces it.
 
     The temporary file lives in the target's folder (so the rename is atomic), is fsynced
-    before the rename, and is removed if ``write`` raises.
+    before the rename, and is removed if ``write`` raises. The file gets the mode of the file
+    it replaces, else the one ``open`` would give it (``0o666`` less the umask), not the
+    temporary file's private ``0o600``.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mode = 0o666 & ~_umask()
     descriptor, temporary = tempfile.mkstemp(
         dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
     )
@@ -75,6 +101,7 @@ def atomic_write(
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(temporary, mode)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -179,6 +179,23 @@ def test_a_damaged_or_missing_record_does_not_stop_a_resume(datasets, tmp_path):
     assert json.loads((tmp_path / RECORD).read_text())["epochs"] == [0, 1, 2]
 
 
+def test_atomic_writes_get_the_mode_open_would_give_or_keep_the_replaced_files(tmp_path):
+    """Not the temporary file's private 0600: an exported card or a predictions file in a
+    shared folder stays readable by the group, as a plain ``open`` would leave it."""
+    from deepchem_cgcnn._io import _umask
+
+    old = os.umask(0o027)
+    try:
+        assert _umask() == 0o027
+        atomic_write(tmp_path / "card.json", lambda handle: handle.write(b"{}"))
+        assert os.stat(tmp_path / "card.json").st_mode & 0o777 == 0o640
+        os.chmod(tmp_path / "card.json", 0o604)
+        atomic_write(tmp_path / "card.json", lambda handle: handle.write(b"[]"))
+        assert os.stat(tmp_path / "card.json").st_mode & 0o777 == 0o604
+    finally:
+        os.umask(old)
+
+
 @pytest.mark.torch
 def test_a_stop_while_writing_leaves_the_previous_file_whole(datasets, tmp_path):
     _train(tmp_path, datasets, 1)

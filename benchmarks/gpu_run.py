@@ -104,6 +104,8 @@ def _training_config(args, out: Path, name: str, target: str, minutes: float, *e
         args.device,
         "--predict-batch-size",  # validation each epoch in large batches
         "128" if args.dry_run else "4096",
+        "--loss",
+        args.loss,
         *extra,
     ]
     return training_config(
@@ -166,6 +168,12 @@ def main(argv=None) -> int:
         default=[],
         choices=list(STEPS),
         help="steps not to run (e.g. the throughput ones, once measured: more epochs)",
+    )
+    parser.add_argument(
+        "--loss",
+        default="mse",
+        choices=["mse", "l1"],
+        help="the formation-energy models' training loss (deepchem-cgcnn train --loss)",
     )
     args = parser.parse_args(argv)
     dry = args.dry_run

@@ -4,7 +4,7 @@ import hashlib
 import logging
 import warnings
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -487,24 +487,30 @@ class CGCNNModel(TorchModel):
         self, outputs: list[torch.Tensor], labels: list[torch.Tensor], weights: list[torch.Tensor]
     ) -> torch.Tensor:
         """Mean squared error on normalized targets, weighted as DeepChem weights losses."""
+        return self._normalized_error(outputs, labels, weights, torch.square)
+
+    def _normalized_l1(
+        self, outputs: list[torch.Tensor], labels: list[torch.Tensor], weights: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """Mean absolute error on normalized targets, weighted as DeepChem weights losses."""
+        return self._normalized_error(outputs, labels, weights, torch.abs)
+
+    def _normalized_error(
+        self,
+        outputs: list[torch.Tensor],
+        labels: list[torch.Tensor],
+        weights: list[torch.Tensor],
+        penalty: Callable[[torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        """The weighted mean of ``penalty((prediction - label) / target std)`` over the labelled
+        entries (a zero weight or a missing label contributes zero)."""
         prediction, target = outputs[0], labels[0].reshape(outputs[0].shape)
         weight = weights[0].reshape(prediction.shape[0], -1).expand_as(prediction)
         # A missing (NaN) label is masked before the arithmetic: NaN * 0 would still be NaN,
         # in the loss and in its gradient.
         labelled = (weight != 0) & torch.isfinite(target)
         target = torch.where(labelled, target, prediction.detach())
-        error = ((prediction - target) / self.model.target_std) ** 2
-        return torch.where(labelled, error * weight, torch.zeros_like(error)).mean()
-
-    def _normalized_l1(
-        self, outputs: list[torch.Tensor], labels: list[torch.Tensor], weights: list[torch.Tensor]
-    ) -> torch.Tensor:
-        """Mean absolute error on normalized targets, masked and weighted as the squared one."""
-        prediction, target = outputs[0], labels[0].reshape(outputs[0].shape)
-        weight = weights[0].reshape(prediction.shape[0], -1).expand_as(prediction)
-        labelled = (weight != 0) & torch.isfinite(target)
-        target = torch.where(labelled, target, prediction.detach())
-        error = (prediction - target).abs() / self.model.target_std
+        error = penalty((prediction - target) / self.model.target_std)
         return torch.where(labelled, error * weight, torch.zeros_like(error)).mean()
 
     def _cross_entropy(

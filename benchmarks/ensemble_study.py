@@ -9,6 +9,8 @@ the study refuses, naming the member that differs. The data and split are rebuil
 - each member's validation and test MAE;
 - the validation and test MAE of the ensemble of the first k members, k = 1 .. N (the mean
   prediction): whether to ship the ensemble is decided on the validation column;
+- for each k, the k members (of any order and recipe) whose ensemble validates best, with
+  its test MAE beside it (``best_of_size``): which members to ship, read off validation;
 - σ (the members' spread) scaled by one factor fitted on the validation split
   (``CGCNNEnsemble.fit_std_scale``), and how often the test errors fall within 1, 2, 3 σ
   before and after (``calibration``); the rank correlation of σ with the test error.
@@ -116,6 +118,7 @@ def study(members: list, paths: list[Path], valid, test) -> dict:
             }
             for k in range(1, len(members) + 1)
         ],
+        "best_of_size": _best_subsets(on_valid, on_test, y_valid, y_test, paths),
     }
     if len(members) > 1:
         ensemble = CGCNNEnsemble(members)
@@ -138,6 +141,30 @@ def study(members: list, paths: list[Path], valid, test) -> dict:
     return result
 
 
+def _best_subsets(on_valid, on_test, y_valid, y_test, paths: list[Path]) -> list[dict]:
+    """For each size k, the k members whose mean prediction scores best on validation (every
+    subset tried; members of other recipes can join an ensemble), with that subset's test
+    MAE beside it: which members to ship is read off the validation column."""
+    from itertools import combinations
+
+    best = []
+    for k in range(1, len(paths) + 1):
+        scored = [
+            (float(np.mean(np.abs(on_valid[list(c)].mean(axis=0) - y_valid))), c)
+            for c in combinations(range(len(paths)), k)
+        ]
+        valid_mae, chosen = min(scored)
+        best.append(
+            {
+                "k": k,
+                "members": [Path(paths[i]).name for i in chosen],
+                "valid_mae": valid_mae,
+                "test_mae": float(np.mean(np.abs(on_test[list(chosen)].mean(axis=0) - y_test))),
+            }
+        )
+    return best
+
+
 def report(result: dict, units: str) -> str:
     lines = [
         markdown_table(
@@ -158,6 +185,21 @@ def report(result: dict, units: str) -> str:
             [
                 [row["k"], f"{row['valid_mae']:.4f}", f"{row['test_mae']:.4f}"]
                 for row in result["first_k"]
+            ],
+        ),
+    ]
+    lines += [
+        "",
+        markdown_table(
+            ["best k by validation", "members", f"valid MAE ({units})", f"test MAE ({units})"],
+            [
+                [
+                    row["k"],
+                    " ".join(row["members"]),
+                    f"{row['valid_mae']:.4f}",
+                    f"{row['test_mae']:.4f}",
+                ]
+                for row in result.get("best_of_size", [])
             ],
         ),
     ]

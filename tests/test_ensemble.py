@@ -146,6 +146,7 @@ RECIPE = (
     "weight_decay",
     "momentum",
     "weight_average",
+    "loss",
 )
 
 

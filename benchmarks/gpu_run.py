@@ -12,7 +12,8 @@ finishes, inside a wall-clock budget.
 2. featurize: the whole table, featurized with every core and split into the training cache
    (``training.load_training_data``), so the training budget below is all training;
 3. the formation-energy model at the paper's ~1,000-epoch budget, ``deepchem-cgcnn train``'s
-   recipe on the 60/20/20 seed-123 split, trained on the device -> ``<name>.pt``/``.json``
+   recipe on the 60/20/20 seed-123 split with ``--loss l1`` (``--loss``), trained on the
+   device -> ``<name>.pt``/``.json``
    (its card holds the device, history and wall time); with ``--ema 0.999``, so the same run
    measures the weight-average lever (both curves in the history; the better by validation
    is kept); it leaves 0.8 minutes of the budget for its scoring and export and step 6;
@@ -171,9 +172,10 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--loss",
-        default="mse",
+        default="l1",
         choices=["mse", "l1"],
-        help="the formation-energy models' training loss (deepchem-cgcnn train --loss)",
+        help="the formation-energy models' training loss (deepchem-cgcnn train --loss; l1 "
+        "validated 0.0484 against mse's 0.0583 at full scale on the CPU)",
     )
     args = parser.parse_args(argv)
     dry = args.dry_run

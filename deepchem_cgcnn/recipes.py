@@ -14,9 +14,12 @@ from deepchem_cgcnn._quiet import import_deepchem
 
 dc = import_deepchem()
 if TYPE_CHECKING:
+    from deepchem.models.optimizers import Adam as DeepChemAdam
+    from deepchem.models.optimizers import AdamW as DeepChemAdamW
     from deepchem.models.optimizers import Optimizer
 else:
     Optimizer = dc.models.optimizers.Optimizer
+    DeepChemAdam, DeepChemAdamW = dc.models.optimizers.Adam, dc.models.optimizers.AdamW
 
 
 class SGD(Optimizer):
@@ -60,7 +63,7 @@ def _initial_rate(optimizer: Optimizer) -> float:
     return rate.initial_rate if hasattr(rate, "initial_rate") else rate
 
 
-class AdamW(dc.models.optimizers.AdamW):
+class AdamW(DeepChemAdamW):
     """DeepChem's ``AdamW``, fused on CUDA (same defaults and update).
 
     Examples
@@ -87,7 +90,7 @@ class AdamW(dc.models.optimizers.AdamW):
         )
 
 
-class Adam(dc.models.optimizers.Adam):
+class Adam(DeepChemAdam):
     """DeepChem's ``Adam``, fused on CUDA (same defaults and update)."""
 
     def _create_pytorch_optimizer(self, params):

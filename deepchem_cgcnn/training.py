@@ -828,7 +828,7 @@ def train_model(config: TrainConfig) -> TrainResult:
             optimizer=make_optimizer(recipe),
             compile_convolutions=config.compile,
             compile_mode=config.compile_mode,
-            **({"regression_loss": config.loss} if config.loss != "mse" else {}),
+            regression_loss=config.loss,
             predict_batch_size=config.predict_batch_size,
             model_dir=model_dir,
             device=resolve_device(config.device),
@@ -1102,7 +1102,7 @@ def _validated_card(source: str, run_key: dict[str, Any], sizes: list[int]) -> A
     return card
 
 
-def _dotted(tree: dict[str, Any], name: str) -> Any:
+def _dotted(tree: Any, name: str) -> Any:
     for key in name.split("."):
         tree = tree.get(key) if isinstance(tree, dict) else None
     return tree

@@ -154,8 +154,8 @@ RECIPE = (
 def test_every_shipped_ensemble_carries_its_std_scale_and_members_trained_alike():
     """Each shipped name with members loads as their ensemble, with the σ scale and member
     count its card records; the members share task, data, split and featurizer, and no two
-    were trained alike (initial weights or recipe differ: `mp-formation-energy.3` is the GPU
-    run's model, another recipe, chosen into the ensemble by validation)."""
+    were trained alike (initial weights or recipe differ: `mp-formation-energy` is trained on
+    the absolute error, its members `.1` and `.2` on the squared error, chosen by validation)."""
     from deepchem_cgcnn import available_pretrained, load_pretrained_predictor, pretrained_card
     from deepchem_cgcnn.registry import ensemble_members
 

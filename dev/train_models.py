@@ -241,15 +241,15 @@ JOBS: dict[str, list[str]] = {
 }
 
 
-def _option(args: list[str], flag: str) -> str:
-    """The value of the last ``flag`` in a job's arguments (a later flag overrides, as argparse)."""
-    return args[len(args) - 1 - args[::-1].index(flag) + 1]
+def _config(name: str):
+    """The :class:`~deepchem_cgcnn.training.TrainConfig` of job ``name``, as ``train`` parses it."""
+    return training_config(build_parser().parse_args(["train", *JOBS[name]]))
 
 
 def done(name: str) -> bool:
     """True when the job's exported card exists (its own ``--export`` folder and ``--name``)."""
-    args = JOBS[name]
-    return (Path(_option(args, "--export")) / f"{_option(args, '--name')}.json").exists()
+    config = _config(name)
+    return (Path(config.export) / f"{config.name}.json").exists()
 
 
 def main(argv=None) -> None:
@@ -268,10 +268,11 @@ def main(argv=None) -> None:
     for index, name in enumerate(names):
         if index % args.slots != args.slot or done(name):
             continue
-        os.makedirs(WORK / _option(JOBS[name], "--name"), exist_ok=True)
-        command = "deepchem-cgcnn train " + " ".join(JOBS[name])
-        print("running", command, flush=True)
-        train_model(training_config(build_parser().parse_args(["train", *JOBS[name]]), command))
+        config = _config(name)
+        os.makedirs(WORK / config.name, exist_ok=True)
+        config.command = "deepchem-cgcnn train " + " ".join(JOBS[name])
+        print("running", config.command, flush=True)
+        train_model(config)
 
 
 if __name__ == "__main__":

@@ -226,18 +226,26 @@ JOBS: dict[str, list[str]] = {
         "--export",
         str(WORK / "export-refit"),
     ],
-    # The other CPU members' run folders are gone: their cards hold the epochs and rates.
+    # The L1 members: their run folders are under work/ (the shipped model's is
+    # mp-formation-energy-l1, epoch 166; the second seed's epoch 159).
     **{
-        f"{name}-refit": [
-            *_shipped_formation_energy(name, *seed, "--refit-from", name),
+        f"mp-formation-energy-l1{suffix}-refit": [
+            *_shipped_formation_energy(
+                f"mp-formation-energy-l1{suffix}", "--loss", "l1", *seed, "--refit"
+            ),
             "--export",
             str(WORK / "export-refit"),
         ]
-        for name, seed in (
-            ("mp-formation-energy", ()),
-            ("mp-formation-energy.1", ("--init-seed", "1")),
-        )
+        for suffix, seed in (("", ()), (".1", ("--init-seed", "1")))
     },
+    # The squared-error member .1's run folder is gone: its card holds the epochs and rates.
+    "mp-formation-energy.1-refit": [
+        *_shipped_formation_energy(
+            "mp-formation-energy.1", "--init-seed", "1", "--refit-from", "mp-formation-energy.1"
+        ),
+        "--export",
+        str(WORK / "export-refit"),
+    ],
 }
 
 

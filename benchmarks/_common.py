@@ -110,16 +110,20 @@ def record_in_card(name: str, key: str, value: object) -> Path:
     return path
 
 
-def record_std_scale(name: str, scale: float, n_members: int, n_valid: int, unit: str) -> Path:
+def record_std_scale(
+    name: str, scale: float, n_members: int, n_valid: int, unit: str, by: str = ""
+) -> Path:
     """Write an ensemble's validation-fitted σ scale into the shipped card of ``name`` (read by
-    ``CGCNNEnsemble.pretrained``); ``unit`` names what the validation split counts."""
+    ``CGCNNEnsemble.pretrained``); ``unit`` names what the validation split counts, ``by``
+    which models predicted it when not the members themselves (refit members' twins)."""
+    predicted_by = f", predicted by {by}" if by else ""
     return record_in_card(
         name,
         "ensemble",
         {
             "members": n_members,
             "std_scale": round(scale, 4),
-            "std_scale_fitted_on": f"validation split ({n_valid:,} {unit}), "
+            "std_scale_fitted_on": f"validation split ({n_valid:,} {unit}){predicted_by}, "
             "median |error| / sigma / 0.6745",
         },
     )

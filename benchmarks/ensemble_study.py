@@ -18,6 +18,13 @@ the study refuses, naming the member that differs. The data and split are rebuil
 ``--record-std-scale NAME`` writes the fitted factor into the shipped card of ``NAME`` (its
 members shipped as ``NAME``, ``NAME.1``, ...), where ``CGCNNEnsemble.pretrained`` reads it.
 
+A member refit on its training and validation crystals (``train --refit``) has no validation
+score of its own: its validation predictions are in-sample. With refit members the study
+needs ``--twins``: the validated run each member was refit from (one per member, in order;
+a member that is not refit is its own twin). The validation column, the choice of members
+and the σ scale then come from the twins, the test column from the members; without twins
+those are refused rather than fitted on crystals the members trained on.
+
 Test crystals select nothing here: the members were selected on validation by their cards.
 
 Usage::
@@ -83,8 +90,44 @@ def split_of(card, data: Path, n_jobs: int, cache: Path):
     return splits
 
 
-def study(members: list, paths: list[Path], valid, test) -> dict:
-    """Scores of each member, of the first-k ensembles, and of the calibrated σ."""
+def refit_members(members: list, paths: list[Path]) -> list[str]:
+    """The paths of the members refit on their validation crystals."""
+    return [str(path) for path, member in zip(paths, members) if member.card.is_refit]
+
+
+def check_twins(members: list, paths: list[Path], twins: list, twin_paths: list[Path]) -> None:
+    """Refuse unless each twin is the validated run its member was refit from (or the member
+    itself, when that one is not refit): same data, split and task, not refit, and the
+    validation score the refit card keeps as ``mae_before_refit``."""
+    if len(twins) != len(members):
+        sys.exit(f"--twins: {len(twins)} models for {len(members)} members (one per member)")
+    for path, member, twin_path, twin in zip(paths, members, twin_paths, twins):
+        if twin.card.is_refit:
+            sys.exit(f"{twin_path}: a twin must be a validated run; this one is refit")
+        different = _differences(member.card, twin.card)
+        if different:
+            sys.exit(f"{twin_path}: not trained like {path} ({', '.join(different)} differ)")
+        metric = member.card.metric_name
+        before = member.card.metrics.get(
+            f"{metric}_before_refit" if member.card.is_refit else metric, {}
+        )
+        validated = twin.card.metrics.get(metric, {}).get("valid")
+        if (
+            before.get("valid") is None
+            or validated is None
+            or not np.isclose(before["valid"], validated, rtol=1e-9, atol=0.0)
+        ):
+            sys.exit(
+                f"{twin_path}: not the validated run {path} was refit from (validation "
+                f"{metric} {validated} here, {before.get('valid')} in the member's card)"
+            )
+
+
+def study(members: list, paths: list[Path], valid, test, twins: list | None = None) -> dict:
+    """Scores of each member, of the first-k ensembles, and of the calibrated σ.
+
+    ``twins`` (checked by :func:`check_twins`) stand in for the members on validation.
+    With refit members and no twins, nothing is chosen or fitted on validation."""
     from scipy.stats import spearmanr
 
     from deepchem_cgcnn import CGCNNEnsemble
@@ -94,13 +137,15 @@ def study(members: list, paths: list[Path], valid, test) -> dict:
     warnings.simplefilter("ignore", DomainWarning)  # the members' domain is not studied here
     y_valid = np.asarray(valid.y, dtype=float).ravel()
     y_test = np.asarray(test.y, dtype=float).ravel()
-    on_valid = np.stack([m.predict(valid)[:, 0] for m in members])
+    in_sample = refit_members(members, paths) if twins is None else []
+    on_valid = np.stack([m.predict(valid)[:, 0] for m in (twins or members)])
     on_test = np.stack([m.predict(test)[:, 0] for m in members])
 
     def mae(prediction: np.ndarray, y: np.ndarray) -> float:
         return float(np.mean(np.abs(prediction - y)))
 
     result: dict = {
+        "validation_from": "twins" if twins else "members",
         "members": [
             {
                 "model": str(path),
@@ -118,8 +163,15 @@ def study(members: list, paths: list[Path], valid, test) -> dict:
             }
             for k in range(1, len(members) + 1)
         ],
-        "best_of_size": _best_subsets(on_valid, on_test, y_valid, y_test, paths),
     }
+    if in_sample:
+        result["validation_in_sample"] = in_sample
+        for row in (*result["members"], *result["first_k"]):
+            row["valid_trained_on_mae"] = row.pop("valid_mae")
+        singles = [m["test_mae"] for m in result["members"]]
+        result["summary"] = _summary(singles, result["first_k"][-1]["test_mae"])
+        return result
+    result["best_of_size"] = _best_subsets(on_valid, on_test, y_valid, y_test, paths)
     if len(members) > 1:
         ensemble = CGCNNEnsemble(members)
         mean, raw_std = on_test.mean(axis=0), on_test.std(axis=0, ddof=1)
@@ -133,12 +185,16 @@ def study(members: list, paths: list[Path], valid, test) -> dict:
             "spearman_sigma_vs_abs_error": float(spearmanr(raw_std, error).statistic),
         }
     singles = [m["test_mae"] for m in result["members"]]
-    result["summary"] = {
-        "mean_member_test_mae": float(np.mean(singles)),
-        "ensemble_test_mae": result["first_k"][-1]["test_mae"],
-        "gain": 1.0 - result["first_k"][-1]["test_mae"] / float(np.mean(singles)),
-    }
+    result["summary"] = _summary(singles, result["first_k"][-1]["test_mae"])
     return result
+
+
+def _summary(singles: list[float], ensemble_test_mae: float) -> dict:
+    return {
+        "mean_member_test_mae": float(np.mean(singles)),
+        "ensemble_test_mae": ensemble_test_mae,
+        "gain": 1.0 - ensemble_test_mae / float(np.mean(singles)),
+    }
 
 
 def _best_subsets(on_valid, on_test, y_valid, y_test, paths: list[Path]) -> list[dict]:
@@ -166,14 +222,21 @@ def _best_subsets(on_valid, on_test, y_valid, y_test, paths: list[Path]) -> list
 
 
 def report(result: dict, units: str) -> str:
+    valid = "valid_trained_on_mae" if "validation_in_sample" in result else "valid_mae"
+    valid_header = {
+        "valid_trained_on_mae": f"valid MAE, in-sample ({units})",
+        "valid_mae": f"valid MAE ({units})"
+        if result.get("validation_from") != "twins"
+        else f"valid MAE of the validated twin(s) ({units})",
+    }[valid]
     lines = [
         markdown_table(
-            ["member", "init seed", f"valid MAE ({units})", f"test MAE ({units})"],
+            ["member", "init seed", valid_header, f"test MAE ({units})"],
             [
                 [
                     Path(m["model"]).name,
                     m["init_seed"],
-                    f"{m['valid_mae']:.4f}",
+                    f"{m[valid]:.4f}",
                     f"{m['test_mae']:.4f}",
                 ]
                 for m in result["members"]
@@ -181,13 +244,19 @@ def report(result: dict, units: str) -> str:
         ),
         "",
         markdown_table(
-            ["ensemble of the first k", f"valid MAE ({units})", f"test MAE ({units})"],
+            ["ensemble of the first k", valid_header, f"test MAE ({units})"],
             [
-                [row["k"], f"{row['valid_mae']:.4f}", f"{row['test_mae']:.4f}"]
+                [row["k"], f"{row[valid]:.4f}", f"{row['test_mae']:.4f}"]
                 for row in result["first_k"]
             ],
         ),
     ]
+    if "validation_in_sample" in result:
+        lines += [
+            "",
+            "refit on their validation crystals (validation is in-sample for them; no members "
+            "chosen and no σ fitted; pass --twins): " + ", ".join(result["validation_in_sample"]),
+        ]
     lines += [
         "",
         markdown_table(
@@ -240,22 +309,49 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-jobs", type=int, default=1)
     parser.add_argument("--out", type=Path, help="write the result as JSON here")
     parser.add_argument(
+        "--twins",
+        type=Path,
+        nargs="+",
+        help="the validated run each member was refit from (one per member, in order; a "
+        "member that is not refit is its own twin): they stand in for the members on validation",
+    )
+    parser.add_argument(
         "--record-std-scale",
         metavar="NAME",
         help="write the σ scale fitted on validation into the shipped card of NAME",
     )
     args = parser.parse_args(argv)
     members = load_members(args.members)
+    twins = None
+    if args.twins:
+        twins = load_members(args.twins)
+        check_twins(members, args.members, twins, args.twins)
+    elif args.record_std_scale and refit_members(members, args.members):
+        sys.exit(
+            "--record-std-scale: "
+            + ", ".join(refit_members(members, args.members))
+            + " trained on the validation crystals; pass --twins (the validated runs) to fit "
+            "the σ scale on crystals no member saw"
+        )
     card = members[0].card
     _, valid, test = split_of(card, args.data, args.n_jobs, args.cache_dir)
-    result = study(members, args.members, valid, test)
+    result = study(members, args.members, valid, test, twins)
+    if twins:
+        result["twins"] = [str(path) for path in args.twins]
     result["data"] = {"source": card.data.get("source"), "sha256": card.data.get("sha256")}
     result["task"] = card.task
     print(report(result, card.units))
     write_json(args.out, result)
     if args.record_std_scale and "sigma" in result:
         scale = result["sigma"]["std_scale_fitted_on_validation"]
-        path = record_std_scale(args.record_std_scale, scale, len(members), len(valid), "crystals")
+        path = record_std_scale(
+            args.record_std_scale,
+            scale,
+            len(members),
+            len(valid),
+            "crystals",
+            by="the validated runs the members were refit from" if twins else "",
+        )
         print("recorded in", path)
     return 0
 

@@ -76,6 +76,16 @@ def _umask() -> int:
 _UMASK_LOCK = threading.Lock()
 
 
+def replacement_mode(path: str | os.PathLike) -> int:
+    """The mode a file written to replace ``path`` should get: the replaced file's, else the
+    one ``open`` would give a new file (``0o666`` less the umask), never ``mkstemp``'s
+    private ``0o600``."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 def atomic_write(
     path: str | os.PathLike, write: Callable[[Any], None], binary: bool = True
 ) -> None:
@@ -89,10 +99,7 @@ def atomic_write(
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    except OSError:
-        mode = 0o666 & ~_umask()
+    mode = replacement_mode(path)
     descriptor, temporary = tempfile.mkstemp(
         dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
     )

@@ -837,7 +837,8 @@ def train_model(config: TrainConfig) -> TrainResult:
             _start_from(built, source, config)
         return built
 
-    model = build_model(os.path.join(run_dir, "model"))
+    # a refit from a card trains only the refit's model (built below)
+    model: Any = None if config.refit_from else build_model(os.path.join(run_dir, "model"))
     run_key = {
         "data": {
             "source": os.path.basename(os.path.normpath(config.data)),

@@ -238,14 +238,6 @@ JOBS: dict[str, list[str]] = {
         ]
         for suffix, seed in (("", ()), (".1", ("--init-seed", "1")))
     },
-    # The squared-error member .1's run folder is gone: its card holds the epochs and rates.
-    "mp-formation-energy.1-refit": [
-        *_shipped_formation_energy(
-            "mp-formation-energy.1", "--init-seed", "1", "--refit-from", "mp-formation-energy.1"
-        ),
-        "--export",
-        str(WORK / "export-refit"),
-    ],
 }
 
 

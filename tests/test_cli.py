@@ -276,6 +276,7 @@ def test_train_refit_from_a_card_needs_no_run_folder_and_refuses_another_run(
     assert card["metrics"]["mae_before_refit"] == source["metrics"]["mae"]
     assert card["history"] == source["history"]
     assert not (tmp_path / "b" / "w" / "record.json").exists()  # nothing validated here
+    assert not (tmp_path / "b" / "w" / "model").exists()  # nor a model built for it
     other = [*refit_args[: base.index("--num-conv")], "--num-conv", "2"]
     other += refit_args[base.index("--num-conv") + 2 :]
     assert main([*other, "--name", "x"]) == 2

@@ -4,6 +4,7 @@ import gzip
 import hashlib
 import json
 import logging
+import os
 import socket
 import time
 import urllib.request
@@ -65,6 +66,17 @@ def test_download_matches_served_bytes_and_leaves_no_part_files(tmp_path):
     assert (tmp_path / "table.jsonl.gz").read_bytes() == BODY
     assert read_json_lines(path) == ROWS
     assert leftover_parts(tmp_path) == []
+
+
+def test_a_downloaded_file_gets_the_mode_open_would_give(tmp_path):
+    """Not the .part file's private 0600, nor a fixed 0644 that ignores the user's umask."""
+    old = os.umask(0o027)
+    try:
+        with LoopbackServer() as server:
+            path = fetch(remote_for(server.add("/table.jsonl.gz", BODY)), str(tmp_path), **FAST)
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == 0o640
 
 
 def test_second_fetch_uses_the_cached_file_without_a_request(tmp_path):

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from deepchem_cgcnn._io import file_sha256
+from deepchem_cgcnn._io import file_sha256, replacement_mode
 
 __all__ = ["DownloadError", "RemoteFile", "check_file", "fetch", "file_sha256"]
 
@@ -284,7 +284,7 @@ def _download_once(remote: RemoteFile, path: str, timeout: float, deadline: floa
         problem = check_file(part, remote)
         if problem is not None:
             raise _AttemptFailed(problem)
-        os.chmod(part, 0o644)  # mkstemp creates 0600; a data file should be readable by all
+        os.chmod(part, replacement_mode(path))
         os.replace(part, path)
     except BaseException:
         _remove_if_present(part)

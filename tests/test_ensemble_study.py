@@ -1,0 +1,103 @@
+"""The ensemble study's guard on refit members: validation chooses and calibrates only
+through models that did not train on it."""
+
+import copy
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+
+def _member(card):
+    return SimpleNamespace(card=card)
+
+
+def _refit_of(card):
+    """The card ``train --refit`` writes for ``card``'s validated run."""
+    from deepchem_cgcnn.card import ModelCard
+
+    data = copy.deepcopy(card.to_dict())
+    scores = data["metrics"]["mae"]
+    data["metrics"]["mae_before_refit"] = dict(scores)
+    data["metrics"]["mae"] = {
+        "train": scores["train"],
+        "valid_trained_on": scores["train"],
+        "test": scores["test"],
+    }
+    data["recipe"]["refit"] = {"epochs": 167, "train_size": 25037, "kept": "last"}
+    return ModelCard.from_dict(data)
+
+
+def test_twins_must_be_the_validated_runs_the_members_were_refit_from():
+    from ensemble_study import check_twins, refit_members
+
+    from deepchem_cgcnn.registry import pretrained_card
+
+    first, second = (pretrained_card(n) for n in ("mp-formation-energy", "mp-formation-energy.1"))
+    refit = [_member(_refit_of(first)), _member(_refit_of(second))]
+    paths = [Path("a-refit.pt"), Path("b-refit.pt")]
+    assert refit_members(refit, paths) == ["a-refit.pt", "b-refit.pt"]
+    assert refit_members([_member(first)], [Path("a.pt")]) == []
+
+    check_twins(refit, paths, [_member(first), _member(second)], [Path("a.pt"), Path("b.pt")])
+    # a member that is not refit is its own twin
+    check_twins([_member(first)], [Path("a.pt")], [_member(first)], [Path("a.pt")])
+
+    with pytest.raises(SystemExit, match="b.pt: not the validated run a-refit.pt was refit from"):
+        check_twins(refit, paths, [_member(second), _member(first)], [Path("b.pt"), Path("a.pt")])
+    with pytest.raises(SystemExit, match="a-refit.pt: a twin must be a validated run"):
+        check_twins(refit, paths, refit, paths)
+    with pytest.raises(SystemExit, match="1 models for 2 members"):
+        check_twins(refit, paths, [_member(first)], [Path("a.pt")])
+    other = pretrained_card("mp-band-gap-nonmetals")
+    with pytest.raises(SystemExit, match="c.pt: not trained like a-refit.pt .*task"):
+        check_twins(refit[:1], paths[:1], [_member(other)], [Path("c.pt")])
+
+
+class _Fixed:
+    """A member answering fixed predictions per split, with a card."""
+
+    def __init__(self, card, on_valid, on_test):
+        self.card, self.answers = card, {"valid": on_valid, "test": on_test}
+        self.model = SimpleNamespace(mode="regression")
+
+    def predict(self, dataset):
+        import numpy as np
+
+        return np.asarray(self.answers[dataset.name], dtype=float)[:, None]
+
+
+def test_refit_members_choose_and_calibrate_nothing_on_validation_without_twins():
+    import numpy as np
+    from ensemble_study import study
+
+    from deepchem_cgcnn.registry import pretrained_card
+
+    card = pretrained_card("mp-formation-energy")
+    valid = SimpleNamespace(name="valid", y=np.array([[0.0], [1.0], [2.0]]))
+    test = SimpleNamespace(name="test", y=np.array([[0.0], [1.0], [2.0]]))
+    refit = [
+        _Fixed(_refit_of(card), [0.0, 1.0, 2.0], [0.1, 1.1, 2.0]),
+        _Fixed(_refit_of(card), [0.0, 1.0, 2.0], [0.0, 0.9, 2.3]),
+    ]
+    paths = [Path("a-refit.pt"), Path("b-refit.pt")]
+    alone = study(refit, paths, valid, test)
+    assert alone["validation_in_sample"] == ["a-refit.pt", "b-refit.pt"]
+    assert "best_of_size" not in alone and "sigma" not in alone
+    assert alone["members"][0]["valid_trained_on_mae"] == 0.0
+    assert alone["first_k"][1]["test_mae"] == pytest.approx((0.05 + 0.0 + 0.15) / 3)
+
+    twins = [
+        _Fixed(card, [0.3, 1.0, 2.0], [9.0, 9.0, 9.0]),
+        _Fixed(card, [0.0, 1.6, 2.0], [9.0, 9.0, 9.0]),
+    ]
+    paired = study(refit, paths, valid, test, twins)
+    assert paired["members"][0]["valid_mae"] == pytest.approx(0.1)
+    assert paired["members"][0]["test_mae"] == pytest.approx(
+        0.2 / 3
+    )  # the member's, not the twin's
+    assert [row["members"] for row in paired["best_of_size"]][0] == ["a-refit.pt"]
+    assert paired["sigma"]["std_scale_fitted_on_validation"] > 0

@@ -130,6 +130,20 @@ class CGCNNEnsemble:
                 "fit_std_scale is for regression ensembles; "
                 f"this one's members are {self.mode} models"
             )
+        refit = [
+            card.name
+            for card in (getattr(m, "card", None) for m in self.models)
+            if getattr(card, "is_refit", False)
+        ]
+        if refit:
+            import warnings
+
+            warnings.warn(
+                f"members {', '.join(refit)} were refit on their training and validation "
+                "crystals: fit the scale on crystals none of them trained on (on their "
+                "validation split σ comes out too small), or on their validated runs' predictions",
+                stacklevel=2,
+            )
         predictions = (
             self.member_predictions(dataset) if member_predictions is None else member_predictions
         )

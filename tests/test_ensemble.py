@@ -1,5 +1,7 @@
 """Ensembles: exact mean/std identities, calibration, and the CLI's ± column."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -113,6 +115,27 @@ def test_fitted_std_scale_calibrates_the_median_error_and_scales_sigma(members_a
 
 
 @pytest.mark.torch
+def test_fitting_the_std_scale_warns_when_members_trained_on_the_validation_crystals(
+    members_and_data,
+):
+    """A refit member's validation predictions are in-sample: a scale fitted there is too small."""
+    from types import SimpleNamespace
+
+    members, data = members_and_data
+    ensemble = CGCNNEnsemble(members)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        validated = ensemble.fit_std_scale(data)
+    assert not [w for w in caught if "refit" in str(w.message)]
+    members[1].card = SimpleNamespace(name="mp-formation-energy.1", is_refit=True)
+    try:
+        with pytest.warns(UserWarning, match="members mp-formation-energy.1 were refit"):
+            assert ensemble.fit_std_scale(data) == validated  # answered, with the warning
+    finally:
+        members[1].card = None
+
+
+@pytest.mark.torch
 @pytest.mark.shared  # the whole Castelli table, for the validation split
 def test_shipped_std_scale_is_refitted_from_the_validation_split(tmp_path):
     """Recompute the shipped ensemble's sigma scale on its validation split (seed 123) rather
@@ -154,8 +177,9 @@ RECIPE = (
 def test_every_shipped_ensemble_carries_its_std_scale_and_members_trained_alike():
     """Each shipped name with members loads as their ensemble, with the σ scale and member
     count its card records; the members share task, data, split and featurizer, and no two
-    were trained alike (initial weights or recipe differ: `mp-formation-energy` is trained on
-    the absolute error, its members `.1` and `.2` on the squared error, chosen by validation)."""
+    were trained alike (initial weights or recipe differ: `mp-formation-energy` and `.1` are
+    trained on the absolute error from seeds 123 and 1, `.2` on the squared error, chosen by
+    validation)."""
     from deepchem_cgcnn import available_pretrained, load_pretrained_predictor, pretrained_card
     from deepchem_cgcnn.registry import ensemble_members
 

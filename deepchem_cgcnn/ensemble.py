@@ -130,11 +130,8 @@ class CGCNNEnsemble:
                 "fit_std_scale is for regression ensembles; "
                 f"this one's members are {self.mode} models"
             )
-        refit = [
-            card.name
-            for card in (getattr(m, "card", None) for m in self.models)
-            if getattr(card, "is_refit", False)
-        ]
+        cards = [getattr(m, "card", None) for m in self.models]
+        refit = [card.name for card in cards if card is not None and card.is_refit]
         if refit:
             import warnings
 

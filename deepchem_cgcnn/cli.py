@@ -193,8 +193,7 @@ def _predict_chunk(models, structures: list[Any], failures: dict[int, str]):
                     f" ± {spread:.3f}" if spread is not None and np.isfinite(spread) else ""
                 )
             if records is None:
-                checker = model.models[0] if isinstance(model, CGCNNEnsemble) else model
-                records = checker.check_domain(dataset, with_formula=False)
+                records = model.check_domain(dataset, with_formula=False)
             for i, record in zip(ok, records):
                 shown = {re.sub(r"\d+", "#", f) for f in flags[i]}  # one line per kind
                 flags[i] += [f for f in record.flags if re.sub(r"\d+", "#", f) not in shown]

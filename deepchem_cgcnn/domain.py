@@ -176,6 +176,30 @@ def formula_of(graph: Any) -> str:
     return Composition({_symbol(z): int(n) for z, n in zip(numbers, amounts)}).reduced_formula
 
 
+def shared_counts(
+    counts: Sequence[Mapping[str, Mapping[str, int]] | None],
+) -> dict[str, dict[str, int]] | None:
+    """Training counts every one of several models reaches: per kind and element, the
+    smallest count (an element one model never saw is absent); ``None`` if any has none.
+
+    Examples
+    --------
+    >>> shared_counts([
+    ...     {"elements": {"C": 5, "O": 2}, "elemental_crystals": {"C": 1}},
+    ...     {"elements": {"C": 3, "O": 4, "Na": 9}, "elemental_crystals": {"C": 2}},
+    ... ])
+    {'elements': {'C': 3, 'O': 2}, 'elemental_crystals': {'C': 1}}
+    """
+    if any(c is None for c in counts) or not counts:
+        return None
+    shared: dict[str, dict[str, int]] = {}
+    for kind in (k for k in counts[0] or {} if all(k in c for c in counts if c is not None)):
+        tables = [c[kind] for c in counts if c is not None]
+        common = set.intersection(*(set(t) for t in tables))
+        shared[kind] = {e: min(t[e] for t in tables) for e in sorted(common)}
+    return shared
+
+
 def check_graphs(
     graphs: Iterable[Any],
     ids: Sequence[Any] | np.ndarray,

@@ -73,10 +73,25 @@ class CGCNNEnsemble:
         first member has none."""
         return getattr(self.models[0], "card", None)
 
-    def check_domain(self, dataset) -> list:
-        """One domain record per crystal, as :meth:`CGCNNModel.check_domain` gives: the members
-        were trained on the same crystals, so the first member's domain is the ensemble's."""
-        return self.models[0].check_domain(dataset)
+    def _trained_apart(self) -> bool:
+        """True when the members were trained on different crystals (their counts differ)."""
+        counts = [getattr(m, "training_counts", None) for m in self.models]
+        return any(c != counts[0] for c in counts[1:])
+
+    def check_domain(self, dataset, with_formula: bool = True) -> list:
+        """One domain record per crystal, as :meth:`CGCNNModel.check_domain` gives. Members
+        trained on other crystals (one refit on its validation crystals too) are held to the
+        domain they share: an element counts as seen as often as the member that saw it least."""
+        first = self.models[0]
+        if not self._trained_apart():
+            return first.check_domain(dataset, with_formula=with_formula)
+        from deepchem_cgcnn import domain
+
+        counts = domain.shared_counts([m.training_counts for m in self.models])
+        graphs, ids = first._graphs_and_ids(dataset, streaming=True)
+        return domain.check_graphs(
+            graphs, ids, counts, domain.MIN_COUNT, domain.MAX_VACUUM_GAP, with_formula
+        )
 
     def __len__(self) -> int:
         return len(self.models)
@@ -87,6 +102,12 @@ class CGCNNEnsemble:
 
         from deepchem_cgcnn.domain import DomainWarning
 
+        if self._trained_apart():  # the warning of the domain the members share
+            from deepchem_cgcnn.domain import warn_outside_domain
+
+            predictions = [np.asarray(m.predict(dataset, warn_domain=False)) for m in self.models]
+            warn_outside_domain(self.check_domain(dataset, with_formula=False))
+            return np.stack(predictions)
         predictions = [np.asarray(self.models[0].predict(dataset))]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DomainWarning)

@@ -136,6 +136,45 @@ def test_fitting_the_std_scale_warns_when_members_trained_on_the_validation_crys
 
 
 @pytest.mark.torch
+def test_members_trained_on_other_crystals_are_held_to_the_domain_they_share(members_and_data):
+    """A member refit on more crystals does not widen the domain of an ensemble whose other
+    members never saw them: each element counts as often as the member that saw it least."""
+    from deepchem_cgcnn.domain import DomainWarning, formula_of
+
+    members, data = members_and_data
+    saved = [m.training_counts for m in members]
+    symbols = sorted({s for g in data.X for s in _symbols(g)})
+    plenty = {kind: dict.fromkeys(symbols, 100) for kind in ("elements", "elemental_crystals")}
+    rare = symbols[0]
+    fewer = {kind: dict(table) for kind, table in plenty.items()}
+    fewer["elements"][rare] = 3
+    holding = [i for i, g in enumerate(data.X) if rare in _symbols(g)]
+    try:
+        members[0].training_counts = members[1].training_counts = plenty
+        members[2].training_counts = fewer
+        assert all(r.in_domain for r in members[0].check_domain(data))
+        records = CGCNNEnsemble(members).check_domain(data)
+        assert holding and [i for i, r in enumerate(records) if not r.in_domain] == holding
+        assert records[holding[0]].flags == [
+            f"element {rare} is in 3 training crystals (fewer than 10)"
+        ]
+        assert records[holding[0]].formula == formula_of(data.X[holding[0]])
+        with pytest.warns(DomainWarning, match=f"{len(holding)} of {len(data)} crystals"):
+            CGCNNEnsemble(members).predict(data)
+        members[2].training_counts = plenty
+        assert all(r.in_domain for r in CGCNNEnsemble(members).check_domain(data))
+    finally:
+        for member, counts in zip(members, saved):
+            member.training_counts = counts
+
+
+def _symbols(graph) -> set[str]:
+    from pymatgen.core.periodic_table import Element
+
+    return {Element.from_Z(int(z)).symbol for z in np.unique(graph.atomic_numbers)}
+
+
+@pytest.mark.torch
 @pytest.mark.shared  # the whole Castelli table, for the validation split
 def test_shipped_std_scale_is_refitted_from_the_validation_split(tmp_path):
     """Recompute the shipped ensemble's sigma scale on its validation split (seed 123) rather

@@ -97,14 +97,19 @@ def refit_members(members: list, paths: list[Path]) -> list[str]:
 
 def check_twins(members: list, paths: list[Path], twins: list, twin_paths: list[Path]) -> None:
     """Refuse unless each twin is the validated run its member was refit from (or the member
-    itself, when that one is not refit): same data, split and task, not refit, and the
-    validation score the refit card keeps as ``mae_before_refit``."""
+    itself, when that one is not refit): same data, split and task, initial weights and loss,
+    not refit, and the validation score the refit card keeps as ``mae_before_refit`` (to a
+    relative 1e-6: both were recomputed in float32)."""
     if len(twins) != len(members):
         sys.exit(f"--twins: {len(twins)} models for {len(members)} members (one per member)")
     for path, member, twin_path, twin in zip(paths, members, twin_paths, twins):
         if twin.card.is_refit:
             sys.exit(f"{twin_path}: a twin must be a validated run; this one is refit")
-        different = _differences(member.card, twin.card)
+        different = _differences(member.card, twin.card) + [
+            f"recipe.{key}"
+            for key in ("init_seed", "loss")
+            if member.card.recipe.get(key) != twin.card.recipe.get(key)
+        ]
         if different:
             sys.exit(f"{twin_path}: not trained like {path} ({', '.join(different)} differ)")
         metric = member.card.metric_name
@@ -115,7 +120,7 @@ def check_twins(members: list, paths: list[Path], twins: list, twin_paths: list[
         if (
             before.get("valid") is None
             or validated is None
-            or not np.isclose(before["valid"], validated, rtol=1e-9, atol=0.0)
+            or not np.isclose(before["valid"], validated, rtol=1e-6, atol=0.0)
         ):
             sys.exit(
                 f"{twin_path}: not the validated run {path} was refit from (validation "
@@ -173,7 +178,7 @@ def study(members: list, paths: list[Path], valid, test, twins: list | None = No
         return result
     result["best_of_size"] = _best_subsets(on_valid, on_test, y_valid, y_test, paths)
     if len(members) > 1:
-        ensemble = CGCNNEnsemble(members)
+        ensemble = CGCNNEnsemble(twins or members)  # whose validation predictions fit σ
         mean, raw_std = on_test.mean(axis=0), on_test.std(axis=0, ddof=1)
         scale = ensemble.fit_std_scale(valid, on_valid[..., None])
         error = np.abs(mean - y_test)

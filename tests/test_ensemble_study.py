@@ -46,8 +46,15 @@ def test_twins_must_be_the_validated_runs_the_members_were_refit_from():
     # a member that is not refit is its own twin
     check_twins([_member(first)], [Path("a.pt")], [_member(first)], [Path("a.pt")])
 
-    with pytest.raises(SystemExit, match="b.pt: not the validated run a-refit.pt was refit from"):
+    with pytest.raises(SystemExit, match="b.pt: not trained like a-refit.pt .recipe.init_seed"):
         check_twins(refit, paths, [_member(second), _member(first)], [Path("b.pt"), Path("a.pt")])
+    other_run = _refit_of(first)
+    other_run.metrics["mae_before_refit"]["valid"] *= 1.001
+    with pytest.raises(SystemExit, match="a.pt: not the validated run a-refit.pt was refit from"):
+        check_twins([_member(other_run)], paths[:1], [_member(first)], [Path("a.pt")])
+    recomputed = _refit_of(first)  # the same score recomputed in float32
+    recomputed.metrics["mae_before_refit"]["valid"] *= 1 + 2e-9
+    check_twins([_member(recomputed)], paths[:1], [_member(first)], [Path("a.pt")])
     with pytest.raises(SystemExit, match="a-refit.pt: a twin must be a validated run"):
         check_twins(refit, paths, refit, paths)
     with pytest.raises(SystemExit, match="1 models for 2 members"):

@@ -47,10 +47,22 @@ def main(argv=None) -> None:
     for axis, (name, card) in zip(axes[0], cards.items()):
         history = card.history
         minutes = [s / 60 for s in history["seconds"]]
-        axis.plot(minutes, history["valid_error"], lw=1, label="validation")
+        # a refit card's history is the validated run's (it chose the epochs); its test score
+        # is the refit's, beside the validated run's
+        refit = card.is_refit
+        axis.plot(
+            minutes, history["valid_error"], lw=1, label="validated run" if refit else "validation"
+        )
         classify = card.mode == "classification"
-        test = 1 - card.metrics["roc_auc"]["test"] if classify else card.metrics["mae"]["test"]
-        axis.axhline(test, color="black", lw=0.8, ls="--", label=f"test {test:.3g}")
+
+        metric = card.metric_name
+        flip = 1 if classify else 0  # plotted as an error: 1 - ROC-AUC for classifiers
+        test = abs(flip - card.metrics[metric]["test"])
+        if refit:
+            before = abs(flip - card.metrics[f"{metric}_before_refit"]["test"])
+            axis.axhline(before, color="grey", lw=0.8, ls="--", label=f"its test {before:.3g}")
+        label = f"test {test:.3g}" + (" (refit)" if refit else "")
+        axis.axhline(test, color="black", lw=0.8, ls="--", label=label)
         if card.task in PUBLISHED:
             value, label = PUBLISHED[card.task]
             axis.axhline(value, color="tab:red", lw=0.8, ls=":", label=label)

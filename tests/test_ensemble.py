@@ -233,13 +233,18 @@ def test_every_shipped_ensemble_carries_its_std_scale_and_members_trained_alike(
         cards = [pretrained_card(member) for member in ensemble_members(name)]
         first = cards[0]
         for card in cards[1:]:
-            assert (card.task, card.featurizer, card.data["sha256"], card.split) == (
+            assert (card.task, card.featurizer, card.data["sha256"], _split(card)) == (
                 first.task,
                 first.featurizer,
                 first.data["sha256"],
-                first.split,
+                _split(first),
             ), card.name
         trainings = {
             (card.recipe["init_seed"], *(str(card.recipe.get(k)) for k in RECIPE)) for card in cards
         }
         assert len(trainings) == len(cards), name
+
+
+def _split(card) -> dict:
+    """The crystals a card's split made (how each member then chose its epoch may differ)."""
+    return {key: value for key, value in card.split.items() if key != "model_selection"}

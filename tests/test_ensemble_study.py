@@ -36,7 +36,10 @@ def test_twins_must_be_the_validated_runs_the_members_were_refit_from():
 
     from deepchem_cgcnn.registry import pretrained_card
 
-    first, second = (pretrained_card(n) for n in ("mp-formation-energy", "mp-formation-energy.1"))
+    # two validated runs of one task and split, other initial weights
+    first, second = (
+        pretrained_card(n) for n in ("mp-band-gap-nonmetals", "mp-band-gap-nonmetals.1")
+    )
     refit = [_member(_refit_of(first)), _member(_refit_of(second))]
     paths = [Path("a-refit.pt"), Path("b-refit.pt")]
     assert refit_members(refit, paths) == ["a-refit.pt", "b-refit.pt"]
@@ -59,7 +62,7 @@ def test_twins_must_be_the_validated_runs_the_members_were_refit_from():
         check_twins(refit, paths, refit, paths)
     with pytest.raises(SystemExit, match="1 models for 2 members"):
         check_twins(refit, paths, [_member(first)], [Path("a.pt")])
-    other = pretrained_card("mp-band-gap-nonmetals")
+    other = pretrained_card("mp-fermi-energy")
     with pytest.raises(SystemExit, match="c.pt: not trained like a-refit.pt .*task"):
         check_twins(refit[:1], paths[:1], [_member(other)], [Path("c.pt")])
 
@@ -83,7 +86,7 @@ def test_refit_members_choose_and_calibrate_nothing_on_validation_without_twins(
 
     from deepchem_cgcnn.registry import pretrained_card
 
-    card = pretrained_card("mp-formation-energy")
+    card = pretrained_card("mp-band-gap-nonmetals")
     valid = SimpleNamespace(name="valid", y=np.array([[0.0], [1.0], [2.0]]))
     test = SimpleNamespace(name="test", y=np.array([[0.0], [1.0], [2.0]]))
     refit = [

@@ -331,12 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.twins:
         twins = load_members(args.twins)
         check_twins(members, args.members, twins, args.twins)
-    elif args.record_std_scale and refit_members(members, args.members):
+    elif args.record_std_scale and (refit := refit_members(members, args.members)):
         sys.exit(
-            "--record-std-scale: "
-            + ", ".join(refit_members(members, args.members))
-            + " trained on the validation crystals; pass --twins (the validated runs) to fit "
-            "the σ scale on crystals no member saw"
+            f"--record-std-scale: {', '.join(refit)} trained on the validation crystals; pass "
+            "--twins (the validated runs) to fit the σ scale on crystals no member saw"
         )
     card = members[0].card
     _, valid, test = split_of(card, args.data, args.n_jobs, args.cache_dir)

@@ -190,11 +190,12 @@ def shared_counts(
     ... ])
     {'elements': {'C': 3, 'O': 2}, 'elemental_crystals': {'C': 1}}
     """
-    if any(c is None for c in counts) or not counts:
+    present = [c for c in counts if c is not None]
+    if not present or len(present) < len(counts):
         return None
     shared: dict[str, dict[str, int]] = {}
-    for kind in (k for k in counts[0] or {} if all(k in c for c in counts if c is not None)):
-        tables = [c[kind] for c in counts if c is not None]
+    for kind in (k for k in present[0] if all(k in c for c in present)):
+        tables = [c[kind] for c in present]
         common = set.intersection(*(set(t) for t in tables))
         shared[kind] = {e: min(t[e] for t in tables) for e in sorted(common)}
     return shared

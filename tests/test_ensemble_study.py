@@ -111,3 +111,33 @@ def test_refit_members_choose_and_calibrate_nothing_on_validation_without_twins(
     )  # the member's, not the twin's
     assert [row["members"] for row in paired["best_of_size"]][0] == ["a-refit.pt"]
     assert paired["sigma"]["std_scale_fitted_on_validation"] > 0
+
+
+@pytest.mark.torch
+def test_recording_a_std_scale_for_refit_members_without_twins_is_refused(tmp_path):
+    """Refused before any data is read, naming the members that trained on validation."""
+    from ensemble_study import main
+
+    from deepchem_cgcnn import CGCNNModel
+    from deepchem_cgcnn.registry import pretrained_card, save_model
+
+    paths = []
+    for name in ("mp-band-gap-nonmetals", "mp-band-gap-nonmetals.1"):
+        path = tmp_path / f"{name}-refit.pt"
+        save_model(CGCNNModel.pretrained(name), str(path), _refit_of(pretrained_card(name)))
+        paths.append(str(path))
+    with pytest.raises(
+        SystemExit,
+        match=r"--record-std-scale: .*nonmetals-refit\.pt, .*"
+        r"nonmetals\.1-refit\.pt trained on the validation crystals; pass --twins",
+    ):
+        main(
+            [
+                "--members",
+                *paths,
+                "--record-std-scale",
+                "mp-band-gap-nonmetals",
+                "--data",
+                str(tmp_path / "absent.csv"),
+            ]
+        )

@@ -96,7 +96,8 @@ class TrainingRecord:
     best_weights: str = ""
     """With a weight average: which weights the best epoch kept, ``'average'`` or ``'trained'``."""
     resumed_seconds: float = 0.0
-    """The training seconds of earlier processes, when this one resumed the run (else 0)."""
+    """The training seconds of earlier processes: when this one resumed the run, or took it
+    from a card (``--refit-from``); else 0. The card's total wall time adds them."""
 
     def history(self) -> dict[str, list]:
         """The validation error after each epoch against cumulative training seconds, rounded
@@ -918,6 +919,7 @@ def train_model(config: TrainConfig) -> TrainResult:
         return {"mae": {n: mean_absolute_error(scored, d) for n, d in named}}
 
     refit: dict[str, Any] = {}
+    refit_resumed_seconds = 0.0
     before_refit: dict[str, dict[str, float]] = {}
     if config.refit or config.refit_from:
         before_refit = (
@@ -942,6 +944,7 @@ def train_model(config: TrainConfig) -> TrainResult:
             keep_average=record.best_weights != "trained",
             shuffle_seed=init_seed,
         )
+        refit_resumed_seconds = refit_record.resumed_seconds
         refit = {
             "epochs": epochs,
             "train_size": len(combined),
@@ -1037,7 +1040,9 @@ def train_model(config: TrainConfig) -> TrainResult:
             "train": round(
                 (record.seconds[-1] if record.seconds else 0.0) + refit.get("seconds", 0.0), 1
             ),
-            "total": round(time.time() - started + record.resumed_seconds, 1),
+            "total": round(
+                time.time() - started + record.resumed_seconds + refit_resumed_seconds, 1
+            ),
         },
         machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, "
         f"{torch.get_num_threads()} torch threads, {device}",
@@ -1123,6 +1128,7 @@ def _record_from_card(card: Any) -> TrainingRecord:
         stopped=card.recipe.get("stopped", ""),
         valid_mae_raw=list(history.get("valid_error_trained_weights", [])),
         best_weights=average.get("best_kept", ""),
+        resumed_seconds=float(history["seconds"][-1]) if history["seconds"] else 0.0,
     )
 
 

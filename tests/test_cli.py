@@ -250,6 +250,18 @@ def test_train_refit_trains_on_train_and_validation_for_the_chosen_epochs(mp_row
     assert mean_absolute_error(model, test) == pytest.approx(after["test"], rel=1e-5)
     in_train = training_counts(train.X)["elements"]
     assert sum(card["training_counts"]["elements"].values()) > sum(in_train.values())
+    # a rerun resumes both finished runs: the card's total still counts the training time of
+    # the earlier process (made long here, as a killed and resumed refit's is)
+    import torch
+
+    last = work / "r" / "refit" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    state["record"]["seconds"] = [s + 1000.0 for s in state["record"]["seconds"]]
+    torch.save(state, last)
+    assert main(args) == 0
+    wall = json.loads((export / "r.json").read_text())["wall_time_s"]
+    assert wall["train"] == pytest.approx(card["wall_time_s"]["train"] + 1000.0, abs=0.2)
+    assert wall["total"] >= wall["train"]
 
 
 @pytest.mark.torch
@@ -266,6 +278,8 @@ def test_train_refit_from_a_card_needs_no_run_folder_and_refuses_another_run(
     first = [*base, "--name", "v", "--work-dir", str(tmp_path / "a"), "--export", str(tmp_path)]
     assert main(first) == 0
     source = json.loads((tmp_path / "v.json").read_text())
+    source["history"]["seconds"] = [s + 1000.0 for s in source["history"]["seconds"]]
+    (tmp_path / "v.json").write_text(json.dumps(source))  # as if it had trained for long
     refit_args = [*base, "--name", "w", "--work-dir", str(tmp_path / "b")]
     refit_args += ["--export", str(tmp_path / "out"), "--refit-from", str(tmp_path / "v.json")]
     assert main(refit_args) == 0
@@ -277,6 +291,8 @@ def test_train_refit_from_a_card_needs_no_run_folder_and_refuses_another_run(
     assert refit["learning_rate"] == source["history"]["learning_rate"][:epochs]
     assert card["metrics"]["mae_before_refit"] == source["metrics"]["mae"]
     assert card["history"] == source["history"]
+    assert card["wall_time_s"]["train"] > 1000.0  # the validated run's training counts
+    assert card["wall_time_s"]["total"] >= card["wall_time_s"]["train"]
     assert not (tmp_path / "b" / "w" / "record.json").exists()  # nothing validated here
     assert not (tmp_path / "b" / "w" / "model").exists()  # nor a model built for it
     other = [*refit_args[: base.index("--num-conv")], "--num-conv", "2"]

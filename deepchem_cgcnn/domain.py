@@ -180,7 +180,8 @@ def shared_counts(
     counts: Sequence[Mapping[str, Mapping[str, int]] | None],
 ) -> dict[str, dict[str, int]] | None:
     """Training counts every one of several models reaches: per kind and element, the
-    smallest count (an element one model never saw is absent); ``None`` if any has none.
+    smallest count (an element one model never saw is absent). A model without counts (an
+    original checkpoint) cannot widen them, so the others' are used; ``None`` if none has any.
 
     Examples
     --------
@@ -189,9 +190,11 @@ def shared_counts(
     ...     {"elements": {"C": 3, "O": 4, "Na": 9}, "elemental_crystals": {"C": 2}},
     ... ])
     {'elements': {'C': 3, 'O': 2}, 'elemental_crystals': {'C': 1}}
+    >>> shared_counts([None, {"elements": {"C": 3}}]), shared_counts([None, None])
+    ({'elements': {'C': 3}}, None)
     """
     present = [c for c in counts if c is not None]
-    if not present or len(present) < len(counts):
+    if not present:
         return None
     shared: dict[str, dict[str, int]] = {}
     for kind in (k for k in present[0] if all(k in c for c in present)):

@@ -161,7 +161,10 @@ def test_members_trained_on_other_crystals_are_held_to_the_domain_they_share(mem
         assert records[holding[0]].formula == formula_of(data.X[holding[0]])
         with pytest.warns(DomainWarning, match=f"{len(holding)} of {len(data)} crystals"):
             CGCNNEnsemble(members).predict(data)
-        members[2].training_counts = plenty
+        members[1].training_counts = None  # e.g. an original checkpoint: no counts
+        records = CGCNNEnsemble(members).check_domain(data)  # the others still hold
+        assert [i for i, r in enumerate(records) if not r.in_domain] == holding
+        members[1].training_counts = members[2].training_counts = plenty
         assert all(r.in_domain for r in CGCNNEnsemble(members).check_domain(data))
     finally:
         for member, counts in zip(members, saved):

@@ -82,13 +82,15 @@ class CGCNNEnsemble:
         """One domain record per crystal, as :meth:`CGCNNModel.check_domain` gives. Members
         trained on other crystals (one refit on its validation crystals too) are held to the
         domain they share: an element counts as seen as often as the member that saw it least."""
-        first = self.models[0]
         if not self._trained_apart():
-            return first.check_domain(dataset, with_formula=with_formula)
+            return self.models[0].check_domain(dataset, with_formula=with_formula)
+        return self._check_shared_domain(dataset, with_formula)
+
+    def _check_shared_domain(self, dataset, with_formula: bool) -> list:
         from deepchem_cgcnn import domain
 
         counts = domain.shared_counts([m.training_counts for m in self.models])
-        graphs, ids = first._graphs_and_ids(dataset, streaming=True)
+        graphs, ids = self.models[0]._graphs_and_ids(dataset, streaming=True)
         return domain.check_graphs(
             graphs, ids, counts, domain.MIN_COUNT, domain.MAX_VACUUM_GAP, with_formula
         )
@@ -106,7 +108,7 @@ class CGCNNEnsemble:
             from deepchem_cgcnn.domain import warn_outside_domain
 
             predictions = [np.asarray(m.predict(dataset, warn_domain=False)) for m in self.models]
-            warn_outside_domain(self.check_domain(dataset, with_formula=False))
+            warn_outside_domain(self._check_shared_domain(dataset, with_formula=False))
             return np.stack(predictions)
         predictions = [np.asarray(self.models[0].predict(dataset))]
         with warnings.catch_warnings():

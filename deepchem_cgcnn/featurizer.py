@@ -575,8 +575,9 @@ def _read_cif(text: str, name: str) -> "Structure | Cell":
             structures = parser.parse_structures(primitive=False)
         except Exception as error:
             raise FeaturizationError(
-                f"{name}: not a readable CIF ({type(error).__name__}: "
-                f"{error}); the file may be truncated or not a CIF"
+                f"{name}: pymatgen cannot read this CIF ({type(error).__name__}: "
+                f"{error}); the file may be truncated, not a CIF, or in a form pymatgen "
+                f"does not parse (e.g. partial occupancies without _atom_site_label)"
             ) from error
     with_atoms = [
         b

@@ -58,6 +58,24 @@ def test_a_truncated_cif_is_refused_not_predicted_as_another_formula(tmp_path):
     assert "Re.cif" in _fails(str(path))
 
 
+def test_a_cif_pymatgen_cannot_read_is_refused_by_name(tmp_path):
+    """pymatgen fails on partial occupancies without site labels (a KeyError); the file is
+    refused with its name and pymatgen's reason, and the other inputs are still featurized."""
+    path = tmp_path / "half.cif"
+    path.write_text(
+        "data_NaCl\n_cell_length_a 5.64\n_cell_length_b 5.64\n_cell_length_c 5.64\n"
+        "_cell_angle_alpha 90\n_cell_angle_beta 90\n_cell_angle_gamma 90\n"
+        "_symmetry_space_group_name_H-M 'P 1'\nloop_\n_symmetry_equiv_pos_as_xyz\n'x, y, z'\n"
+        "loop_\n_atom_site_type_symbol\n_atom_site_fract_x\n_atom_site_fract_y\n"
+        "_atom_site_fract_z\n_atom_site_occupancy\nNa 0 0 0 0.5\nCl 0.5 0.5 0.5 1\n"
+    )
+    featurizer = CGCNNFeaturizer()
+    graphs = featurizer.featurize([str(path), NACL])
+    assert [i for i, _ in featurizer.failures] == [0] and graphs[1].num_nodes == 2
+    reason = featurizer.failures[0][1]
+    assert "half.cif: pymatgen cannot read this CIF (KeyError" in reason, reason
+
+
 def test_a_cif_with_several_data_blocks_is_reported(tmp_path):
     two = NACL.to(fmt="cif") + "\n" + example_structures()["Cu (fcc)"].to(fmt="cif")
     path = tmp_path / "two.cif"

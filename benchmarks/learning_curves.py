@@ -73,6 +73,8 @@ def run_point(
         "--n-jobs",
         "1",
         "--compile",
+        "--loss",  # the recorded curves' loss (cli-v1's default)
+        "mse",
         "--valid-size",
         str(valid_size),
     ]

@@ -530,14 +530,16 @@ def training_config(args: argparse.Namespace, command: str = "") -> Any:
     --------
     >>> args = build_parser().parse_args(["train", "--data", "t.csv", "--target", "y", "--name", "m"])
     >>> config = training_config(args)
-    >>> config.num_conv, config.selection, config.defaults
-    (4, 'complete', 'cli-v1')
+    >>> config.num_conv, config.selection, config.loss, config.defaults
+    (4, 'complete', 'l1', 'cli-v2')
     """
     from deepchem_cgcnn.training import TrainConfig
 
-    names = {f.name for f in dataclasses.fields(TrainConfig)} - {"command", "defaults"}
+    names = {f.name for f in dataclasses.fields(TrainConfig)} - {"command", "defaults", "loss"}
+    loss = args.loss or ("l1" if args.mode == "regression" else "mse")
     return TrainConfig(
         **{k: v for k, v in vars(args).items() if k in names},
+        loss=loss,
         defaults=CLI_DEFAULTS_NAME,
         command=command,
     )
@@ -546,9 +548,11 @@ def training_config(args: argparse.Namespace, command: str = "") -> Any:
 COMPILE_MODE_CHOICES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 """``model.COMPILE_MODES``, without importing torch to build the parser."""
 
-CLI_DEFAULTS_NAME = "cli-v1"
-"""The command line's own training defaults (4 convolutions, 'complete' neighbour selection),
-named in every card it writes; the library keeps DeepChem's and the original's (3, 'cgcnn')."""
+CLI_DEFAULTS_NAME = "cli-v2"
+"""The command line's own training defaults, named in every card it writes: 4 convolutions,
+'complete' neighbour selection and (since cli-v2; cli-v1 trained on the squared error) the
+absolute-error loss for regression; the library keeps DeepChem's and the original's (3,
+'cgcnn', squared error)."""
 
 
 def _version() -> str:
@@ -646,10 +650,10 @@ def _add_training_options(train: argparse.ArgumentParser) -> None:
     )
     train.add_argument(
         "--loss",
-        default="mse",
         choices=["mse", "l1"],
-        help="regression loss on normalized targets: mse (the original's) or l1 (the mean "
-        "absolute error the tasks are scored by); the card records it",
+        help="regression loss on normalized targets: l1 (the mean absolute error the tasks "
+        "are scored by; the default since cli-v2) or mse (the original's; cli-v1's default); "
+        "the card records it",
     )
     train.add_argument(
         "--refit",

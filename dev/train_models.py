@@ -33,6 +33,8 @@ EXPORT = WORK / "export"
 def _job(
     name: str, data: str, target: str, *extra: str, minutes: float = 100, epochs: int = 400
 ) -> list[str]:
+    # every regression model here was trained on the squared error, cli-v1's default
+    loss = [] if "--loss" in extra or "classification" in extra else ["--loss", "mse"]
     return [
         "--data",
         data,
@@ -53,6 +55,7 @@ def _job(
         "--n-jobs",
         "1",
         "--compile",
+        *loss,
         *extra,
     ]
 

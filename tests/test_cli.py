@@ -616,3 +616,23 @@ def test_output_piped_into_head_stops_quietly(tmp_path):
     run = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0 and len(run.stdout) == 10
     assert "Traceback" not in run.stderr and "BrokenPipe" not in run.stderr
+
+
+def test_train_defaults_to_the_absolute_error_for_regression_only():
+    """cli-v2: regression trains on the error it is scored by unless --loss says otherwise; a
+    classifier keeps cross entropy, and asking it for l1 is refused before any data is read."""
+    from deepchem_cgcnn.cli import build_parser, training_config
+    from deepchem_cgcnn.training import TrainConfigError
+
+    base = ["train", "--data", "t.csv", "--target", "y", "--name", "m"]
+
+    def config(*extra: str):
+        return training_config(build_parser().parse_args([*base, *extra]))
+
+    assert (config().loss, config().defaults) == ("l1", "cli-v2")
+    assert config("--loss", "mse").loss == "mse"
+    classifier = config("--mode", "classification")
+    assert classifier.loss == "mse"  # no regression loss: cross entropy
+    classifier.check()
+    with pytest.raises(TrainConfigError, match="a classifier trains on cross entropy"):
+        config("--mode", "classification", "--loss", "l1").check()

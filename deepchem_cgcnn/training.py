@@ -156,11 +156,15 @@ def differing_fields(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [prefix.rstrip(".")]
 
 
+IMPLICIT_RUN_KEY = {"loss": "mse"}
+"""Run-key entries left out when they hold these values (as in runs made before the option)."""
+
+
 def _check_same_run(path: str, saved: dict, config: dict) -> None:
     if saved != config:
         fields = differing_fields(saved, config)
         detail = "; ".join(
-            f"{f}: {_lookup(saved, f)!r} there, {_lookup(config, f)!r} now" for f in fields[:6]
+            f"{f}: {_shown(saved, f)!r} there, {_shown(config, f)!r} now" for f in fields[:6]
         )
         raise RunMismatchError(
             f"{os.path.dirname(path)} holds a run with other settings ({detail}); resume it "
@@ -168,11 +172,9 @@ def _check_same_run(path: str, saved: dict, config: dict) -> None:
         )
 
 
-def _lookup(config: dict, dotted: str) -> Any:
-    value: Any = config
-    for part in dotted.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
+def _shown(config: dict, dotted: str) -> Any:
+    value = _dotted(config, dotted)
+    return IMPLICIT_RUN_KEY.get(dotted) if value is None else value
 
 
 def _load_state(path: str) -> dict | None:
@@ -872,7 +874,7 @@ def train_model(config: TrainConfig) -> TrainResult:
     }
     if config.ema is not None:
         run_key["ema"] = config.ema
-    if config.loss != "mse":  # absent for the original's loss, as in runs made before the option
+    if config.loss != IMPLICIT_RUN_KEY["loss"]:
         run_key["loss"] = config.loss
     processes = (config.devices or 1) * config.num_nodes
     if processes > 1:

@@ -347,6 +347,14 @@ def test_train_gives_each_model_its_own_run_and_refuses_a_mismatched_resume(
         and "target: 'formation_energy_per_atom' there, 'band_gap' now" in err
     )
 
+    # a run of the squared error (cli-v1's default, left out of the run key) resumed with
+    # cli-v2's default is refused, naming both losses
+    fe_mse = [*common, "--target", "formation_energy_per_atom", "--name", "fe-mse"]
+    assert main([*fe_mse, "--loss", "mse"]) == 0
+    capsys.readouterr()
+    assert main(fe_mse) == 2
+    assert "loss: 'mse' there, 'l1' now" in capsys.readouterr().err
+
     caplog.clear()
     with caplog.at_level(logging.INFO):
         assert main([*common, "--target", "formation_energy_per_atom", "--name", "fe"]) == 0

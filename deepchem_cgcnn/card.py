@@ -93,6 +93,22 @@ class ModelCard:
         return f"{self.property} ({self.units})" if self.units else self.property
 
     @builtins.property
+    def loss(self) -> str | None:
+        """The regression loss it was trained on, ``'mse'`` or ``'l1'`` (cards written before
+        the command line's ``cli-v2`` defaults name it only when it was not ``'mse'``); None
+        for a classifier (cross entropy).
+
+        Examples
+        --------
+        >>> from deepchem_cgcnn import pretrained_card
+        >>> pretrained_card("mp-fermi-energy").loss, pretrained_card("mp-metallicity").loss
+        ('mse', None)
+        """
+        if self.mode == "classification":
+            return None
+        return str(self.recipe.get("loss", "mse")) if isinstance(self.recipe, dict) else "mse"
+
+    @builtins.property
     def is_refit(self) -> bool:
         """True when the model was refit on its training and validation crystals together."""
         return isinstance(self.recipe, dict) and "refit" in self.recipe

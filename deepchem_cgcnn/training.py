@@ -1013,7 +1013,7 @@ def train_model(config: TrainConfig) -> TrainResult:
             **recipe.to_dict(),
             "defaults": config.defaults,
             "init_seed": init_seed,
-            **({"loss": config.loss} if config.loss != "mse" else {}),
+            **({"loss": config.loss} if config.mode == "regression" else {}),
             "compiled": config.compile,
             **({"compile_mode": config.compile_mode} if config.compile_mode else {}),
             "max_epochs": config.max_epochs,
@@ -1092,13 +1092,13 @@ def _validated_card(source: str, run_key: dict[str, Any], sizes: list[int]) -> A
         "split_seed": card.split.get("seed"),
         "sizes": card.split.get("sizes"),
         "ema": average.get("ema_decay"),
-        "loss": recipe.get("loss", "mse"),
+        "loss": card.loss or IMPLICIT_RUN_KEY["loss"],  # a classifier's run key has none
     }
     wanted = {
         **{k: run_key.get(k) for k in described if k not in ("sizes", "ema", "loss")},
         "sizes": sizes,
         "ema": run_key.get("ema"),
-        "loss": run_key.get("loss", "mse"),
+        "loss": run_key.get("loss", IMPLICIT_RUN_KEY["loss"]),
     }
     fields = differing_fields(described, wanted)
     if fields:

@@ -291,7 +291,7 @@ def test_train_refit_from_a_card_needs_no_run_folder_and_refuses_another_run(
     assert refit["learning_rate"] == source["history"]["learning_rate"][:epochs]
     assert card["metrics"]["mae_before_refit"] == source["metrics"]["mae"]
     assert card["history"] == source["history"]
-    assert card["wall_time_s"]["train"] > 1000.0  # the validated run's training counts
+    assert card["wall_time_s"]["train"] >= 1000.0  # the validated run's training counts
     assert card["wall_time_s"]["total"] >= card["wall_time_s"]["train"]
     assert not (tmp_path / "b" / "w" / "record.json").exists()  # nothing validated here
     assert not (tmp_path / "b" / "w" / "model").exists()  # nor a model built for it
@@ -351,6 +351,8 @@ def test_train_gives_each_model_its_own_run_and_refuses_a_mismatched_resume(
     # cli-v2's default is refused, naming both losses
     fe_mse = [*common, "--target", "formation_energy_per_atom", "--name", "fe-mse"]
     assert main([*fe_mse, "--loss", "mse"]) == 0
+    card = ModelCard.from_dict(json.loads((export / "fe-mse.json").read_text()))
+    assert card.recipe["loss"] == card.loss == "mse"  # named, not left to the defaults
     capsys.readouterr()
     assert main(fe_mse) == 2
     assert "loss: 'mse' there, 'l1' now" in capsys.readouterr().err

@@ -230,7 +230,7 @@ JOBS: dict[str, list[str]] = {
         str(WORK / "export-refit"),
     ],
     # The L1 members: their run folders are under work/ (the shipped model's is
-    # mp-formation-energy-l1, epoch 166; the second seed's epoch 159).
+    # mp-formation-energy-l1, epoch 166; the second seed's epoch 159; the third, init seed 2).
     **{
         f"mp-formation-energy-l1{suffix}-refit": [
             *_shipped_formation_energy(
@@ -239,7 +239,7 @@ JOBS: dict[str, list[str]] = {
             "--export",
             str(WORK / "export-refit"),
         ]
-        for suffix, seed in (("", ()), (".1", ("--init-seed", "1")))
+        for suffix, seed in (("", ()), (".1", ("--init-seed", "1")), (".2", ("--init-seed", "2")))
     },
 }
 

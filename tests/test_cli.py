@@ -259,7 +259,9 @@ def test_train_refit_trains_on_train_and_validation_for_the_chosen_epochs(mp_row
     state["record"]["seconds"] = [s + 1000.0 for s in state["record"]["seconds"]]
     torch.save(state, last)
     assert main(args) == 0
-    wall = json.loads((export / "r.json").read_text())["wall_time_s"]
+    again = json.loads((export / "r.json").read_text())
+    assert again["training_counts"] == card["training_counts"]  # counted without a fit call
+    wall = again["wall_time_s"]
     assert wall["train"] == pytest.approx(card["wall_time_s"]["train"] + 1000.0, abs=0.2)
     assert wall["total"] >= wall["train"]
 

@@ -39,6 +39,8 @@ def ship(
     from deepchem_cgcnn.training import TrainingRecord
 
     card = json.loads((export / f"{name}.json").read_text())
+    if not card.get("training_counts"):
+        sys.exit(f"{export / name}.json: no training counts, so no domain check; re-export it")
     target = shipped_name or name
     record_path = export.parent / name / "record.json"
     if "history" not in card and record_path.exists():

@@ -606,6 +606,7 @@ def _run_epochs(
     """DeepChem's ``fit``, one epoch at a time, under ``run``'s schedule and bookkeeping; each
     epoch validated on ``valid`` (the weight average too) unless ``valid`` is None."""
     epoch, used = run.start(train.y, train.w)
+    model.prepare_training(train)  # a finished run resumed never calls fit, which counts crystals
     average = run.average
     callbacks = [] if average is None else [lambda m, step: average.update(m.model)]
     while run.has_budget(epoch, used):
@@ -921,7 +922,6 @@ def train_model(config: TrainConfig) -> TrainResult:
         return {"mae": {n: mean_absolute_error(scored, d) for n, d in named}}
 
     refit: dict[str, Any] = {}
-    trained_on = train
     refit_resumed_seconds = 0.0
     before_refit: dict[str, dict[str, float]] = {}
     if config.refit or config.refit_from:
@@ -934,7 +934,7 @@ def train_model(config: TrainConfig) -> TrainResult:
 
         epochs = record.best_epoch + 1
         rates = record.learning_rate[:epochs]
-        combined = trained_on = dc.data.NumpyDataset.merge([train, selection])
+        combined = dc.data.NumpyDataset.merge([train, selection])
         refit_dir = os.path.join(run_dir, "refit")
         model = build_model(os.path.join(refit_dir, "model"))
         refit_record = train_on_schedule(
@@ -956,10 +956,6 @@ def train_model(config: TrainConfig) -> TrainResult:
             **({"kept": refit_record.best_weights} if config.ema is not None else {}),
             **({"stopped": refit_record.stopped} if refit_record.stopped else {}),
         }
-    if model.training_counts is None:  # a finished run resumed: no fit counted its crystals
-        from deepchem_cgcnn.domain import training_counts
-
-        model.training_counts = training_counts(trained_on.X)
     # a refit model trained on the validation crystals: its score there is not a validation score
     metrics = scores(
         model, (("train", train), ("valid_trained_on", valid), ("test", test)) if refit else splits

@@ -105,11 +105,15 @@ def check_twins(members: list, paths: list[Path], twins: list, twin_paths: list[
     for path, member, twin_path, twin in zip(paths, members, twin_paths, twins):
         if twin.card.is_refit:
             sys.exit(f"{twin_path}: a twin must be a validated run; this one is refit")
-        different = _differences(member.card, twin.card)
-        different += ["recipe.init_seed"] * (
-            member.card.recipe.get("init_seed") != twin.card.recipe.get("init_seed")
-        )
-        different += ["recipe.loss"] * (member.card.loss != twin.card.loss)
+        seeds = (member.card.recipe.get("init_seed"), twin.card.recipe.get("init_seed"))
+        different = _differences(member.card, twin.card) + [
+            field
+            for field, (mine, its) in (
+                ("recipe.init_seed", seeds),
+                ("recipe.loss", (member.card.loss, twin.card.loss)),
+            )
+            if mine != its
+        ]
         if different:
             sys.exit(f"{twin_path}: not trained like {path} ({', '.join(different)} differ)")
         metric = member.card.metric_name

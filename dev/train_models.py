@@ -97,6 +97,11 @@ def _band_gap_nonmetals(name: str, *extra: str) -> list[str]:
     )
 
 
+# The L1 members' initial weights: the shipped model's default seed, then 1, 2, 3, 4 (five
+# seeds, the issue's ensemble size).
+L1_SEEDS = (("", ()), *((f".{k}", ("--init-seed", str(k))) for k in range(1, 5)))
+
+
 JOBS: dict[str, list[str]] = {
     # The first shipped model ran 100 minutes on a faster day of this machine and stopped after
     # 173 epochs (its schedule followed the clock); the same machine later ran 2.5x slower, so
@@ -219,7 +224,7 @@ JOBS: dict[str, list[str]] = {
         f"mp-formation-energy-l1{suffix}": _shipped_formation_energy(
             f"mp-formation-energy-l1{suffix}", "--loss", "l1", *seed
         )
-        for suffix, seed in (("", ()), (".1", ("--init-seed", "1")), (".2", ("--init-seed", "2")))
+        for suffix, seed in L1_SEEDS
     },
     # The refit lever at full scale: member .2's validated run (its folder under work/) chose
     # epoch 160; --refit trains it afresh on training + validation for those epochs at the same
@@ -230,7 +235,8 @@ JOBS: dict[str, list[str]] = {
         str(WORK / "export-refit"),
     ],
     # The L1 members: their run folders are under work/ (the shipped model's is
-    # mp-formation-energy-l1, epoch 166; the second seed's epoch 159; the third, init seed 2).
+    # mp-formation-energy-l1, epoch 166; the second seed's epoch 159; the third, init seed 2;
+    # the fourth and fifth, init seeds 3 and 4).
     **{
         f"mp-formation-energy-l1{suffix}-refit": [
             *_shipped_formation_energy(
@@ -239,7 +245,7 @@ JOBS: dict[str, list[str]] = {
             "--export",
             str(WORK / "export-refit"),
         ]
-        for suffix, seed in (("", ()), (".1", ("--init-seed", "1")), (".2", ("--init-seed", "2")))
+        for suffix, seed in L1_SEEDS
     },
 }
 

@@ -635,6 +635,13 @@ def _add_training_options(train: argparse.ArgumentParser) -> None:
     train.add_argument("--num-conv", type=int, default=4)
     train.add_argument("--predictor-hidden", type=int, default=128)
     train.add_argument("--n-hidden-layers", type=int, default=1)
+    train.add_argument(
+        "--dropout",
+        type=float,
+        metavar="P",
+        help="dropout on the predictor's first hidden layer (the model's dropout; default: "
+        "none for regression, 0.5 for classification); the card records it",
+    )
     train.add_argument("--max-epochs", type=int, default=300)
     train.add_argument("--max-minutes", type=float, default=90.0)
     train.add_argument("--n-jobs", type=int, default=2)

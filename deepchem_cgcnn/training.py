@@ -670,6 +670,9 @@ class TrainConfig:
     num_conv: int = 3
     predictor_hidden: int = 128
     n_hidden_layers: int = 1
+    dropout: float | None = None
+    """Dropout on the predictor's first hidden layer (None: the model's default, 0 for
+    regression); left out of the run key when None, as in runs made before the option."""
     max_epochs: int = 300
     max_minutes: float = 90.0
     patience: int | None = None
@@ -820,6 +823,8 @@ def train_model(config: TrainConfig) -> TrainResult:
         n_hidden_layers=config.n_hidden_layers,
         mode=config.mode,
     )
+    if config.dropout is not None:
+        hyper["dropout"] = config.dropout
     if source is not None:  # fine-tuning keeps the source's architecture
         hyper = {k: v for k, v in source.hyperparameters.items() if k != "nonnegative"}
         hyper["mode"] = config.mode

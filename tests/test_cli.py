@@ -359,9 +359,31 @@ def test_train_gives_each_model_its_own_run_and_refuses_a_mismatched_resume(
     assert main(fe_mse) == 2
     assert "loss: 'mse' there, 'l1' now" in capsys.readouterr().err
 
+    # dropout is part of the run (and the card); left out, the run key is the one before it
+    fe = [*common, "--target", "formation_energy_per_atom", "--name", "fe"]
+    assert main([*fe, "--dropout", "0.2"]) == 2
+    assert "model.dropout: None there, 0.2 now" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                *common,
+                "--target",
+                "formation_energy_per_atom",
+                "--name",
+                "fe-drop",
+                "--dropout",
+                "0.2",
+            ]
+        )
+        == 0
+    )
+    assert json.loads((export / "fe-drop.json").read_text())["model"]["dropout"] == 0.2
+    saved = torch.load(export / "fe-drop.pt", weights_only=True)
+    assert saved["hyperparameters"]["dropout"] == 0.2
+
     caplog.clear()
     with caplog.at_level(logging.INFO):
-        assert main([*common, "--target", "formation_energy_per_atom", "--name", "fe"]) == 0
+        assert main(fe) == 0
     assert f"resuming {work / 'fe'} from epoch 1" in caplog.text
 
 

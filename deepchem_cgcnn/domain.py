@@ -12,6 +12,9 @@ deserves less trust than the model's test error suggests. Each flag is a sentenc
   planes (a surface slab, an isolated layer or a molecule in a box;
   :func:`~deepchem_cgcnn.featurizer.largest_vacuum_gap`); 99.9 % of those MP crystals
   stay below 4.2 Å and 18 of 31,297 exceed 7 Å (MP's few isolated layers);
+* **compressed contact** -- two atoms closer than 0.85 of the shortest contact of their
+  element pair in any MP crystal of the CGCNN data set (a squeezed cell or a wrong length
+  scale; :mod:`~deepchem_cgcnn.contacts`);
 * **rare element** -- an element present in fewer than ``min_count`` training crystals;
 * **rare elemental crystal** -- a single-element crystal whose element appears as an
   elemental crystal fewer than ``min_count`` times in training (the MP data holds 147
@@ -40,6 +43,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from deepchem_cgcnn.contacts import CONTACT_MARGIN, contact_flags
 
 MIN_COUNT = 10
 """An element (or elemental crystal) seen in fewer training crystals than this is flagged."""
@@ -108,6 +113,7 @@ def domain_flags(
     counts: Mapping[str, Mapping[str, int]] | None = None,
     min_count: int = MIN_COUNT,
     max_vacuum_gap: float = MAX_VACUUM_GAP,
+    contact_margin: float = CONTACT_MARGIN,
 ) -> list[str]:
     """The reasons to distrust a model's answer for one crystal graph (empty: none).
 
@@ -121,6 +127,9 @@ def domain_flags(
         Elements (and elemental crystals) seen in fewer training crystals are flagged.
     max_vacuum_gap: float
         Å of empty space between atomic planes beyond which a cell is flagged.
+    contact_margin: float
+        Contacts shorter than this fraction of their element pair's shortest MP contact are
+        flagged (:func:`~deepchem_cgcnn.contacts.contact_flags`).
     """
     if not hasattr(graph, "atomic_numbers"):
         return ["no crystal graph (its featurization failed)"]
@@ -145,6 +154,7 @@ def domain_flags(
             f"{'abc'[geometry.get('gap_axis', 0)]} (slab, layer or molecule in vacuum; "
             f"flagged above {max_vacuum_gap:g} Å)"
         )
+    flags += contact_flags(graph, contact_margin)
     if counts:
         present = sorted({_symbol(z) for z in np.unique(graph.atomic_numbers).tolist()})
         seen = counts.get("elements", {})

@@ -118,6 +118,63 @@ def test_domain_flags_of_crystals_outside_the_training_data(model):
     assert model.check_domain([NACL])[0].in_domain
 
 
+def _rock_salt(a: float) -> Structure:
+    return Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3]
+    )
+
+
+def test_a_squeezed_cell_is_flagged_against_the_shortest_mp_contacts(model):
+    """Real rock salt (Na-Cl 2.82 Å) passes; squeezed to a = 4.0 Å (2.00 Å, shorter than
+    any Na-Cl contact in the MP crystals, 2.53 Å) it is flagged, naming the pair; so is bcc
+    iron at 1.2 Å, for which the shipped model answers +5 eV/atom."""
+    assert model.check_domain([_rock_salt(5.64)])[0].in_domain
+    assert model.check_domain([_rock_salt(4.6)])[0].in_domain  # 2.30 Å: 91 % of 2.53
+    flags = _flags(model, _rock_salt(4.0))
+    assert (
+        "Na–Cl contact of 2.00 Å, 79 % of the shortest Na–Cl contact in the MP crystals "
+        "(2.53 Å; flagged below 85 %)" in flags[0]
+    )
+    iron = Structure(Lattice.cubic(1.2), ["Fe"], [[0, 0, 0]])
+    assert any("Fe–Fe contact of 1.20 Å" in f for f in _flags(model, iron))
+
+
+def test_a_pair_no_mp_crystal_has_in_contact_is_held_to_its_covalent_radii():
+    from deepchem_cgcnn.contacts import contact_flags
+
+    def cu_ar(gap: float):
+        crystal = Structure(Lattice.cubic(4.0), ["Cu", "Ar"], [[0, 0, 0], [gap / 4.0, 0, 0]])
+        return CGCNNFeaturizer().featurize([crystal])[0]
+
+    # Cordero's covalent radii: Cu 1.32 + Ar 1.06 = 2.38 Å; flagged below 0.6 of it
+    assert (
+        "Ar–Cu contact of 1.00 Å, 42 % of their covalent radii's sum (2.38 Å"
+        in (contact_flags(cu_ar(1.0))[0])
+    )
+    assert contact_flags(cu_ar(2.0)) == []
+
+
+def test_the_packaged_contacts_are_the_mp_crystals_shortest(mp_rows, mp_graphs):
+    """The packaged table is the minimum over all 31,297 MP crystals: the first 400 of them
+    reach it for some pairs and never go below it, and none of them is flagged."""
+    import hashlib
+    import json
+
+    from conftest import MP_TABLE
+
+    from deepchem_cgcnn.contacts import TABLE_PATH, contact_flags, shortest_contacts
+
+    packaged = json.loads(TABLE_PATH.read_text())
+    assert packaged["n_crystals"] == 31297 and len(packaged["pairs"]) > 3000
+    if MP_TABLE.exists():
+        assert packaged["sha256"] == hashlib.sha256(MP_TABLE.read_bytes()).hexdigest()
+    found = shortest_contacts(mp_graphs)
+    assert set(found) <= set(packaged["pairs"])
+    assert all(found[p] >= packaged["pairs"][p] for p in found)
+    assert sum(found[p] == packaged["pairs"][p] for p in found) >= 20  # 24 of them
+    assert not any(contact_flags(g) for g in mp_graphs)
+
+
 def test_rare_elements_are_flagged_from_the_card_counts(model):
     counts = model.training_counts
     assert counts["elements"]["O"] > 5000  # the card records per-element training counts

@@ -7,6 +7,7 @@ import math
 import os
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -98,6 +99,9 @@ class TrainingRecord:
     resumed_seconds: float = 0.0
     """The training seconds of earlier processes: when this one resumed the run, or took it
     from a card (``--refit-from``); else 0. The card's total wall time adds them."""
+    threads: list[int] = field(default_factory=list)
+    """The torch threads of the process that trained each epoch (runs recorded before this
+    field have none for their earlier epochs): the card's ``machine`` counts them."""
 
     def history(self) -> dict[str, list]:
         """The validation error after each epoch against cumulative training seconds, rounded
@@ -158,6 +162,33 @@ def differing_fields(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 IMPLICIT_RUN_KEY = {"loss": "mse"}
 """Run-key entries left out when they hold these values (as in runs made before the option)."""
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _threads_used(records: Sequence[TrainingRecord]) -> str:
+    """The torch threads the runs' epochs were trained with, for a card's ``machine``.
+
+    >>> _threads_used([TrainingRecord(epochs=[0, 1], threads=[2, 2])])
+    '2 torch threads'
+    >>> _threads_used([TrainingRecord(epochs=[0, 1, 2], threads=[1, 2]), TrainingRecord(epochs=[0], threads=[1])])
+    'torch threads 1 (2 epochs), 2 (1 epoch), not recorded (1 epoch)'
+    """
+    counts = Counter(t for r in records for t in r.threads)
+    unrecorded = sum(len(r.epochs) - len(r.threads) for r in records)
+    if len(counts) == 1 and not unrecorded:
+        return f"{next(iter(counts))} torch threads"
+
+    def epochs(n: int) -> str:
+        return f"{n} epoch{'s' if n != 1 else ''}"
+
+    parts = [f"{t} ({epochs(n)})" for t, n in sorted(counts.items())]
+    parts += [f"not recorded ({epochs(unrecorded)})"] if unrecorded else []
+    return "torch threads " + ", ".join(parts)
 
 
 def _check_same_run(path: str, saved: dict, config: dict) -> None:
@@ -387,6 +418,7 @@ class RunFolder:
         record.seconds.append(used)
         record.train_loss.append(loss)
         record.learning_rate.append(lr)
+        record.threads.append(_torch_threads())
         average = None if self.average is None else self.average.state
         if error is None:  # no validation: the latest epoch is the one to keep
             kept, improved = math.nan, True
@@ -927,6 +959,7 @@ def train_model(config: TrainConfig) -> TrainResult:
         return {"mae": {n: mean_absolute_error(scored, d) for n, d in named}}
 
     refit: dict[str, Any] = {}
+    refit_records: list[TrainingRecord] = []
     refit_resumed_seconds = 0.0
     before_refit: dict[str, dict[str, float]] = {}
     if config.refit or config.refit_from:
@@ -953,6 +986,7 @@ def train_model(config: TrainConfig) -> TrainResult:
             shuffle_seed=init_seed,
         )
         refit_resumed_seconds = refit_record.resumed_seconds
+        refit_records.append(refit_record)
         refit = {
             "epochs": epochs,
             "train_size": len(combined),
@@ -1053,7 +1087,7 @@ def train_model(config: TrainConfig) -> TrainResult:
             ),
         },
         machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, "
-        f"{torch.get_num_threads()} torch threads, {device}",
+        f"{_threads_used([record, *refit_records])}, {device}",
         command=config.command or f"{sys.argv[0]} (train_model)",
         date=time.strftime("%Y-%m-%d"),
     )

@@ -388,6 +388,30 @@ def test_train_gives_each_model_its_own_run_and_refuses_a_mismatched_resume(
 
 
 @pytest.mark.torch
+def test_a_card_names_the_threads_its_epochs_trained_with_not_the_exporting_process(
+    mp_rows, tmp_path
+):
+    """A finished run exported again by a process with other torch threads keeps the threads
+    it trained with (the card used to describe the exporting process)."""
+    import torch
+
+    table = tmp_path / "mp40.csv"
+    mp_rows.head(40).to_csv(table, index=False)
+    args = ["train", "--data", str(table), "--target", "formation_energy_per_atom", "--name", "fe"]
+    args += ["--work-dir", str(tmp_path / "work"), "--export", str(tmp_path / "export")]
+    args += ["--num-conv", "1", "--max-epochs", "2", "--valid-size", "5", "--n-jobs", "1"]
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            assert main(args) == 0
+            card = json.loads((tmp_path / "export" / "fe.json").read_text())
+            assert ", 1 torch threads, " in card["machine"]
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.torch
 def test_shipped_band_gap_is_never_negative():
     from pymatgen.core import Lattice, Structure
 

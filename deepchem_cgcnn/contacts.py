@@ -107,22 +107,24 @@ class ContactReference:
             a, b = sorted(Element(s).Z for s in pair.split("-"))
             self.table[a * _PAIR_BASE + b] = distance
 
-    def shortest_ratio(self, graph: Any) -> float:
-        """The smallest edge length over its pair's shortest contact (inf: no pair known)."""
+    def _lookup(self, graph: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The graph's edge pair keys and lengths, each pair's reference and whether it has one."""
         keys, distances = _pair_keys(graph)
         reference = self.table[keys]
-        seen = np.isfinite(reference)
+        return keys, distances, reference, np.isfinite(reference)
+
+    def shortest_ratio(self, graph: Any) -> float:
+        """The smallest edge length over its pair's shortest contact (inf: no pair known)."""
+        _, distances, reference, seen = self._lookup(graph)
         return float(np.min(distances[seen] / reference[seen])) if seen.any() else math.inf
 
     def flags(
         self, graph: Any, margin: float = CONTACT_MARGIN, covalent_margin: float = COVALENT_MARGIN
     ) -> list[str]:
         """The shortest offending contact of ``graph``, as a one-sentence flag (or none)."""
-        keys, distances = _pair_keys(graph)
+        keys, distances, reference, seen = self._lookup(graph)
         if not len(keys):
             return []
-        reference = self.table[keys]
-        seen = np.isfinite(reference)
         ratio = np.full(len(keys), np.inf)
         ratio[seen] = distances[seen] / reference[seen] / margin
         if not seen.all():

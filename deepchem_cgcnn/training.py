@@ -180,6 +180,8 @@ def _threads_used(records: Sequence[TrainingRecord]) -> str:
     """
     counts = Counter(t for r in records for t in r.threads)
     unrecorded = sum(len(r.epochs) - len(r.threads) for r in records)
+    if not counts and not unrecorded:  # no epoch finished: this process is all there is
+        counts[_torch_threads()] = 0
     if len(counts) == 1 and not unrecorded:
         return f"{next(iter(counts))} torch threads"
 

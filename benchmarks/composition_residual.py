@@ -38,16 +38,19 @@ def element_fractions(cifs) -> np.ndarray:
 
 def split_rows(data: str, cache_dir: str, train_size: int) -> dict[str, list[str]]:
     """The material ids of the training (first ``train_size``), validation and test crystals."""
-    from deepchem_cgcnn.training import TrainConfig, load_training_data
+    from deepchem_cgcnn.training import TrainConfig, load_training_data, training_subset
 
     # selection: the command line's default, so the same cache and the same kept rows
     config = TrainConfig(
-        data=data, target=TARGET, name="split", cache_dir=cache_dir, selection="complete"
+        data=data,
+        target=TARGET,
+        name="split",
+        cache_dir=cache_dir,
+        selection="complete",
+        train_size=train_size,
     )
     _, (train, valid, test), _ = load_training_data(config)
-    if train_size < len(train):
-        draw = np.random.RandomState(config.seed).permutation(len(train))[:train_size]
-        train = train.select(np.sort(draw))
+    train = training_subset(train, config)
     return {
         name: [str(i) for i in d.ids]
         for name, d in zip(("train", "valid", "test"), (train, valid, test))

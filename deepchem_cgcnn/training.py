@@ -829,10 +829,7 @@ def train_model(config: TrainConfig) -> TrainResult:
     summary = loaded.summary
     featurize_seconds = time.time() - started
     seeded = np.random.RandomState
-    if config.train_size and config.train_size < len(train):
-        train = train.select(
-            np.sort(seeded(config.seed).permutation(len(train))[: config.train_size])
-        )
+    train = training_subset(train, config)
     selection = valid
     if config.valid_size and config.valid_size < len(valid):
         selection = valid.select(
@@ -1203,6 +1200,15 @@ def load_training_data(config: TrainConfig, featurizer: Any = None) -> Any:
         n_jobs=config.n_jobs,
         query=config.query,
     ).load()
+
+
+def training_subset(train: Any, config: TrainConfig) -> Any:
+    """The ``config.train_size`` training crystals :func:`train_model` trains on (a seeded
+    draw, kept in split order), or all of ``train`` when no size is set or it is no smaller."""
+    if not config.train_size or config.train_size >= len(train):
+        return train
+    draw = np.random.RandomState(config.seed).permutation(len(train))[: config.train_size]
+    return train.select(np.sort(draw))
 
 
 def _finetune_source(config: TrainConfig) -> Any:

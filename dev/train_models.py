@@ -227,17 +227,11 @@ JOBS: dict[str, list[str]] = {
     },
     # The batch lever at full scale (at 4,000 crystals and 80 epochs batch 64 took validation
     # 0.0944 -> 0.0910; on an H200 at the same time batch 128 beat 256 and 512): the L1
-    # recipe at batch 64, twice the updates an epoch; then its refit.
+    # recipe at batch 64, twice the updates an epoch. It validated at 0.0496 against batch
+    # 128's 0.0484 (docs/benchmarks.md, "Lever: the batch size"), so it is not refit.
     "mp-formation-energy-l1-b64": _shipped_formation_energy(
         "mp-formation-energy-l1-b64", "--loss", "l1", "--batch-size", "64"
     ),
-    "mp-formation-energy-l1-b64-refit": [
-        *_shipped_formation_energy(
-            "mp-formation-energy-l1-b64", "--loss", "l1", "--batch-size", "64", "--refit"
-        ),
-        "--export",
-        str(WORK / "export-refit"),
-    ],
     # The refit lever at full scale: member .2's validated run (its folder under work/) chose
     # epoch 160; --refit trains it afresh on training + validation for those epochs at the same
     # rates and exports beside the validated model (same name, another folder).

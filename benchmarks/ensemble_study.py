@@ -27,6 +27,11 @@ those are refused rather than fitted on crystals the members trained on.
 
 Test crystals select nothing here: the members were selected on validation by their cards.
 
+``--save-predictions DIR`` writes each model's card and predictions on the validation and
+test crystals to ``DIR/<model>.predictions.npz`` (~100 kB); a later study takes such a file
+in place of its model, as member or twin, so a choice of members (and the σ scale) can be
+revisited after the model files, which live under the git-ignored ``work/``, are gone.
+
 Usage::
 
     .venv/bin/python benchmarks/ensemble_study.py --members work/ema/export/a.pt \\
@@ -34,9 +39,11 @@ Usage::
 """
 
 import argparse
+import json
 import sys
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from _common import DEFAULT_DATA, markdown_table, record_std_scale, write_json
@@ -56,10 +63,65 @@ def _differences(first, card) -> list[str]:
     return different
 
 
+PREDICTIONS_SUFFIX = ".predictions.npz"
+
+
+class RecordedMember:
+    """A model's predictions on its validation and test crystals as ``--save-predictions``
+    wrote them, standing in for the model file (a validated twin's ``.pt`` lives under the
+    git-ignored ``work/``; this file is small enough to commit beside the study's JSON).
+
+    ``predict`` answers only for the crystals recorded, in their order, and refuses any
+    other dataset, naming the file.
+    """
+
+    def __init__(self, path: Path):
+        from deepchem_cgcnn.card import ModelCard
+
+        self.path = Path(path)
+        with np.load(self.path, allow_pickle=False) as recorded:
+            self.card = ModelCard.from_dict(json.loads(str(recorded["card"])))
+            self.answers = [
+                (recorded[f"{split}_ids"], recorded[split]) for split in ("valid", "test")
+            ]
+        self.model = SimpleNamespace(mode=self.card.mode)
+
+    def predict(self, dataset) -> np.ndarray:
+        ids = np.asarray(dataset.ids).astype(str)
+        for recorded_ids, values in self.answers:
+            if np.array_equal(recorded_ids, ids):
+                return values[:, None]
+        sys.exit(
+            f"{self.path}: recorded on other crystals than these {len(ids)} "
+            f"(it holds {' and '.join(str(len(i)) for i, _ in self.answers)}, by id and order)"
+        )
+
+
+def save_predictions(folder: Path, models: dict, valid, test) -> list[Path]:
+    """Write each model's card and predictions on ``valid`` and ``test`` (with the crystals'
+    ids) to ``folder/<model file stem>.predictions.npz``, atomically; their paths.
+    ``models`` maps each model file's path to the model loaded from it."""
+    from deepchem_cgcnn._io import atomic_write
+
+    written = []
+    for path, model in models.items():
+        arrays = {"card": np.array(json.dumps(model.card.to_dict()))}
+        for split, dataset in (("valid", valid), ("test", test)):
+            arrays[f"{split}_ids"] = np.asarray(dataset.ids).astype(str)
+            arrays[split] = np.asarray(model.predict(dataset))[:, 0]
+        target = Path(folder) / (Path(path).name.removesuffix(".pt") + PREDICTIONS_SUFFIX)
+        atomic_write(target, lambda handle, a=arrays: np.savez_compressed(handle, **a))
+        written.append(target)
+    return written
+
+
 def load_members(paths: list[Path]) -> list:
     from deepchem_cgcnn.registry import load_model
 
-    members = [load_model(path) for path in paths]
+    members = [
+        RecordedMember(path) if str(path).endswith(PREDICTIONS_SUFFIX) else load_model(path)
+        for path in paths
+    ]
     first = members[0].card
     for path, member in zip(paths[1:], members[1:]):
         different = _differences(first, member.card)
@@ -325,6 +387,14 @@ def main(argv: list[str] | None = None) -> int:
         "member that is not refit is its own twin): they stand in for the members on validation",
     )
     parser.add_argument(
+        "--save-predictions",
+        type=Path,
+        metavar="DIR",
+        help="write each member's and twin's card and predictions on the validation and test "
+        f"crystals to DIR/<model>{PREDICTIONS_SUFFIX}: later studies take these files as "
+        "--members/--twins in place of the models",
+    )
+    parser.add_argument(
         "--record-std-scale",
         metavar="NAME",
         help="write the σ scale fitted on validation into the shipped card of NAME",
@@ -343,6 +413,14 @@ def main(argv: list[str] | None = None) -> int:
     card = members[0].card
     _, valid, test = split_of(card, args.data, args.n_jobs, args.cache_dir)
     result = study(members, args.members, valid, test, twins)
+    if args.save_predictions:
+        models = {
+            str(path): model
+            for path, model in (*zip(args.members, members), *zip(args.twins or [], twins or []))
+            if not isinstance(model, RecordedMember)
+        }
+        for written in save_predictions(args.save_predictions, models, valid, test):
+            print("predictions written to", written)
     if twins:
         result["twins"] = [str(path) for path in args.twins]
     result["data"] = {"source": card.data.get("source"), "sha256": card.data.get("sha256")}

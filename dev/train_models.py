@@ -232,6 +232,19 @@ JOBS: dict[str, list[str]] = {
     "mp-formation-energy-l1-b64": _shipped_formation_energy(
         "mp-formation-energy-l1-b64", "--loss", "l1", "--batch-size", "64"
     ),
+    # The epoch-budget lever on this CPU: the L1 recipe (init seed 123) with the cosine over
+    # twice the 173 epochs, against its validated run (docs/benchmarks.md, "Lever: the epoch
+    # budget"): what a GPU's longer budget would buy at batch 128.
+    "mp-formation-energy-l1-e346": _job(
+        "mp-formation-energy-l1-e346",
+        *FORMATION_ENERGY,
+        "--units",
+        "eV/atom",
+        "--loss",
+        "l1",
+        minutes=1000,
+        epochs=346,
+    ),
     # The refit lever at full scale: member .2's validated run (its folder under work/) chose
     # epoch 160; --refit trains it afresh on training + validation for those epochs at the same
     # rates and exports beside the validated model (same name, another folder).

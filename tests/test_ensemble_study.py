@@ -141,3 +141,34 @@ def test_recording_a_std_scale_for_refit_members_without_twins_is_refused(tmp_pa
                 str(tmp_path / "absent.csv"),
             ]
         )
+
+
+def test_recorded_predictions_stand_in_for_their_models(tmp_path):
+    """A study over the files ``--save-predictions`` wrote equals the study over the models;
+    a recorded file answers only for its own crystals, in their order."""
+    import numpy as np
+    from ensemble_study import PREDICTIONS_SUFFIX, load_members, save_predictions, study
+
+    from deepchem_cgcnn.registry import pretrained_card
+
+    card, other_seed = (
+        pretrained_card(n) for n in ("mp-band-gap-nonmetals", "mp-band-gap-nonmetals.1")
+    )
+    y = np.array([[0.0], [1.0], [2.0]])
+    valid = SimpleNamespace(name="valid", y=y, ids=np.array(["mp-1", "mp-2", "mp-3"], object))
+    test = SimpleNamespace(name="test", y=y, ids=np.array(["mp-4", "mp-5", "mp-6"], object))
+    members = [
+        _Fixed(card, [0.3, 1.0, 2.0], [0.1, 1.1, 2.0]),
+        _Fixed(other_seed, [0.0, 1.6, 2.0], [0.0, 0.9, 2.3]),
+    ]
+    paths = [Path("work/export/a.pt"), Path("work/export/b.pt")]
+    written = save_predictions(tmp_path, dict(zip(map(str, paths), members)), valid, test)
+    assert [p.name for p in written] == ["a" + PREDICTIONS_SUFFIX, "b" + PREDICTIONS_SUFFIX]
+
+    recorded = load_members(written)
+    assert recorded[1].card.recipe["init_seed"] == other_seed.recipe["init_seed"]
+    assert study(recorded, paths, valid, test) == study(members, paths, valid, test)
+
+    shuffled = SimpleNamespace(name="valid", y=y, ids=valid.ids[::-1])
+    with pytest.raises(SystemExit, match=r"a\.predictions\.npz: recorded on other crystals"):
+        recorded[0].predict(shuffled)

@@ -78,22 +78,26 @@ def _log(out: Path, line: str) -> None:
         handle.write(line + "\n")
 
 
-SWEEP = ("64:2e-3", "128:2e-3")
-"""The formation-energy sweep's runs (batch size:peak learning rate), trained at once. The H200
-run of 2026-11-28 trained 128:2e-3 256:2e-3 512:2e-3 512:4e-3 (batch 128 best at the same
-time); two runs at once get more of the GPU each: batch 128's epochs grow past that run's 197,
-and batch 64 extends the batch-size trend downwards."""
+SWEEP = ("128:2e-3:5", "128:2e-3:6")
+"""The formation-energy sweep's runs (batch size:peak learning rate[:initial-weights seed]),
+trained at once. The H200 run of 2026-11-28 trained 128:2e-3 256:2e-3 512:2e-3 512:4e-3
+(batch 128 best at the same time, 197 epochs); on the CPU batch 64 did not beat 128 at full
+scale (docs/benchmarks.md, "Lever: the batch size"). So two runs of batch 128, with seeds
+none of the shipped members has: each gets more of the GPU than one of four did (more epochs
+than 197: the epoch-budget lever), and both are ensemble candidates."""
 
-DRY_SWEEP = ("32:2e-3", "64:2e-3")
+DRY_SWEEP = ("32:2e-3", "64:2e-3:7")
 
 
-def _parse_run(text: str) -> tuple[int, float]:
+def _parse_run(text: str) -> tuple[int, float, int | None]:
     """
-    >>> _parse_run("512:4e-3")
-    (512, 0.004)
+    >>> _parse_run("512:4e-3"), _parse_run("128:2e-3:5")
+    ((512, 0.004, None), (128, 0.002, 5))
     """
-    batch_size, learning_rate = text.split(":")
-    return int(batch_size), float(learning_rate)
+    batch_size, learning_rate, *seed = text.split(":")
+    if len(seed) > 1:
+        raise ValueError(f"{text!r}: a run is BATCH:LR or BATCH:LR:SEED")
+    return int(batch_size), float(learning_rate), int(seed[0]) if seed else None
 
 
 def _train_options(
@@ -168,16 +172,18 @@ def _append(path: Path, title: str, text: str) -> None:
         handle.write(f"## {title}\n\n{text}\n")
 
 
-def _sweep_name(batch_size: int, learning_rate: float) -> str:
+def _sweep_name(batch_size: int, learning_rate: float, seed: int | None = None) -> str:
     """
-    >>> _sweep_name(512, 4e-3)
-    'mp-formation-energy-gpu-b512-lr0.004'
+    >>> _sweep_name(512, 4e-3), _sweep_name(128, 2e-3, 5)
+    ('mp-formation-energy-gpu-b512-lr0.004', 'mp-formation-energy-gpu-b128-lr0.002-s5')
     """
-    return f"mp-formation-energy-gpu-b{batch_size}-lr{learning_rate:g}"
+    suffix = "" if seed is None else f"-s{seed}"
+    return f"mp-formation-energy-gpu-b{batch_size}-lr{learning_rate:g}{suffix}"
 
 
 def _sweep(args, models: Path, runs, minutes: float, *extra: str) -> dict:
-    """Train ``runs`` ((batch size, learning rate) pairs) at once, each a ``deepchem-cgcnn
+    """Train ``runs`` ((batch size, learning rate, seed) triples; seed None: the default
+    initial weights) at once, each a ``deepchem-cgcnn
     train`` process with ``minutes`` of training, exported to ``models``; their cards' figures.
 
     One process per run, since each is bound by its own Python launching kernels: together
@@ -190,8 +196,8 @@ def _sweep(args, models: Path, runs, minutes: float, *extra: str) -> dict:
     codes: dict = {}
     with contextlib.ExitStack() as logs:
         started = []
-        for batch_size, learning_rate in runs:
-            name = _sweep_name(batch_size, learning_rate)
+        for batch_size, learning_rate, seed in runs:
+            name = _sweep_name(batch_size, learning_rate, seed)
             options = _train_options(
                 args,
                 models,
@@ -202,6 +208,7 @@ def _sweep(args, models: Path, runs, minutes: float, *extra: str) -> dict:
                 f"{learning_rate:g}",
                 "--ema",
                 "0.999",
+                *([] if seed is None else ["--init-seed", str(seed)]),
                 *extra,
                 batch_size=batch_size,
             )
@@ -226,6 +233,7 @@ def _sweep(args, models: Path, runs, minutes: float, *extra: str) -> dict:
         results[name] = {
             "batch_size": card["recipe"]["batch_size"],
             "learning_rate": card["recipe"]["learning_rate"],
+            "init_seed": card["recipe"].get("init_seed"),
             "valid": mae["valid"],
             "test": mae["test"],
             "epochs": card["recipe"]["epochs_run"],
@@ -269,8 +277,9 @@ def main(argv=None) -> int:
         "--sweep",
         nargs="+",
         default=list(SWEEP),
-        metavar="BATCH:LR",
-        help="the formation-energy runs trained at once (batch size:peak learning rate)",
+        metavar="BATCH:LR[:SEED]",
+        help="the formation-energy runs trained at once (batch size:peak learning rate, and "
+        "optionally the initial weights' seed)",
     )
     args = parser.parse_args(argv)
     dry = args.dry_run

@@ -84,6 +84,9 @@ class RecordedMember:
             self.answers = [
                 (recorded[f"{split}_ids"], recorded[split]) for split in ("valid", "test")
             ]
+        for ids, values in self.answers:
+            if values.shape != ids.shape or not np.isfinite(values).all():
+                sys.exit(f"{self.path}: damaged ({len(ids)} ids, predictions {values.shape})")
         self.model = SimpleNamespace(mode=self.card.mode)
 
     def predict(self, dataset) -> np.ndarray:

@@ -172,3 +172,9 @@ def test_recorded_predictions_stand_in_for_their_models(tmp_path):
     shuffled = SimpleNamespace(name="valid", y=y, ids=valid.ids[::-1])
     with pytest.raises(SystemExit, match=r"a\.predictions\.npz: recorded on other crystals"):
         recorded[0].predict(shuffled)
+
+    with np.load(written[0]) as arrays:
+        damaged = {**arrays, "test": arrays["test"][:2]}
+    np.savez(tmp_path / "damaged.predictions.npz", **damaged)
+    with pytest.raises(SystemExit, match=r"damaged\.predictions\.npz: damaged \(3 ids"):
+        load_members([tmp_path / "damaged.predictions.npz"])

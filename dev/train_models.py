@@ -5,15 +5,22 @@ A job whose exported card exists is skipped; an interrupted job resumes from its
 when run again, so this script can be stopped and restarted across sessions. Two slots can
 run side by side on two cores (``--slot 0`` and ``--slot 1``), each with one torch thread.
 
+A run longer than a session can be parked: ``--park NAME`` copies its run folder (the last
+and best checkpoints, record, log; ~2.5 MB) from the git-ignored ``work/`` to ``dev/parked/``,
+to be committed; a job whose run folder is absent starts from its parked copy, so the run
+resumes on the next machine where it stopped.
+
 Usage
 -----
 ``OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python dev/train_models.py --slot 0 --slots 2``
 ``.venv/bin/python dev/train_models.py --list``
+``.venv/bin/python dev/train_models.py --park mp-formation-energy-l1-e346``
 """
 
 import argparse
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -27,6 +34,7 @@ SHARED = PROJECT_ROOT.parent / "shared" / "datasets"
 MP = str(SHARED / "mp_cgcnn.csv.gz")
 PEROVSKITES = str(SHARED / "castelli_perovskites.csv.gz")
 WORK = PROJECT_ROOT / "work"
+PARKED = PROJECT_ROOT / "dev" / "parked"
 EXPORT = WORK / "export"
 
 
@@ -280,14 +288,46 @@ def done(name: str) -> bool:
     return (Path(config.export) / f"{config.name}.json").exists()
 
 
+def park(name: str, work: Path = WORK, parked: Path = PARKED) -> Path:
+    """Copy job ``name``'s run folder from ``work`` to ``parked`` (replacing an older copy
+    whole, never half), for a commit that carries it to the next machine."""
+    source = work / _config(name).name
+    if not (source / "record.json").exists():
+        sys.exit(f"{source}: no run to park (no record.json)")
+    target = parked / source.name
+    staging = parked / f".{source.name}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target
+
+
+def unpark(name: str, work: Path = WORK, parked: Path = PARKED) -> bool:
+    """Start job ``name`` from its parked run folder when ``work`` has none; True if it did."""
+    run_name = _config(name).name
+    source, target = parked / run_name, work / run_name
+    if target.exists() or not (source / "record.json").exists():
+        return False
+    shutil.copytree(source, target)
+    return True
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--slot", type=int, default=0)
     parser.add_argument("--slots", type=int, default=1)
     parser.add_argument("--only", nargs="*", help="job names (default: all, in order)")
     parser.add_argument("--list", action="store_true")
+    parser.add_argument(
+        "--park", nargs="+", metavar="NAME", help="copy these jobs' run folders to dev/parked/"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.park:
+        for name in args.park:
+            print("parked in", park(name))
+        return
     names = args.only or list(JOBS)
     if args.list:
         for name in names:
@@ -297,6 +337,8 @@ def main(argv=None) -> None:
         if index % args.slots != args.slot or done(name):
             continue
         config = _config(name)
+        if unpark(name):
+            print("resuming from", PARKED / config.name, flush=True)
         os.makedirs(WORK / config.name, exist_ok=True)
         config.command = "deepchem-cgcnn train " + " ".join(JOBS[name])
         print("running", config.command, flush=True)

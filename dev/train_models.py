@@ -83,7 +83,8 @@ FORMATION_ENERGY = (
 
 
 def _shipped_formation_energy(name: str, *extra: str, epochs: int = 173) -> list[str]:
-    """The shipped model's job: its recipe, units and 173 epochs (the time limit a backstop)."""
+    """The shipped model's job: its recipe and units, 173 epochs unless ``epochs`` says (the
+    time limit a backstop)."""
     return _job(name, *FORMATION_ENERGY, "--units", "eV/atom", *extra, minutes=1000, epochs=epochs)
 
 

@@ -88,6 +88,17 @@ def _shipped_formation_energy(name: str, *extra: str, epochs: int = 173) -> list
     return _job(name, *FORMATION_ENERGY, "--units", "eV/atom", *extra, minutes=1000, epochs=epochs)
 
 
+def _refit_shipped_formation_energy(name: str, *extra: str, epochs: int = 173) -> list[str]:
+    """The refit of a validated formation-energy run ``name``: the same job with ``--refit``
+    (training + validation, for the epochs its validation chose, read from its run folder
+    under work/), exported beside the validated model (same name, another folder)."""
+    return [
+        *_shipped_formation_energy(name, *extra, "--refit", epochs=epochs),
+        "--export",
+        str(WORK / "export-refit"),
+    ]
+
+
 def _band_gap_nonmetals(name: str, *extra: str) -> list[str]:
     """The paper's band-gap protocol: trained and tested on the crystals with a gap."""
     return _job(
@@ -249,32 +260,20 @@ JOBS: dict[str, list[str]] = {
     ),
     # Its refit on training + validation, for the epochs its validation chose on the same
     # 346-epoch cosine (run only if it validated below the 173-epoch run's 0.0484).
-    "mp-formation-energy-l1-e346-refit": [
-        *_shipped_formation_energy(
-            "mp-formation-energy-l1-e346", "--loss", "l1", "--refit", epochs=346
-        ),
-        "--export",
-        str(WORK / "export-refit"),
-    ],
-    # The refit lever at full scale: member .2's validated run (its folder under work/) chose
-    # epoch 160; --refit trains it afresh on training + validation for those epochs at the same
-    # rates and exports beside the validated model (same name, another folder).
-    "mp-formation-energy.2-refit": [
-        *_shipped_formation_energy("mp-formation-energy.2", "--init-seed", "2", "--refit"),
-        "--export",
-        str(WORK / "export-refit"),
-    ],
+    "mp-formation-energy-l1-e346-refit": _refit_shipped_formation_energy(
+        "mp-formation-energy-l1-e346", "--loss", "l1", epochs=346
+    ),
+    # The refit lever at full scale: member .2's validated run chose epoch 160.
+    "mp-formation-energy.2-refit": _refit_shipped_formation_energy(
+        "mp-formation-energy.2", "--init-seed", "2"
+    ),
     # The L1 members: their run folders are under work/ (the shipped model's is
     # mp-formation-energy-l1, epoch 166; the second seed's epoch 159; the third, init seed 2;
     # the fourth and fifth, init seeds 3 and 4).
     **{
-        f"mp-formation-energy-l1{suffix}-refit": [
-            *_shipped_formation_energy(
-                f"mp-formation-energy-l1{suffix}", "--loss", "l1", *seed, "--refit"
-            ),
-            "--export",
-            str(WORK / "export-refit"),
-        ]
+        f"mp-formation-energy-l1{suffix}-refit": _refit_shipped_formation_energy(
+            f"mp-formation-energy-l1{suffix}", "--loss", "l1", *seed
+        )
         for suffix, seed in L1_SEEDS
     },
 }

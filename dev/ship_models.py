@@ -5,7 +5,8 @@ exported before cards carried the training history gets it from the run's
 ``work/<name>/run/record.json``;
 ``--domain`` marks models meant for a narrower class of crystals than "any crystal" (e.g. the
 perovskite models), which ``deepchem-cgcnn predict`` then uses only when named. Prints the
-size of the shipped folder.
+size of the shipped folder. Replacing the first member of a shipped ensemble keeps the
+ensemble's σ scale from the card it replaces (marked so, with a message), never drops it.
 
 Usage
 -----
@@ -56,6 +57,7 @@ def ship(
     from deepchem_cgcnn.registry import load_saved, save_model
 
     card["name"] = target
+    _keep_ensemble_scale(card, PACKAGE / f"{target}.json")
     model = load_saved(export / f"{name}.pt")
     if nonnegative:  # a property that cannot be negative: predictions clipped at 0 in evaluation
         model.hyperparameters["nonnegative"] = model.model.nonnegative = True
@@ -70,6 +72,29 @@ def ship(
         shutil.copyfile(export / f"{name}.lattice.json", PACKAGE / f"{target}.lattice.json")
     (PACKAGE / f"{target}.json").write_text(json.dumps(card, indent=2) + "\n")
     return card
+
+
+def _keep_ensemble_scale(card: dict, shipped: Path) -> None:
+    """Carry the ensemble σ scale of the card being replaced (``shipped``) into ``card``.
+
+    The scale belongs to the ensemble the model heads (``CGCNNEnsemble.pretrained`` reads it
+    from the first member's card and falls back to 1 without it), so replacing that member
+    must not drop it silently: it is kept and marked as fitted before the replacement, to be
+    refitted with ``benchmarks/ensemble_study.py --record-std-scale`` where twins allow."""
+    if "ensemble" in card or not shipped.exists():
+        return
+    replaced = json.loads(shipped.read_text())
+    if not (ensemble := replaced.get("ensemble")):
+        return
+    card["ensemble"] = ensemble = {
+        "std_scale_fitted_with": f"the member this one replaced ({replaced.get('command', '')})",
+        **ensemble,
+    }
+    print(
+        f"{shipped.name}: kept the ensemble's std_scale {ensemble['std_scale']} (fitted with the "
+        "member this one replaces); refit it with ensemble_study.py --record-std-scale if you can",
+        file=sys.stderr,
+    )
 
 
 def main(argv=None) -> None:

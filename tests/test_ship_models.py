@@ -1,0 +1,66 @@
+"""``dev/ship_models.py``: replacing an ensemble's first member keeps the ensemble's σ scale."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dev"))
+
+
+def _export_candidate(export: Path, name: str) -> None:
+    """A finished run's export: ``<name>.pt`` and its card, as ``train --export`` leaves them."""
+    from deepchem_cgcnn import CGCNNModel
+    from deepchem_cgcnn.card import ModelCard
+    from deepchem_cgcnn.registry import pretrained_card, save_model
+
+    card = pretrained_card("mp-formation-energy.1").to_dict()
+    card.pop("ensemble", None)
+    card["name"] = name
+    export.mkdir()
+    save_model(
+        CGCNNModel.pretrained("mp-formation-energy.1"),
+        str(export / f"{name}.pt"),
+        ModelCard.from_dict(card),
+    )
+    (export / f"{name}.json").write_text(json.dumps(card))
+
+
+@pytest.mark.torch
+def test_replacing_the_first_member_keeps_the_ensembles_std_scale(tmp_path, monkeypatch, capsys):
+    import ship_models
+
+    from deepchem_cgcnn.registry import load_saved
+
+    package = tmp_path / "pretrained"
+    package.mkdir()
+    monkeypatch.setattr(ship_models, "PACKAGE", package)
+    shipped = {"name": "head", "command": "train --name old-member", "ensemble": {"members": 6}}
+    shipped["ensemble"]["std_scale"] = 1.6784
+    (package / "head.json").write_text(json.dumps(shipped))
+    _export_candidate(tmp_path / "export", "candidate")
+
+    ship_models.main(["candidate", "--export", str(tmp_path / "export"), "--as", "head"])
+
+    card = json.loads((package / "head.json").read_text())
+    assert card["name"] == "head"
+    assert card["ensemble"]["std_scale"] == 1.6784
+    assert card["ensemble"]["members"] == 6
+    assert "train --name old-member" in card["ensemble"]["std_scale_fitted_with"]
+    assert load_saved(package / "head.pt").card.extra["ensemble"] == card["ensemble"]
+    assert "kept the ensemble's std_scale 1.6784" in capsys.readouterr().err
+
+
+@pytest.mark.torch
+def test_a_model_shipped_under_a_new_name_gets_no_ensemble_entry(tmp_path, monkeypatch):
+    import ship_models
+
+    package = tmp_path / "pretrained"
+    package.mkdir()
+    monkeypatch.setattr(ship_models, "PACKAGE", package)
+    _export_candidate(tmp_path / "export", "candidate")
+
+    ship_models.main(["candidate", "--export", str(tmp_path / "export")])
+
+    assert "ensemble" not in json.loads((package / "candidate.json").read_text())

@@ -23,7 +23,8 @@ score of its own: its validation predictions are in-sample. With refit members t
 needs ``--twins``: the validated run each member was refit from (one per member, in order;
 a member that is not refit is its own twin). The validation column, the choice of members
 and the σ scale then come from the twins, the test column from the members; without twins
-those are refused rather than fitted on crystals the members trained on.
+those are refused rather than fitted on crystals the members trained on; ``--std-scale S``
+then checks a recorded scale (a shipped card's) on test, fitting nothing.
 
 Test crystals select nothing here: the members were selected on validation by their cards.
 
@@ -197,16 +198,21 @@ def check_twins(members: list, paths: list[Path], twins: list, twin_paths: list[
             )
 
 
-def study(members: list, paths: list[Path], valid, test, twins: list | None = None) -> dict:
+def study(
+    members: list,
+    paths: list[Path],
+    valid,
+    test,
+    twins: list | None = None,
+    std_scale: float | None = None,
+) -> dict:
     """Scores of each member, of the first-k ensembles, and of the calibrated σ.
 
     ``twins`` (checked by :func:`check_twins`) stand in for the members on validation.
-    With refit members and no twins, nothing is chosen or fitted on validation."""
-    from scipy.stats import spearmanr
-
+    With refit members and no twins, nothing is chosen or fitted on validation; a recorded
+    ``std_scale`` (e.g. a shipped card's) is then only checked on test."""
     from deepchem_cgcnn import CGCNNEnsemble
     from deepchem_cgcnn.domain import DomainWarning
-    from deepchem_cgcnn.ensemble import calibration
 
     warnings.simplefilter("ignore", DomainWarning)  # the members' domain is not studied here
     y_valid = np.asarray(valid.y, dtype=float).ravel()
@@ -244,23 +250,35 @@ def study(members: list, paths: list[Path], valid, test, twins: list | None = No
             row["valid_trained_on_mae"] = row.pop("valid_mae")
         singles = [m["test_mae"] for m in result["members"]]
         result["summary"] = _summary(singles, result["first_k"][-1]["test_mae"])
+        if std_scale and len(members) > 1:
+            result["sigma"] = {"std_scale_given": std_scale, **_sigma(on_test, y_test, std_scale)}
         return result
     result["best_of_size"] = _best_subsets(on_valid, on_test, y_valid, y_test, paths)
     if len(members) > 1:
         ensemble = CGCNNEnsemble(twins or members)  # whose validation predictions fit σ
-        mean, raw_std = on_test.mean(axis=0), on_test.std(axis=0, ddof=1)
         scale = ensemble.fit_std_scale(valid, on_valid[..., None])
-        error = np.abs(mean - y_test)
         result["sigma"] = {
             "std_scale_fitted_on_validation": scale,
-            "median_raw_sigma": float(np.median(raw_std)),
-            "raw": calibration(y_test, mean, raw_std),
-            "scaled": calibration(y_test, mean, scale * raw_std),
-            "spearman_sigma_vs_abs_error": float(spearmanr(raw_std, error).statistic),
+            **_sigma(on_test, y_test, scale),
         }
     singles = [m["test_mae"] for m in result["members"]]
     result["summary"] = _summary(singles, result["first_k"][-1]["test_mae"])
     return result
+
+
+def _sigma(on_test: np.ndarray, y_test: np.ndarray, scale: float) -> dict:
+    """How the members' spread, raw and times ``scale``, covers the test errors."""
+    from scipy.stats import spearmanr
+
+    from deepchem_cgcnn.ensemble import calibration
+
+    mean, raw_std = on_test.mean(axis=0), on_test.std(axis=0, ddof=1)
+    return {
+        "median_raw_sigma": float(np.median(raw_std)),
+        "raw": calibration(y_test, mean, raw_std),
+        "scaled": calibration(y_test, mean, scale * raw_std),
+        "spearman_sigma_vs_abs_error": float(spearmanr(raw_std, np.abs(mean - y_test)).statistic),
+    }
 
 
 def _summary(singles: list[float], ensemble_test_mae: float) -> dict:
@@ -364,9 +382,14 @@ def report(result: dict, units: str) -> str:
             for name in ("raw", "scaled")
         ]
         rows.append(["Gaussian", "0.683", "0.954", "0.997"])
+        scale = (
+            f"σ scale fitted on validation: {sigma['std_scale_fitted_on_validation']:.3f}"
+            if "std_scale_fitted_on_validation" in sigma
+            else f"σ scale given (not fitted here): {sigma['std_scale_given']:.3f}"
+        )
         lines += [
             "",
-            f"σ scale fitted on validation: {sigma['std_scale_fitted_on_validation']:.3f}; "
+            f"{scale}; "
             f"median raw σ {sigma['median_raw_sigma']:.4f} {units}; Spearman ρ(σ, |error|) "
             f"on test {sigma['spearman_sigma_vs_abs_error']:.3f}",
             "",
@@ -398,6 +421,12 @@ def main(argv: list[str] | None = None) -> int:
         "--members/--twins in place of the models",
     )
     parser.add_argument(
+        "--std-scale",
+        type=float,
+        help="with refit members and no twins: check this σ scale (e.g. the shipped card's) "
+        "on test; nothing is fitted",
+    )
+    parser.add_argument(
         "--record-std-scale",
         metavar="NAME",
         help="write the σ scale fitted on validation into the shipped card of NAME",
@@ -415,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     card = members[0].card
     _, valid, test = split_of(card, args.data, args.n_jobs, args.cache_dir)
-    result = study(members, args.members, valid, test, twins)
+    result = study(members, args.members, valid, test, twins, args.std_scale)
     if args.save_predictions:
         models = {
             str(path): model

@@ -99,6 +99,13 @@ def test_refit_members_choose_and_calibrate_nothing_on_validation_without_twins(
     assert "best_of_size" not in alone and "sigma" not in alone
     assert alone["members"][0]["valid_trained_on_mae"] == 0.0
     assert alone["first_k"][1]["test_mae"] == pytest.approx((0.05 + 0.0 + 0.15) / 3)
+    # a recorded σ scale is checked on test, not fitted: test errors 0.05, 0, 0.15 against
+    # raw σ 0.0707, 0.1414, 0.2121 (|a - b| / √2)
+    given = study(refit, paths, valid, test, std_scale=0.5)
+    assert "best_of_size" not in given and given["sigma"]["std_scale_given"] == 0.5
+    assert "std_scale_fitted_on_validation" not in given["sigma"]
+    assert given["sigma"]["raw"]["within_1_sigma"] == pytest.approx(1.0)
+    assert given["sigma"]["scaled"]["within_1_sigma"] == pytest.approx(1 / 3)
 
     twins = [
         _Fixed(card, [0.3, 1.0, 2.0], [9.0, 9.0, 9.0]),

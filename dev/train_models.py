@@ -254,15 +254,21 @@ JOBS: dict[str, list[str]] = {
     ),
     # The epoch-budget lever on this CPU: the L1 recipe (init seed 123) with the cosine over
     # twice the 173 epochs, against its validated run (docs/benchmarks.md, "Lever: the epoch
-    # budget"): what a GPU's longer budget would buy at batch 128.
-    "mp-formation-energy-l1-e346": _shipped_formation_energy(
-        "mp-formation-energy-l1-e346", "--loss", "l1", epochs=346
-    ),
-    # Its refit on training + validation, for the epochs its validation chose on the same
-    # 346-epoch cosine (run only if it validated below the 173-epoch run's 0.0484).
-    "mp-formation-energy-l1-e346-refit": _refit_shipped_formation_energy(
-        "mp-formation-energy-l1-e346", "--loss", "l1", epochs=346
-    ),
+    # budget"): what a GPU's longer budget would buy at batch 128. Its refit replaced the
+    # shipped first member (2026-12-07); the other L1 seeds follow, one member at a time,
+    # each refit and swapped in only if it validates below its own 173-epoch run.
+    **{
+        f"mp-formation-energy-l1{suffix}-e346": _shipped_formation_energy(
+            f"mp-formation-energy-l1{suffix}-e346", "--loss", "l1", *seed, epochs=346
+        )
+        for suffix, seed in L1_SEEDS
+    },
+    **{
+        f"mp-formation-energy-l1{suffix}-e346-refit": _refit_shipped_formation_energy(
+            f"mp-formation-energy-l1{suffix}-e346", "--loss", "l1", *seed, epochs=346
+        )
+        for suffix, seed in L1_SEEDS
+    },
     # The refit lever at full scale: member .2's validated run chose epoch 160.
     "mp-formation-energy.2-refit": _refit_shipped_formation_energy(
         "mp-formation-energy.2", "--init-seed", "2"

@@ -442,6 +442,14 @@ def main(argv: list[str] | None = None) -> int:
             f"--record-std-scale: {', '.join(refit)} trained on the validation crystals; pass "
             "--twins (the validated runs) to fit the σ scale on crystals no member saw"
         )
+    if args.std_scale is not None and (twins or not refit_members(members, args.members)):
+        sys.exit(
+            "--std-scale: these members have validation predictions of their own (validated "
+            "runs, or twins), so the study fits the σ scale on validation; a given scale is "
+            "only for refit members without twins"
+        )
+    if args.std_scale is not None and not args.std_scale > 0:
+        sys.exit(f"--std-scale must be a positive number, got {args.std_scale}")
     card = members[0].card
     _, valid, test = split_of(card, args.data, args.n_jobs, args.cache_dir)
     result = study(members, args.members, valid, test, twins, args.std_scale)

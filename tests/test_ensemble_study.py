@@ -150,6 +150,25 @@ def test_recording_a_std_scale_for_refit_members_without_twins_is_refused(tmp_pa
         )
 
 
+@pytest.mark.torch
+def test_a_given_std_scale_is_refused_where_validation_can_fit_one(tmp_path):
+    """Validated members fit their σ scale on validation: a given one would be ignored, so
+    it is refused before any data is read."""
+    from ensemble_study import main
+
+    from deepchem_cgcnn import CGCNNModel
+    from deepchem_cgcnn.registry import pretrained_card, save_model
+
+    paths = []
+    for name in ("mp-band-gap-nonmetals", "mp-band-gap-nonmetals.1"):
+        path = tmp_path / f"{name}.pt"
+        save_model(CGCNNModel.pretrained(name), str(path), pretrained_card(name))
+        paths.append(str(path))
+    absent = str(tmp_path / "absent.csv")
+    with pytest.raises(SystemExit, match="--std-scale: these members have validation"):
+        main(["--members", *paths, "--std-scale", "1.5", "--data", absent])
+
+
 def test_recorded_predictions_stand_in_for_their_models(tmp_path):
     """A study over the files ``--save-predictions`` wrote equals the study over the models;
     a recorded file answers only for its own crystals, in their order."""

@@ -6,7 +6,9 @@ exported before cards carried the training history gets it from the run's
 ``--domain`` marks models meant for a narrower class of crystals than "any crystal" (e.g. the
 perovskite models), which ``deepchem-cgcnn predict`` then uses only when named. Prints the
 size of the shipped folder. Replacing the first member of a shipped ensemble keeps the
-ensemble's σ scale from the card it replaces (marked so, with a message), never drops it.
+ensemble's σ scale from the card it replaces (marked so, with a message), never drops it;
+replacing a later member (``<head>.<k>``) records in the head's card that the scale was fitted
+with the member replaced, since the scale belongs to the whole ensemble.
 
 Usage
 -----
@@ -58,6 +60,7 @@ def ship(
 
     card["name"] = target
     _keep_ensemble_scale(card, PACKAGE / f"{target}.json")
+    _mark_head_scale(target)
     model = load_saved(export / f"{name}.pt")
     if nonnegative:  # a property that cannot be negative: predictions clipped at 0 in evaluation
         model.hyperparameters["nonnegative"] = model.model.nonnegative = True
@@ -93,6 +96,32 @@ def _keep_ensemble_scale(card: dict, shipped: Path) -> None:
     print(
         f"{shipped.name}: kept the ensemble's std_scale {ensemble['std_scale']} (fitted with the "
         "member this one replaces); refit it with ensemble_study.py --record-std-scale if you can",
+        file=sys.stderr,
+    )
+
+
+def _mark_head_scale(target: str) -> None:
+    """Record in the head's card (JSON and model file) that its ensemble σ scale was fitted
+    with the member ``target`` (``<head>.<k>``) replaces, before that member is overwritten."""
+    from deepchem_cgcnn.card import ModelCard
+    from deepchem_cgcnn.registry import load_saved, save_model
+
+    head, _, index = target.rpartition(".")
+    replaced_path, head_path = PACKAGE / f"{target}.json", PACKAGE / f"{head}.json"
+    if not (head and index.isdigit() and replaced_path.exists() and head_path.exists()):
+        return
+    head_card = json.loads(head_path.read_text())
+    if not (ensemble := head_card.get("ensemble")):
+        return
+    replaced = json.loads(replaced_path.read_text()).get("command", "")
+    ensemble.setdefault("members_replaced_since_std_scale_fit", {})[target] = replaced
+    model = load_saved(PACKAGE / f"{head}.pt")
+    save_model(model, str(PACKAGE / f"{head}.pt"), ModelCard.from_dict(head_card))
+    head_path.write_text(json.dumps(head_card, indent=2) + "\n")
+    print(
+        f"{head}.json: its ensemble's std_scale {ensemble['std_scale']} was fitted with the "
+        f"{target} this replaces (recorded in the card); check it on test with "
+        "ensemble_study.py --std-scale, refit it with --record-std-scale if you can",
         file=sys.stderr,
     )
 

@@ -64,3 +64,32 @@ def test_a_model_shipped_under_a_new_name_gets_no_ensemble_entry(tmp_path, monke
     ship_models.main(["candidate", "--export", str(tmp_path / "export")])
 
     assert "ensemble" not in json.loads((package / "candidate.json").read_text())
+
+
+@pytest.mark.torch
+def test_replacing_a_later_member_marks_the_heads_std_scale(tmp_path, monkeypatch, capsys):
+    import ship_models
+
+    from deepchem_cgcnn.registry import load_saved
+
+    package = tmp_path / "pretrained"
+    package.mkdir()
+    monkeypatch.setattr(ship_models, "PACKAGE", package)
+    _export_candidate(tmp_path / "export-head", "head")
+    (tmp_path / "export-head" / "head.pt").rename(package / "head.pt")
+    head = json.loads((tmp_path / "export-head" / "head.json").read_text())
+    head["ensemble"] = {"std_scale": 1.6784}
+    (package / "head.json").write_text(json.dumps(head))
+    (package / "head.1.json").write_text(json.dumps({"command": "train --name old-member"}))
+    _export_candidate(tmp_path / "export-1", "candidate")
+
+    ship_models.main(["candidate", "--export", str(tmp_path / "export-1"), "--as", "head.1"])
+
+    card = json.loads((package / "head.json").read_text())
+    replaced = card["ensemble"]["members_replaced_since_std_scale_fit"]
+    assert replaced == {"head.1": "train --name old-member"}
+    assert card["ensemble"]["std_scale"] == 1.6784
+    assert load_saved(package / "head.pt").card.extra["ensemble"] == card["ensemble"]
+    assert "ensemble" not in json.loads((package / "head.1.json").read_text())
+    assert json.loads((package / "head.1.json").read_text())["name"] == "head.1"
+    assert "was fitted with the head.1 this replaces" in capsys.readouterr().err

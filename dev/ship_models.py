@@ -114,7 +114,8 @@ def _mark_head_scale(target: str) -> None:
     if not (ensemble := head_card.get("ensemble")):
         return
     replaced = json.loads(replaced_path.read_text()).get("command", "")
-    ensemble.setdefault("members_replaced_since_std_scale_fit", {})[target] = replaced
+    # the scale was fitted with the first member ever replaced here, so a later swap keeps it
+    ensemble.setdefault("members_replaced_since_std_scale_fit", {}).setdefault(target, replaced)
     model = load_saved(PACKAGE / f"{head}.pt")
     save_model(model, str(PACKAGE / f"{head}.pt"), ModelCard.from_dict(head_card))
     head_path.write_text(json.dumps(head_card, indent=2) + "\n")

@@ -93,3 +93,7 @@ def test_replacing_a_later_member_marks_the_heads_std_scale(tmp_path, monkeypatc
     assert "ensemble" not in json.loads((package / "head.1.json").read_text())
     assert json.loads((package / "head.1.json").read_text())["name"] == "head.1"
     assert "was fitted with the head.1 this replaces" in capsys.readouterr().err
+
+    ship_models.main(["candidate", "--export", str(tmp_path / "export-1"), "--as", "head.1"])
+    card = json.loads((package / "head.json").read_text())  # shipped again: the first stays
+    assert card["ensemble"]["members_replaced_since_std_scale_fit"] == replaced

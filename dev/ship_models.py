@@ -73,8 +73,14 @@ def ship(
     save_model(model, str(PACKAGE / f"{target}.pt"), ModelCard.from_dict(card))
     if (export / f"{name}.lattice.json").exists():  # a perovskite model's lattice constants
         shutil.copyfile(export / f"{name}.lattice.json", PACKAGE / f"{target}.lattice.json")
-    (PACKAGE / f"{target}.json").write_text(json.dumps(card, indent=2) + "\n")
+    _write_card(PACKAGE / f"{target}.json", card)
     return card
+
+
+def _write_card(path: Path, card: dict) -> None:
+    from deepchem_cgcnn._io import atomic_write
+
+    atomic_write(path, lambda handle: handle.write(json.dumps(card, indent=2) + "\n"), binary=False)
 
 
 def _keep_ensemble_scale(card: dict, shipped: Path) -> None:
@@ -104,11 +110,13 @@ def _mark_head_scale(target: str) -> None:
     """Record in the head's card (JSON and model file) that its ensemble σ scale was fitted
     with the member ``target`` (``<head>.<k>``) replaces, before that member is overwritten."""
     from deepchem_cgcnn.card import ModelCard
-    from deepchem_cgcnn.registry import load_saved, save_model
+    from deepchem_cgcnn.registry import _member_index, load_saved, save_model
 
-    head, _, index = target.rpartition(".")
+    if not (index := _member_index(target)):
+        return
+    head = target[: -len(index) - 1]
     replaced_path, head_path = PACKAGE / f"{target}.json", PACKAGE / f"{head}.json"
-    if not (head and index.isdigit() and replaced_path.exists() and head_path.exists()):
+    if not (replaced_path.exists() and head_path.exists()):
         return
     head_card = json.loads(head_path.read_text())
     if not (ensemble := head_card.get("ensemble")):
@@ -118,7 +126,7 @@ def _mark_head_scale(target: str) -> None:
     ensemble.setdefault("members_replaced_since_std_scale_fit", {}).setdefault(target, replaced)
     model = load_saved(PACKAGE / f"{head}.pt")
     save_model(model, str(PACKAGE / f"{head}.pt"), ModelCard.from_dict(head_card))
-    head_path.write_text(json.dumps(head_card, indent=2) + "\n")
+    _write_card(head_path, head_card)
     print(
         f"{head}.json: its ensemble's std_scale {ensemble['std_scale']} was fitted with the "
         f"{target} this replaces (recorded in the card); check it on test with "

@@ -22,12 +22,13 @@ Usage
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from _common import PROJECT_ROOT  # noqa: E402 (the shared helpers live beside the benchmarks)
+
+from deepchem_cgcnn._io import atomic_write  # noqa: E402
 
 EXPORT = PROJECT_ROOT / "work" / "export"
 PACKAGE = PROJECT_ROOT / "deepchem_cgcnn" / "pretrained"
@@ -72,14 +73,13 @@ def ship(
     # saved again, not copied, so that the model file carries the same card as the JSON
     save_model(model, str(PACKAGE / f"{target}.pt"), ModelCard.from_dict(card))
     if (export / f"{name}.lattice.json").exists():  # a perovskite model's lattice constants
-        shutil.copyfile(export / f"{name}.lattice.json", PACKAGE / f"{target}.lattice.json")
+        lattice = (export / f"{name}.lattice.json").read_bytes()
+        atomic_write(PACKAGE / f"{target}.lattice.json", lambda handle: handle.write(lattice))
     _write_card(PACKAGE / f"{target}.json", card)
     return card
 
 
 def _write_card(path: Path, card: dict) -> None:
-    from deepchem_cgcnn._io import atomic_write
-
     atomic_write(path, lambda handle: handle.write(json.dumps(card, indent=2) + "\n"), binary=False)
 
 

@@ -97,3 +97,25 @@ def test_replacing_a_later_member_marks_the_heads_std_scale(tmp_path, monkeypatc
     ship_models.main(["candidate", "--export", str(tmp_path / "export-1"), "--as", "head.1"])
     card = json.loads((package / "head.json").read_text())  # shipped again: the first stays
     assert card["ensemble"]["members_replaced_since_std_scale_fit"] == replaced
+
+
+@pytest.mark.torch
+def test_a_perovskite_models_lattice_constants_ship_with_it(tmp_path, monkeypatch):
+    import ship_models
+
+    package = tmp_path / "pretrained"
+    package.mkdir()
+    monkeypatch.setattr(ship_models, "PACKAGE", package)
+    _export_candidate(tmp_path / "export", "candidate")
+    lattice = {"formula": {"SrTiO3": 3.905}}
+    (tmp_path / "export" / "candidate.lattice.json").write_text(json.dumps(lattice))
+    (package / "shipped.lattice.json").write_text("stale")
+
+    ship_models.main(["candidate", "--export", str(tmp_path / "export"), "--as", "shipped"])
+
+    assert json.loads((package / "shipped.lattice.json").read_text()) == lattice
+    assert sorted(p.name for p in package.iterdir()) == [
+        "shipped.json",
+        "shipped.lattice.json",
+        "shipped.pt",
+    ]

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dev"))
+import ship_models  # noqa: E402 (a script of dev/)
 
 
 def _export_candidate(export: Path, name: str) -> None:
@@ -27,15 +28,19 @@ def _export_candidate(export: Path, name: str) -> None:
     (export / f"{name}.json").write_text(json.dumps(card))
 
 
-@pytest.mark.torch
-def test_replacing_the_first_member_keeps_the_ensembles_std_scale(tmp_path, monkeypatch, capsys):
-    import ship_models
+@pytest.fixture
+def package(tmp_path, monkeypatch) -> Path:
+    """An empty package folder of shipped models, where ``ship_models`` writes."""
+    folder = tmp_path / "pretrained"
+    folder.mkdir()
+    monkeypatch.setattr(ship_models, "PACKAGE", folder)
+    return folder
 
+
+@pytest.mark.torch
+def test_replacing_the_first_member_keeps_the_ensembles_std_scale(tmp_path, package, capsys):
     from deepchem_cgcnn.registry import load_saved
 
-    package = tmp_path / "pretrained"
-    package.mkdir()
-    monkeypatch.setattr(ship_models, "PACKAGE", package)
     shipped = {"name": "head", "command": "train --name old-member", "ensemble": {"members": 6}}
     shipped["ensemble"]["std_scale"] = 1.6784
     (package / "head.json").write_text(json.dumps(shipped))
@@ -53,12 +58,7 @@ def test_replacing_the_first_member_keeps_the_ensembles_std_scale(tmp_path, monk
 
 
 @pytest.mark.torch
-def test_a_model_shipped_under_a_new_name_gets_no_ensemble_entry(tmp_path, monkeypatch):
-    import ship_models
-
-    package = tmp_path / "pretrained"
-    package.mkdir()
-    monkeypatch.setattr(ship_models, "PACKAGE", package)
+def test_a_model_shipped_under_a_new_name_gets_no_ensemble_entry(tmp_path, package):
     _export_candidate(tmp_path / "export", "candidate")
 
     ship_models.main(["candidate", "--export", str(tmp_path / "export")])
@@ -67,14 +67,9 @@ def test_a_model_shipped_under_a_new_name_gets_no_ensemble_entry(tmp_path, monke
 
 
 @pytest.mark.torch
-def test_replacing_a_later_member_marks_the_heads_std_scale(tmp_path, monkeypatch, capsys):
-    import ship_models
-
+def test_replacing_a_later_member_marks_the_heads_std_scale(tmp_path, package, capsys):
     from deepchem_cgcnn.registry import load_saved
 
-    package = tmp_path / "pretrained"
-    package.mkdir()
-    monkeypatch.setattr(ship_models, "PACKAGE", package)
     _export_candidate(tmp_path / "export-head", "head")
     (tmp_path / "export-head" / "head.pt").rename(package / "head.pt")
     head = json.loads((tmp_path / "export-head" / "head.json").read_text())
@@ -100,12 +95,7 @@ def test_replacing_a_later_member_marks_the_heads_std_scale(tmp_path, monkeypatc
 
 
 @pytest.mark.torch
-def test_a_perovskite_models_lattice_constants_ship_with_it(tmp_path, monkeypatch):
-    import ship_models
-
-    package = tmp_path / "pretrained"
-    package.mkdir()
-    monkeypatch.setattr(ship_models, "PACKAGE", package)
+def test_a_perovskite_models_lattice_constants_ship_with_it(tmp_path, package):
     _export_candidate(tmp_path / "export", "candidate")
     lattice = {"formula": {"SrTiO3": 3.905}}
     (tmp_path / "export" / "candidate.lattice.json").write_text(json.dumps(lattice))

@@ -9,10 +9,13 @@ interleaved, the first of each pair alternating, so load on a shared machine hit
 step on CUDA, as ``deepchem-cgcnn train`` trains; the same as ``resident`` on a CPU), the
 static-shape paths (``static_shapes=True``: batches padded to a few
 sizes, batch norms masked), eager, with the whole model ``torch.compile``'d, and compiled
-with ``mode='reduce-overhead'`` (CUDA graphs on a GPU).
+with ``mode='reduce-overhead'`` (CUDA graphs on a GPU), and ``graph-step`` /
+``graph-step-compiled`` (``graph_step=True``: the whole step replayed from CUDA graphs on a
+GPU, the model eager or compiled; eager on a CPU), with a check that ``graph-step`` trains
+as the first path does (one epoch's per-batch losses from the same weights).
 
 Usage: ``.venv/bin/python benchmarks/bench_resident.py --n 2000 [--device cuda] [--batch-size 256]
-[--predict-batch-size 4096] [--variants resident static static-compiled static-cudagraphs]``
+[--predict-batch-size 4096] [--variants resident-fused graph-step graph-step-compiled]``
 """
 
 import argparse
@@ -92,6 +95,8 @@ VARIANTS = {
     "static": "`fit` (resident, static_shapes=True)",
     "static-compiled": "`fit` (resident, static shapes, model torch.compile'd)",
     "static-cudagraphs": "`fit` (resident, static shapes, torch.compile mode='reduce-overhead')",
+    "graph-step": "`fit` (resident, graph_step=True: the whole step as CUDA graphs, fused Adam)",
+    "graph-step-compiled": "`fit` (resident, graph_step=True, model torch.compile'd, fused Adam)",
 }
 """The paths one run can compare (``--variants``); the first is the reference of the ratios."""
 
@@ -99,9 +104,12 @@ VARIANTS = {
 def _model(args, batch_size: int, variant: str, device):
     from deepchem_cgcnn import CGCNNModel
 
-    compile_mode = {"static-compiled": "default", "static-cudagraphs": "reduce-overhead"}.get(
-        variant
-    )
+    compile_mode = {
+        "static-compiled": "default",
+        "static-cudagraphs": "reduce-overhead",
+        "graph-step-compiled": "default",
+    }.get(variant)
+    graph_step = variant.startswith("graph-step")
     from deepchem_cgcnn.recipes import Adam
 
     torch.manual_seed(0)
@@ -110,9 +118,14 @@ def _model(args, batch_size: int, variant: str, device):
         batch_size=batch_size,
         learning_rate=1e-3,
         # DeepChem's default optimizer (Adam, lr 1e-3), or the same fused on CUDA
-        **({"optimizer": Adam(learning_rate=1e-3)} if variant == "resident-fused" else {}),
+        **(
+            {"optimizer": Adam(learning_rate=1e-3)}
+            if variant == "resident-fused" or graph_step
+            else {}
+        ),
         resident=variant != "collated",
-        static_shapes=variant.startswith("static"),
+        static_shapes=variant.startswith("static") or graph_step,
+        graph_step=graph_step,
         # --compile: the convolutions of every path the whole model of which is not compiled
         compile_convolutions=compile_mode is None
         and (args.compile or variant == "compiled-convolutions"),
@@ -217,6 +230,16 @@ def _measure(args, batch_size: int, dataset, n_atoms: int, device) -> dict:
             ]
         )
     print("\n" + markdown_table(["ratio", "value"], ratios))
+    losses_differ = {}
+    if "graph-step" in models:
+        losses_differ["graph-step"] = _largest_loss_difference(
+            args, batch_size, dataset, device, "graph-step"
+        )
+        print(
+            "\none epoch from the same weights on the same batches, `fit`'s per-batch losses "
+            f"with graph_step=True against {args.variants[0]}: max |difference| "
+            f"{losses_differ['graph-step']:.2e}"
+        )
     if "static-cudagraphs" in models:
         from torch._dynamo.utils import counters
 
@@ -227,7 +250,23 @@ def _measure(args, batch_size: int, dataset, n_atoms: int, device) -> dict:
         "epoch_s": {name: median(times[name]) for name in models},
         "first_epoch_s": warm,
         "predict_s": {name: median(predict_times[name]) for name in models},
+        "loss_difference": losses_differ,
     }
+
+
+def _largest_loss_difference(args, batch_size: int, dataset, device, variant: str) -> float:
+    """The largest difference of one epoch's per-batch losses, ``variant`` against the first
+    variant, from the same initial weights on the same batches: a replayed step that does not
+    train as the eager one shows here."""
+    losses = []
+    for name in (args.variants[0], variant):
+        model = _model(args, batch_size, name, device)
+        model.log_frequency = 1
+        np.random.seed(2)
+        logged: list[float] = []
+        model.fit(dataset, nb_epoch=1, checkpoint_interval=0, all_losses=logged)
+        losses.append(np.array(logged))
+    return float(np.abs(losses[0] - losses[1]).max())
 
 
 if __name__ == "__main__":

@@ -610,6 +610,12 @@ def _add_training_options(train: argparse.ArgumentParser) -> None:
         "(reduce-overhead: CUDA graphs on a GPU; minutes of compilation; same weights)",
     )
     train.add_argument(
+        "--graph-step",
+        action="store_true",
+        help="train with the whole step replayed from CUDA graphs (one per padded batch "
+        "shape): for a GPU, where launching the step's kernels bounds it; same losses",
+    )
+    train.add_argument(
         "--init-seed",
         type=int,
         help="seed of the initial weights and of each epoch's batch order (default: --seed)",
@@ -851,7 +857,8 @@ def _as_options(message: str) -> str:
     '--refit runs in one process; leave out --devices/--num-nodes'
     """
     return re.sub(
-        r"(?<![\w-])(ema|refit|devices|num_nodes|compile_mode|compile|predict_batch_size)\b",
+        r"(?<![\w-])(ema|refit|devices|num_nodes|compile_mode|compile|predict_batch_size|"
+        r"graph_step)\b",
         lambda match: "--" + match.group(1).replace("_", "-"),
         message,
     )

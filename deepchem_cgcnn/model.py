@@ -2,6 +2,7 @@
 
 import hashlib
 import logging
+import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -15,6 +16,7 @@ from torch import nn
 from deepchem_cgcnn._quiet import import_deepchem
 from deepchem_cgcnn.elements import element_embedding_table
 from deepchem_cgcnn.graph import CrystalGraph, batch_graphs, gaussian_centers
+from deepchem_cgcnn.graph_step import GraphStep
 from deepchem_cgcnn.layers import (
     GatedConv,
     GaussianExpansion,
@@ -378,6 +380,13 @@ class CGCNNModel(TorchModel):
         or CUDA graphs see few shapes. For the resident path only, and for a compiled model:
         eager, the masked batch norms are slower than PyTorch's (0.62x on a CPU). Default
         (None): with ``compile_mode``.
+    graph_step: bool, default False
+        Train with the whole step (forward, loss, backward, the optimizer's update) captured
+        as a CUDA graph per padded batch shape and replayed (:mod:`deepchem_cgcnn.graph_step`),
+        instead of launching its few hundred kernels one by one: for a GPU, where those
+        launches bound a step. Needs a resident dataset, static shapes (implied) and, on a GPU,
+        Adam or AdamW (DeepChem's default); on a CPU the same step runs eagerly. Combine with
+        ``compile_mode='default'`` to replay fused kernels.
     predict_batch_size: int, optional
         Crystals per batch in ``predict`` and ``evaluate``. Batch norm runs on its running
         statistics there, so predictions do not depend on it; a GPU predicts many times
@@ -425,6 +434,7 @@ class CGCNNModel(TorchModel):
         predict_batch_size: int | None = None,
         compile_mode: str | None = None,
         static_shapes: bool | None = None,
+        graph_step: bool = False,
         featurizer_params: dict[str, Any] | None = None,
         training_counts: dict[str, dict[str, int]] | None = None,
         **kwargs: Any,
@@ -468,7 +478,13 @@ class CGCNNModel(TorchModel):
         if predict_batch_size is not None and predict_batch_size < 1:
             raise ValueError(f"predict_batch_size must be at least 1, got {predict_batch_size}")
         self.predict_batch_size = predict_batch_size
-        self.static_shapes = compile_mode is not None if static_shapes is None else static_shapes
+        if static_shapes is None:
+            static_shapes = compile_mode is not None or graph_step
+        if graph_step and not static_shapes:
+            raise ValueError("graph_step replays fixed shapes: leave static_shapes on")
+        self.static_shapes = static_shapes
+        self.graph_step = graph_step
+        self._graph_step: GraphStep | None = None
         self._resident_cache: list[tuple[Any, bytes, ResidentGraphs]] = []
         if regression_loss not in REGRESSION_LOSSES:
             raise ValueError(
@@ -765,6 +781,78 @@ class CGCNNModel(TorchModel):
         with warnings.catch_warnings():  # DeepChem 2.8 converts its running loss tensor itself
             warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
             return float(super().fit(dataset, nb_epoch, *args, **kwargs))
+
+    def fit_generator(
+        self,
+        generator: Any,
+        max_checkpoints_to_keep: int = 5,
+        checkpoint_interval: int = 1000,
+        restore: bool = False,
+        variables: Any = None,
+        loss: Any = None,
+        callbacks: Any = (),
+        all_losses: list[float] | None = None,
+    ) -> float:
+        """``TorchModel.fit_generator``; with ``graph_step``, the same loop (checkpoints,
+        callbacks, logging, learning-rate schedule) around a :class:`GraphStep`.
+
+        Another loss or a subset of the variables take DeepChem's loop."""
+        if not self.graph_step or variables is not None or loss is not None:
+            return float(
+                super().fit_generator(
+                    generator,
+                    max_checkpoints_to_keep,
+                    checkpoint_interval,
+                    restore,
+                    variables,
+                    loss,
+                    list(callbacks) if isinstance(callbacks, tuple) else callbacks,
+                    all_losses,
+                )
+            )
+        if self.tensorboard or self.wandb_logger is not None:
+            raise ValueError("graph_step logs no TensorBoard or W&B scalars: leave them off")
+        callbacks = [callbacks] if callable(callbacks) else list(callbacks)
+        self._ensure_built()
+        self.model.train()
+        optimizer = self._pytorch_optimizer
+        if self._graph_step is None or self._graph_step.optimizer is not optimizer:
+            self._graph_step = GraphStep(self.model, self._loss_fn, optimizer, self._loss_outputs)
+        started = time.time()
+        loss_sum: torch.Tensor | float = 0.0
+        averaged = 0
+        last_average = 0.0
+        for batch in generator:
+            if restore:
+                self.restore()
+                restore = False
+            inputs, labels, weights = self._prepare_batch(batch)
+            batch_loss = self._graph_step(inputs, labels, weights)
+            if self._lr_schedule is not None:
+                self._lr_schedule.step()
+            self._global_step += 1
+            step = self._global_step
+            loss_sum = loss_sum + batch_loss  # stays on the device until it is logged
+            averaged += 1
+            if step % self.log_frequency == 0:
+                last_average = float(loss_sum) / averaged
+                logger.info("Ending global_step %d: Average loss %g", step, last_average)
+                if all_losses is not None:
+                    all_losses.append(last_average)
+                loss_sum, averaged = 0.0, 0
+            if checkpoint_interval > 0 and step % checkpoint_interval == checkpoint_interval - 1:
+                self.save_checkpoint(max_checkpoints_to_keep)
+            for callback in callbacks:
+                callback(self, step)
+        if averaged > 0:
+            last_average = float(loss_sum) / averaged
+            logger.info("Ending global_step %d: Average loss %g", self._global_step, last_average)
+            if all_losses is not None:
+                all_losses.append(last_average)
+        if checkpoint_interval > 0:
+            self.save_checkpoint(max_checkpoints_to_keep)
+        logger.info("TIMING: model fitting took %0.3f s", time.time() - started)
+        return last_average
 
     # ------------------------------------------------------------------ interpretation
     def atom_contributions(self, inputs: Any, batch_size: int = 256) -> Any:

@@ -691,6 +691,7 @@ class TrainConfig:
     valid_size: int | None = None
     compile: bool = False
     compile_mode: str | None = None
+    graph_step: bool = False
     predict_batch_size: int | None = None
     init_seed: int | None = None
     train_size: int | None = None
@@ -746,6 +747,10 @@ class TrainConfig:
         data_parallel = self.devices is not None or self.num_nodes > 1
         if data_parallel and (self.devices is not None and self.devices < 1 or self.num_nodes < 1):
             raise TrainConfigError("devices and num_nodes must be at least 1")
+        if data_parallel and self.graph_step:
+            raise TrainConfigError(
+                "graph_step replays one process's step; leave out devices/num_nodes"
+            )
         if data_parallel and self.ema is not None:
             raise TrainConfigError(
                 "ema (a weight average) is not kept by the data-parallel loop yet; train in one "
@@ -863,6 +868,7 @@ def train_model(config: TrainConfig) -> TrainResult:
             optimizer=make_optimizer(recipe),
             compile_convolutions=config.compile,
             compile_mode=config.compile_mode,
+            graph_step=config.graph_step,
             regression_loss=config.loss,
             predict_batch_size=config.predict_batch_size,
             model_dir=model_dir,
@@ -1050,6 +1056,7 @@ def train_model(config: TrainConfig) -> TrainResult:
             **({"loss": config.loss} if config.mode == "regression" else {}),
             "compiled": config.compile,
             **({"compile_mode": config.compile_mode} if config.compile_mode else {}),
+            **({"graph_step": True} if config.graph_step else {}),
             "max_epochs": config.max_epochs,
             "max_minutes": config.max_minutes,
             **(

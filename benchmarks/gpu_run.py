@@ -7,9 +7,10 @@ finishes, inside a wall-clock budget.
    model eager and ``torch.compile``'d) at batch 256 and 512 and ``bench_masked_bn.py`` (the
    padded batches' batch norm);
    ``bench_cgcnn2.py --device cuda`` (ours against cgcnn2 on 4,000
-   crystals, both on the GPU); at batch 256, static shapes compiled with CUDA graphs
-   (``mode='reduce-overhead'``) against the resident path; all three into ``throughput.md``
-   (8 files at most come back from the device);
+   crystals, both on the GPU); at batch 256, ``fit`` with ``graph_step=True`` (the whole step
+   replayed from CUDA graphs), the model eager and compiled, against the resident path with
+   the fused Adam, which picks the path the sweep trains with; all three into
+   ``throughput.md`` (8 files at most come back from the device);
 2. featurize: the whole table, featurized with every core and split into the training cache
    (``training.load_training_data``), so the training budget below is all training;
 3. the formation-energy sweep: ``deepchem-cgcnn train``'s recipe (``--loss l1``, ``--ema

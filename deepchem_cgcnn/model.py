@@ -250,10 +250,23 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 """The ``torch.compile`` modes ``CGCNNModel(compile_mode=...)`` takes."""
 
 
-def check_compile_mode(compile_mode: str) -> None:
-    """Raise ``ValueError`` unless ``compile_mode`` is one of :data:`COMPILE_MODES`."""
+def check_compile_mode(compile_mode: str, graph_step: bool = False) -> None:
+    """Raise ``ValueError`` unless ``compile_mode`` is one of :data:`COMPILE_MODES`, and one
+    without CUDA graphs of its own with ``graph_step`` (which captures the step itself).
+
+    >>> check_compile_mode("reduce-overhead", graph_step=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: graph_step captures the whole step in CUDA graphs itself: compile_mode 'reduce-overhead' would capture inside it; use 'default' or 'max-autotune-no-cudagraphs'
+    """
     if compile_mode not in COMPILE_MODES:
         raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {compile_mode!r}")
+    if graph_step and compile_mode in ("reduce-overhead", "max-autotune"):
+        raise ValueError(
+            f"graph_step captures the whole step in CUDA graphs itself: compile_mode "
+            f"{compile_mode!r} would capture inside it; use 'default' or "
+            f"'max-autotune-no-cudagraphs'"
+        )
 
 
 def _collated_batches(
@@ -463,7 +476,7 @@ class CGCNNModel(TorchModel):
         self.card: ModelCard | None = None
         model = CGCNN(**self.hyperparameters)
         if compile_mode is not None:
-            check_compile_mode(compile_mode)
+            check_compile_mode(compile_mode, graph_step)
             if compile_convolutions:
                 raise ValueError(
                     "compile_mode compiles the whole model: leave out compile_convolutions"

@@ -779,7 +779,7 @@ class TrainConfig:
             from deepchem_cgcnn.model import check_compile_mode
 
             try:
-                check_compile_mode(self.compile_mode)
+                check_compile_mode(self.compile_mode, self.graph_step)
             except ValueError as error:
                 raise TrainConfigError(str(error)) from None
 

@@ -670,6 +670,11 @@ def test_train_refuses_a_bad_weight_average_before_any_work(tmp_path, capsys):
     assert "--graph-step replays one process's step; leave out --devices" in (
         capsys.readouterr().err
     )
+    mode = ["--compile-mode", "reduce-overhead"]
+    assert main([*args, "--graph-step", *mode, "--work-dir", str(tmp_path)]) == 2
+    assert "--graph-step captures the whole step in CUDA graphs itself: --compile-mode" in (
+        capsys.readouterr().err
+    )
     assert not (tmp_path / "m").exists()
 
 

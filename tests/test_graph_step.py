@@ -119,6 +119,8 @@ def test_a_rate_set_as_a_number_reaches_the_replayed_update(dataset, monkeypatch
 def test_graph_step_refuses_what_it_cannot_replay(dataset):
     with pytest.raises(ValueError, match="static_shapes"):
         CGCNNModel(graph_step=True, static_shapes=False)
+    with pytest.raises(ValueError, match="would capture inside it"):
+        CGCNNModel(graph_step=True, compile_mode="reduce-overhead")
     model = CGCNNModel(graph_step=True, tensorboard=True, batch_size=16)
     with pytest.raises(ValueError, match="TensorBoard"):
         model.fit(dataset, nb_epoch=1)

@@ -31,6 +31,7 @@ Usage: ``.venv/bin/python benchmarks/bench_graph_step.py --n 8000 --batch-size 2
 """
 
 import argparse
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -40,90 +41,18 @@ import torch
 from _common import DEFAULT_DATA, environment_line, markdown_table, median
 
 
-class WholeStep:
-    """One training step of ``model`` (a :class:`~deepchem_cgcnn.CGCNNModel`'s module and
-    loss) on resident, padded batches, eager or replayed from CUDA graphs, one per shape."""
+def whole_step(model: Any, optimizer: torch.optim.Optimizer, graphs: bool, compiled: bool) -> Any:
+    """A :class:`~deepchem_cgcnn.graph_step.GraphStep` of ``model`` (a
+    :class:`~deepchem_cgcnn.CGCNNModel`'s module and loss) with ``optimizer``, replayed from
+    CUDA graphs or eager, the module ``torch.compile``'d with dynamic shapes or not."""
+    from deepchem_cgcnn.graph_step import GraphStep
 
-    def __init__(
-        self, model: Any, learning_rate: float, graphs: bool, compiled: bool = False
-    ) -> None:
-        self.module = model.model
-        self.loss_fn = model._loss_fn
-        # dynamic shapes: one compilation for every padded shape (each gets its own graph)
-        self.forward = torch.compile(self.module, dynamic=True) if compiled else self.module
-        self.params = [p for p in self.module.parameters() if p.requires_grad]
-        cuda = next(self.module.parameters()).device.type == "cuda"
-        self.optimizer = torch.optim.Adam(
-            self.params, lr=learning_rate, capturable=cuda, foreach=True
-        )
-        self.use_graphs = graphs
-        self.captured: dict[tuple[int, ...], tuple[Any, dict, torch.Tensor]] = {}
-        self.pool = torch.cuda.graph_pool_handle() if graphs else None
-        self.capture_s = 0.0
-
-    def _step(self, inputs: dict, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss_fn([self.forward(inputs)], [y], [w])
-        loss.backward()
-        self.optimizer.step()
-        return loss.detach()
-
-    def state(self) -> list[torch.Tensor]:
-        """Every tensor a step changes (weights, batch-norm statistics, Adam state), cloned."""
-        tensors = list(self.module.state_dict().values())
-        for state in self.optimizer.state.values():
-            tensors += [v for v in state.values() if torch.is_tensor(v)]
-        return [t.detach().clone() for t in tensors]
-
-    def restore(self, saved: list[torch.Tensor]) -> None:
-        """Copy ``saved`` back in place (captured graphs keep pointing at the same tensors)."""
-        current = list(self.module.state_dict().values())
-        for state in self.optimizer.state.values():
-            current += [v for v in state.values() if torch.is_tensor(v)]
-        with torch.no_grad():
-            for target, source in zip(current, saved, strict=True):
-                target.copy_(source)
-
-    def __call__(self, inputs: dict, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        if not self.use_graphs:
-            return self._step(inputs, y, w)
-        tensors = {k: v for k, v in inputs.items() if torch.is_tensor(v)}
-        key = (inputs["n_crystals"], *(len(v) for v in tensors.values()))
-        if key not in self.captured:
-            self.captured[key] = self._capture(inputs, tensors, y, w)
-        graph, static, loss = self.captured[key]
-        for name, value in tensors.items():
-            static[name].copy_(value)
-        static["__y"].copy_(y)
-        static["__w"].copy_(w)
-        graph.replay()
-        return loss
-
-    def _capture(self, inputs: dict, tensors: dict, y: torch.Tensor, w: torch.Tensor):
-        start = time.perf_counter()
-        static = {name: value.clone() for name, value in tensors.items()}
-        static["__y"], static["__w"] = y.clone(), w.clone()
-        static_inputs = {**inputs, **{k: static[k] for k in tensors}}
-        saved = self.state()  # warm-up steps must not train
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                self._step(static_inputs, static["__y"], static["__w"])
-        torch.cuda.current_stream().wait_stream(side)
-        self.restore(saved)
-        graph = torch.cuda.CUDAGraph()
-        self.optimizer.zero_grad(set_to_none=True)
-        with torch.cuda.graph(graph, pool=self.pool):
-            loss = self._step(static_inputs, static["__y"], static["__w"])
-        self.restore(saved)  # the capture ran the step once
-        torch.cuda.synchronize()
-        self.capture_s += time.perf_counter() - start
-        return graph, static, loss
+    module = torch.compile(model.model, dynamic=True) if compiled else model.model
+    return GraphStep(module, model._loss_fn, optimizer, graphs=graphs)
 
 
 def epoch_of_steps(
-    step: WholeStep, resident: Any, order: np.ndarray, batch_size: int, eager: WholeStep | None
+    step: Any, resident: Any, order: np.ndarray, batch_size: int, eager: Any = None
 ) -> list[torch.Tensor]:
     """One epoch of ``step`` over the batches of ``order``; the last, partial batch runs on
     ``eager`` (the same module and optimizer, no graphs) when given. Returns the losses."""
@@ -134,7 +63,7 @@ def epoch_of_steps(
         idx = on_device[start:end]
         inputs = resident.batch(order[start:end], idx, pad=True)
         run = step if (end - start == batch_size or eager is None) else eager
-        losses.append(run(inputs, resident.y[idx], resident.w[idx]).clone())
+        losses.append(run(inputs, [resident.y[idx]], [resident.w[idx]]).clone())
     return losses
 
 
@@ -168,6 +97,7 @@ def main(argv=None) -> list[dict]:
 def _measure(args, batch_size: int, dataset: Any, device: torch.device) -> dict:
     """Print the tables of one batch size; return the medians."""
     from deepchem_cgcnn import CGCNNModel
+    from deepchem_cgcnn.graph_step import trained_tensors
     from deepchem_cgcnn.resident import ResidentGraphs
 
     graphs, y = dataset.X, dataset.y[:, 0]
@@ -191,31 +121,30 @@ def _measure(args, batch_size: int, dataset: Any, device: torch.device) -> dict:
     fit_model = model(False)
     step_model = model(True)
     resident = ResidentGraphs(graphs, y[:, None], np.ones((len(graphs), 1)), device)
-    eager = WholeStep(step_model, lr, graphs=False)
+    # one model and one optimizer state: the paths take turns
+    optimizer = torch.optim.Adam(step_model.model.parameters(), lr=lr, foreach=True)
+    variants = {"step": (False, False)}
+    if args.compile:
+        variants["step-compiled"] = (False, True)
+    if device.type == "cuda":
+        variants["graph"] = (True, False)
+        if args.compile:
+            variants["graph-compiled"] = (True, True)
+    steps = {name: whole_step(step_model, optimizer, *how) for name, how in variants.items()}
+    eager_of = {"graph": steps["step"], "graph-compiled": steps.get("step-compiled")}
     paths: dict[str, Callable[[np.ndarray], object]] = {
         "fit": lambda order: fit_model.fit(dataset, nb_epoch=1, checkpoint_interval=0),
-        "step": lambda order: epoch_of_steps(eager, resident, order, batch_size, None),
+        **{
+            name: functools.partial(
+                epoch_of_steps,
+                step,
+                resident,
+                batch_size=batch_size,
+                eager=eager_of.get(name),
+            )
+            for name, step in steps.items()
+        },
     }
-    # one model and one optimizer state: the paths take turns
-    steps = {"step": eager}
-    if args.compile:
-        compiled = steps["step-compiled"] = WholeStep(step_model, lr, graphs=False, compiled=True)
-        compiled.optimizer = eager.optimizer
-        paths["step-compiled"] = lambda order: epoch_of_steps(
-            compiled, resident, order, batch_size, None
-        )
-    if device.type == "cuda":
-        graph = steps["graph"] = WholeStep(step_model, lr, graphs=True)
-        graph.optimizer = eager.optimizer
-        paths["graph"] = lambda order: epoch_of_steps(graph, resident, order, batch_size, eager)
-        if args.compile:
-            graph_compiled = steps["graph-compiled"] = WholeStep(
-                step_model, lr, graphs=True, compiled=True
-            )
-            graph_compiled.optimizer = eager.optimizer
-            paths["graph-compiled"] = lambda order: epoch_of_steps(
-                graph_compiled, resident, order, batch_size, compiled
-            )
 
     rng = np.random.default_rng(0)
     # warm-up epoch of each (residency, Adam's state, the graphs' capture), then the loss check
@@ -229,14 +158,15 @@ def _measure(args, batch_size: int, dataset: Any, device: torch.device) -> dict:
     loss_difference: dict[str, float] = {}
     if len(steps) > 1:
         order = rng.permutation(len(graphs))
-        saved = eager.state()
+        trained = trained_tensors(step_model.model, optimizer)
+        saved = [t.detach().clone() for t in trained]
         eager_losses = torch.stack(paths["step"](order))  # type: ignore[arg-type]
         for name in steps:
             if name != "step":
-                eager.restore(saved)
+                _copy(saved, trained)
                 losses = torch.stack(paths[name](order))  # type: ignore[arg-type]
                 loss_difference[name] = float((eager_losses - losses).abs().max())
-        eager.restore(saved)
+        _copy(saved, trained)
     times: dict[str, list[float]] = {name: [] for name in paths}
     for round_ in range(args.epochs):
         order = rng.permutation(len(graphs))
@@ -279,7 +209,7 @@ def _measure(args, batch_size: int, dataset: Any, device: torch.device) -> dict:
     print("\n" + markdown_table(["ratio", "value"], ratios))
     captured = {name: step for name, step in steps.items() if step.use_graphs}
     for name, step in captured.items():
-        print(f"\n`{name}`: {len(step.captured)} shapes captured in {step.capture_s:.1f} s")
+        print(f"\n`{name}`: {step.graphs} batch shapes captured")
     for name, difference in loss_difference.items():
         print(
             f"\nper-batch losses of one epoch, `{name}` against the eager step from the same "
@@ -290,8 +220,15 @@ def _measure(args, batch_size: int, dataset: Any, device: torch.device) -> dict:
         "epoch_s": {name: median(t) for name, t in times.items()},
         "first_epoch_s": first,
         "loss_difference": loss_difference,
-        "shapes": {name: len(step.captured) for name, step in captured.items()},
+        "shapes": {name: step.graphs for name, step in captured.items()},
     }
+
+
+def _copy(sources: list[torch.Tensor], targets: list[torch.Tensor]) -> None:
+    """Copy ``sources`` into ``targets`` in place (captured graphs keep their addresses)."""
+    with torch.no_grad():
+        for target, source in zip(targets, sources, strict=True):
+            target.copy_(source)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,9 @@ class GraphStep:
         learning rates device tensors).
     loss_outputs: list of int, optional
         The outputs the loss takes (DeepChem's ``TorchModel._loss_outputs``).
+    graphs: bool, optional
+        Replay from CUDA graphs (default: when the parameters are on a GPU); False: always
+        eager (a reference to check the replayed step against).
 
     Examples
     --------
@@ -76,12 +79,13 @@ class GraphStep:
         loss_fn: LossFn,
         optimizer: torch.optim.Optimizer,
         loss_outputs: Sequence[int] | None = None,
+        graphs: bool | None = None,
     ) -> None:
         self.module = module
         self.loss_fn = loss_fn
         self.optimizer = optimizer
         self.loss_outputs = loss_outputs
-        self.use_graphs = _on_cuda(optimizer)
+        self.use_graphs = _on_cuda(optimizer) if graphs is None else graphs
         self._captured: dict[tuple, tuple[Callable[[], Any], dict, list, list, torch.Tensor]] = {}
         self._pool: Any = None
         self._rates: list[torch.Tensor] = []
@@ -131,21 +135,13 @@ class GraphStep:
         self.optimizer.step()
         return loss.detach()
 
-    def _trained_tensors(self) -> list[torch.Tensor]:
-        """Every tensor a step changes: parameters, buffers (batch-norm statistics), the
-        optimizer's state."""
-        tensors = list(self.module.state_dict(keep_vars=True).values())
-        for state in self.optimizer.state.values():
-            tensors += [v for v in state.values() if torch.is_tensor(v)]
-        return tensors
-
     def _capture(
         self, inputs: dict[str, Any], labels: list[torch.Tensor], weights: list[torch.Tensor]
     ) -> tuple[Callable[[], Any], dict, list, list, torch.Tensor]:
         static_inputs = {k: v.clone() if torch.is_tensor(v) else v for k, v in inputs.items()}
         static_labels = [t.clone() for t in labels]
         static_weights = [t.clone() for t in weights]
-        trained = self._trained_tensors()
+        trained = trained_tensors(self.module, self.optimizer)
         saved = [t.detach().clone() for t in trained]
         replay, loss = self._record(
             lambda: self._step(static_inputs, static_labels, static_weights)
@@ -169,6 +165,23 @@ class GraphStep:
         with torch.cuda.graph(graph, pool=self._pool):
             loss = step()
         return graph.replay, loss
+
+
+def trained_tensors(module: nn.Module, optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """Every tensor a training step changes, in a fixed order: ``module``'s parameters and
+    buffers (batch-norm statistics), ``optimizer``'s state.
+
+    Examples
+    --------
+    >>> import torch
+    >>> layer = torch.nn.BatchNorm1d(3)
+    >>> len(trained_tensors(layer, torch.optim.Adam(layer.parameters())))  # weight, bias, 3 stats
+    5
+    """
+    tensors = list(module.state_dict(keep_vars=True).values())
+    for state in optimizer.state.values():
+        tensors += [v for v in state.values() if torch.is_tensor(v)]
+    return tensors
 
 
 def _on_cuda(optimizer: torch.optim.Optimizer) -> bool:

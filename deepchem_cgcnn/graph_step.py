@@ -18,11 +18,16 @@ What a replay needs, and :class:`GraphStep` provides:
   schedule, or ``param_groups[i]["lr"] = ...``) is copied into that tensor before each
   replay, so the captured update never uses a stale rate.
 
-On a CPU, for a batch that is not padded, or before the optimizer has state (its first step),
-the same step runs eagerly.
+Each new shape's graph is checked once: it is replayed on its first batch, the same step is
+taken eagerly from the same state, and the two must agree (loss and update); a shape whose
+replay does not reproduce the eager step trains eagerly, with a :class:`GraphStepWarning`. On a
+CPU, for a batch that is not padded, or before the optimizer has state (its first step), the
+same step runs eagerly.
 """
 
+import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -86,7 +91,7 @@ class GraphStep:
         self.optimizer = optimizer
         self.loss_outputs = loss_outputs
         self.use_graphs = _on_cuda(optimizer) if graphs is None else graphs
-        self._captured: dict[tuple, tuple[Callable[[], Any], dict, list, list, torch.Tensor]] = {}
+        self._captured: dict[tuple, _Captured | None] = {}
         self._pool: Any = None
         self._rates: list[torch.Tensor] = []
         if self.use_graphs:
@@ -100,8 +105,8 @@ class GraphStep:
 
     @property
     def graphs(self) -> int:
-        """How many batch shapes have been captured."""
-        return len(self._captured)
+        """How many batch shapes are replayed from a captured graph."""
+        return sum(captured is not None for captured in self._captured.values())
 
     def __call__(
         self, inputs: dict[str, Any], labels: list[torch.Tensor], weights: list[torch.Tensor]
@@ -112,15 +117,12 @@ class GraphStep:
         sync_learning_rates(self.optimizer, self._rates)
         key = _shape_key(inputs, labels, weights)
         if key not in self._captured:
-            self._captured[key] = self._capture(inputs, labels, weights)
-        replay, static_inputs, static_labels, static_weights, loss = self._captured[key]
-        for name, value in inputs.items():
-            if torch.is_tensor(value):
-                static_inputs[name].copy_(value)
-        for static, value in zip(static_labels + static_weights, labels + weights, strict=True):
-            static.copy_(value)
-        replay()
-        return loss.clone()
+            self._captured[key], loss = self._capture_checked(inputs, labels, weights)
+            return loss
+        captured = self._captured[key]
+        if captured is None:  # its replay did not reproduce the eager step
+            return self._step(inputs, labels, weights)
+        return captured.run(inputs, labels, weights)
 
     def _step(
         self, inputs: dict[str, Any], labels: list[torch.Tensor], weights: list[torch.Tensor]
@@ -135,21 +137,48 @@ class GraphStep:
         self.optimizer.step()
         return loss.detach()
 
-    def _capture(
+    def _capture_checked(
         self, inputs: dict[str, Any], labels: list[torch.Tensor], weights: list[torch.Tensor]
-    ) -> tuple[Callable[[], Any], dict, list, list, torch.Tensor]:
+    ) -> tuple["_Captured | None", torch.Tensor]:
+        """Capture the step for this batch's shape, replay it on the batch, then take the same
+        step eagerly from the same state: the replay must give the eager loss and update, or
+        the shape runs eagerly from then on (with a :class:`GraphStepWarning`). The eager
+        step's result is the one kept."""
+        trained = trained_tensors(self.module, self.optimizer)
+        before = _clones(trained)
+        captured = self._capture(inputs, labels, weights, trained, before)
+        replayed_loss = captured.run(inputs, labels, weights)
+        replayed = _clones(trained)
+        _copy(before, trained)
+        loss = self._step(inputs, labels, weights)
+        problem = _disagreement(replayed_loss, loss, before, replayed, trained)
+        if problem is None:
+            return captured, loss
+        warnings.warn(
+            f"a training step replayed from a CUDA graph does not reproduce the eager step "
+            f"({problem}); batches of this shape ({inputs['n_crystals']} crystals, "
+            f"{len(inputs['atomic_numbers'])} atom rows) train eagerly",
+            GraphStepWarning,
+            stacklevel=3,
+        )
+        return None, loss
+
+    def _capture(
+        self,
+        inputs: dict[str, Any],
+        labels: list[torch.Tensor],
+        weights: list[torch.Tensor],
+        trained: list[torch.Tensor],
+        before: list[torch.Tensor],
+    ) -> "_Captured":
         static_inputs = {k: v.clone() if torch.is_tensor(v) else v for k, v in inputs.items()}
         static_labels = [t.clone() for t in labels]
         static_weights = [t.clone() for t in weights]
-        trained = trained_tensors(self.module, self.optimizer)
-        saved = [t.detach().clone() for t in trained]
         replay, loss = self._record(
             lambda: self._step(static_inputs, static_labels, static_weights)
         )
-        with torch.no_grad():  # the warm-up steps trained: undone
-            for tensor, value in zip(trained, saved, strict=True):
-                tensor.copy_(value)
-        return replay, static_inputs, static_labels, static_weights, loss
+        _copy(before, trained)  # the warm-up steps trained: undone
+        return _Captured(replay, static_inputs, static_labels + static_weights, loss)
 
     def _record(self, step: Callable[[], torch.Tensor]) -> tuple[Callable[[], Any], torch.Tensor]:
         """``step`` captured as a CUDA graph, after the two warm-up runs a capture needs on a
@@ -165,6 +194,69 @@ class GraphStep:
         with torch.cuda.graph(graph, pool=self._pool):
             loss = step()
         return graph.replay, loss
+
+
+class GraphStepWarning(UserWarning):
+    """A batch shape whose replayed training step did not reproduce the eager step, and so
+    trains eagerly."""
+
+
+@dataclass
+class _Captured:
+    """One batch shape's captured step: its replay, the static tensors it reads, its loss."""
+
+    replay: Callable[[], Any]
+    inputs: dict[str, Any]
+    targets: list[torch.Tensor]  # the labels, then the weights
+    loss: torch.Tensor
+
+    def run(
+        self, inputs: dict[str, Any], labels: list[torch.Tensor], weights: list[torch.Tensor]
+    ) -> torch.Tensor:
+        for name, value in inputs.items():
+            if torch.is_tensor(value):
+                self.inputs[name].copy_(value)
+        for static, value in zip(self.targets, labels + weights, strict=True):
+            static.copy_(value)
+        self.replay()
+        return self.loss.clone()
+
+
+def _clones(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [t.detach().clone() for t in tensors]
+
+
+def _copy(sources: list[torch.Tensor], targets: list[torch.Tensor]) -> None:
+    with torch.no_grad():
+        for target, source in zip(targets, sources, strict=True):
+            target.copy_(source)
+
+
+def _disagreement(
+    replayed_loss: torch.Tensor,
+    loss: torch.Tensor,
+    before: list[torch.Tensor],
+    replayed: list[torch.Tensor],
+    stepped: list[torch.Tensor],
+) -> str | None:
+    """What differs between a replayed and an eager step from the same state, or None.
+
+    The losses must agree within 1e-4, and 99 % of the changes the step made to the weights,
+    statistics and optimizer state within 1e-3 (relative): a GPU's atomic adds sum in
+    another order on each run, and the few weights whose gradient is pure rounding noise (the
+    biases that batch norm cancels) take Adam's full step in either direction."""
+    if not torch.allclose(replayed_loss, loss, rtol=1e-4, atol=1e-6):
+        return f"loss {float(replayed_loss):.6g} against {float(loss):.6g}"
+    agree = total = 0
+    for start, after_replay, after_step in zip(before, replayed, stepped, strict=True):
+        if not start.is_floating_point():
+            continue
+        change, expected = after_replay - start, after_step.detach() - start
+        agree += int(torch.isclose(change, expected, rtol=1e-3, atol=1e-8).sum())
+        total += expected.numel()
+    if agree < 0.99 * total:
+        return f"{total - agree} of {total} updated values differ"
+    return None
 
 
 def trained_tensors(module: nn.Module, optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:

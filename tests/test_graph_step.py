@@ -13,7 +13,7 @@ import torch
 
 from deepchem_cgcnn import CGCNNFeaturizer, CGCNNModel
 from deepchem_cgcnn._quiet import import_deepchem
-from deepchem_cgcnn.graph_step import GraphStep, learning_rates_as_tensors
+from deepchem_cgcnn.graph_step import GraphStep, learning_rates_as_tensors, trained_tensors
 
 dc = import_deepchem()
 
@@ -113,6 +113,60 @@ def test_a_rate_set_as_a_number_reaches_the_replayed_update(dataset, monkeypatch
     for rate in (1e-3, 1e-2):
         assert fit(replayed, rate) == pytest.approx(fit(plain, rate), rel=1e-5, abs=1e-7)
     assert replayed._graph_step.replays > 0
+
+
+class ReplayedWithoutUpdate(ReplayedOnCPU):
+    """A broken capture: its replay computes the batch's loss but updates nothing."""
+
+    def _record(self, step):
+        replay, loss = super()._record(step)
+
+        def without_update():
+            self.replays += 1
+            trained = trained_tensors(self.module, self.optimizer)
+            saved = [t.detach().clone() for t in trained]
+            loss.copy_(step())
+            with torch.no_grad():
+                for tensor, value in zip(trained, saved):
+                    tensor.copy_(value)
+
+        return without_update, loss
+
+
+class ReplayedWithStaleInputs(ReplayedOnCPU):
+    """A broken capture: its replay repeats the recorded batch, whatever batch is copied in."""
+
+    def _record(self, step):
+        replay, loss = super()._record(step)
+        recorded = loss.clone()
+
+        def stale():
+            self.replays += 1
+            loss.copy_(recorded)
+
+        return stale, loss
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(
+    "broken, problem",
+    [(ReplayedWithoutUpdate, "updated values differ"), (ReplayedWithStaleInputs, "step (loss ")],
+)
+def test_a_replay_that_does_not_reproduce_the_step_is_caught_and_trains_eagerly(
+    dataset, monkeypatch, broken, problem
+):
+    import deepchem_cgcnn.model
+    from deepchem_cgcnn.graph_step import GraphStepWarning
+
+    plain, plain_losses, _ = _fit(dataset, static_shapes=True)
+    monkeypatch.setattr(deepchem_cgcnn.model, "GraphStep", broken)
+    with pytest.warns(GraphStepWarning, match="does not reproduce the eager step") as caught:
+        replayed, losses, _ = _fit(dataset, graph_step=True)
+
+    step = replayed._graph_step
+    assert step.graphs == 0 and len(caught) == len(step._captured) >= 2  # one per shape
+    assert all(problem in str(warning.message) for warning in caught)
+    assert losses == pytest.approx(plain_losses, rel=1e-5, abs=1e-7)  # eager: still right
 
 
 @pytest.mark.torch

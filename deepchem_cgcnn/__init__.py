@@ -29,6 +29,7 @@ from deepchem_cgcnn.ensemble import CGCNNEnsemble, calibration, load_pretrained_
 from deepchem_cgcnn.featurizer import CGCNNFeaturizer, FeaturizationError
 from deepchem_cgcnn.gating import GatedRegressor
 from deepchem_cgcnn.graph import CrystalGraph, CrystalGraphBatch, batch_graphs
+from deepchem_cgcnn.graph_step import GraphStepWarning
 from deepchem_cgcnn.layers import GatedConv, GaussianExpansion, SimpleConv
 from deepchem_cgcnn.model import CGCNN, CGCNNModel, GraphSettingsError
 from deepchem_cgcnn.original import CheckpointError
@@ -69,6 +70,7 @@ __all__ = [
     "DomainWarning",
     "DownloadError",
     "GraphSettingsError",
+    "GraphStepWarning",
     "RunMismatchError",
     "TrainingDivergedError",
     "FeaturizationError",

@@ -92,6 +92,7 @@ class GraphStep:
         self.loss_outputs = loss_outputs
         self.use_graphs = _on_cuda(optimizer) if graphs is None else graphs
         self._captured: dict[tuple, _Captured | None] = {}
+        self._bound: list[torch.Tensor] = []  # the tensors the captured graphs read and write
         self._pool: Any = None
         self._rates: list[torch.Tensor] = []
         if self.use_graphs:
@@ -107,6 +108,17 @@ class GraphStep:
     def graphs(self) -> int:
         """How many batch shapes are replayed from a captured graph."""
         return sum(captured is not None for captured in self._captured.values())
+
+    def bound_to(self, module: nn.Module, optimizer: torch.optim.Optimizer) -> bool:
+        """Whether the captured graphs still act on ``module``'s and ``optimizer``'s tensors:
+        ``optimizer.load_state_dict`` (a restored checkpoint) puts new state tensors in place
+        of those a graph updates, and the graphs must then be captured again."""
+        current = trained_tensors(module, optimizer)
+        return optimizer is self.optimizer and (
+            not self._bound
+            or len(current) == len(self._bound)
+            and all(a is b for a, b in zip(current, self._bound, strict=True))
+        )
 
     def __call__(
         self, inputs: dict[str, Any], labels: list[torch.Tensor], weights: list[torch.Tensor]
@@ -145,6 +157,7 @@ class GraphStep:
         the shape runs eagerly from then on (with a :class:`GraphStepWarning`). The eager
         step's result is the one kept."""
         trained = trained_tensors(self.module, self.optimizer)
+        self._bound = self._bound or trained
         before = _clones(trained)
         captured = self._capture(inputs, labels, weights, trained, before)
         replayed_loss = captured.run(inputs, labels, weights)

@@ -827,20 +827,22 @@ class CGCNNModel(TorchModel):
             raise ValueError("graph_step logs no TensorBoard or W&B scalars: leave them off")
         callbacks = [callbacks] if callable(callbacks) else list(callbacks)
         self._ensure_built()
+        if restore:
+            self.restore()
         self.model.train()
         optimizer = self._pytorch_optimizer
-        if self._graph_step is None or self._graph_step.optimizer is not optimizer:
-            self._graph_step = GraphStep(self.model, self._loss_fn, optimizer, self._loss_outputs)
+        train_step = self._graph_step
+        if train_step is None or not train_step.bound_to(self.model, optimizer):
+            train_step = self._graph_step = GraphStep(
+                self.model, self._loss_fn, optimizer, self._loss_outputs
+            )
         started = time.time()
         loss_sum: torch.Tensor | float = 0.0
         averaged = 0
         last_average = 0.0
         for batch in generator:
-            if restore:
-                self.restore()
-                restore = False
             inputs, labels, weights = self._prepare_batch(batch)
-            batch_loss = self._graph_step(inputs, labels, weights)
+            batch_loss = train_step(inputs, labels, weights)
             if self._lr_schedule is not None:
                 self._lr_schedule.step()
             self._global_step += 1

@@ -170,6 +170,39 @@ def test_a_replay_that_does_not_reproduce_the_step_is_caught_and_trains_eagerly(
 
 
 @pytest.mark.torch
+def test_a_restored_checkpoint_gets_its_graphs_captured_again(dataset, monkeypatch, tmp_path):
+    """``restore`` loads new optimizer state tensors: graphs captured before would update the
+    old ones, so the step is captured again, and training goes on as DeepChem's loop does."""
+    import deepchem_cgcnn.model
+
+    def fit_restore_fit(**kwargs):
+        torch.manual_seed(0)
+        np.random.seed(0)
+        model = CGCNNModel(
+            num_conv=2,
+            batch_size=16,
+            log_frequency=1,
+            model_dir=str(tmp_path / str(kwargs)),
+            **kwargs,
+        )
+        losses: list[float] = []
+        model.fit(dataset, nb_epoch=1, all_losses=losses)  # ends with a checkpoint
+        first = model._graph_step
+        model.fit(dataset, nb_epoch=1, all_losses=losses)
+        model.restore()
+        model.fit(dataset, nb_epoch=1, all_losses=losses)
+        return model, first, losses
+
+    _, _, plain_losses = fit_restore_fit(static_shapes=True)
+    monkeypatch.setattr(deepchem_cgcnn.model, "GraphStep", ReplayedOnCPU)
+    replayed, first, losses = fit_restore_fit(graph_step=True)
+    assert first.graphs > 0 and replayed._graph_step is not first
+    assert replayed._graph_step.bound_to(replayed.model, replayed._pytorch_optimizer)
+    assert not first.bound_to(replayed.model, replayed._pytorch_optimizer)
+    assert losses == pytest.approx(plain_losses, rel=1e-5, abs=1e-7)
+
+
+@pytest.mark.torch
 def test_graph_step_refuses_what_it_cannot_replay(dataset):
     with pytest.raises(ValueError, match="static_shapes"):
         CGCNNModel(graph_step=True, static_shapes=False)

@@ -154,26 +154,25 @@ class GraphStep:
     ) -> tuple["_Captured | None", torch.Tensor]:
         """Capture the step for this batch's shape, replay it on the batch, then take the same
         step eagerly from the same state: the replay must give the eager loss and update, or
-        the shape runs eagerly from then on (with a :class:`GraphStepWarning`). The eager
-        step's result is the one kept."""
+        the shape runs eagerly from then on (with a :class:`GraphStepWarning`), as it does when
+        the capture fails. The eager step's result is the one kept."""
         trained = trained_tensors(self.module, self.optimizer)
         self._bound = self._bound or trained
         before = _clones(trained)
-        captured = self._capture(inputs, labels, weights, trained, before)
-        replayed_loss = captured.run(inputs, labels, weights)
+        try:
+            captured = self._capture(inputs, labels, weights, trained, before)
+            replayed_loss = captured.run(inputs, labels, weights)
+        except RuntimeError as error:  # an operation that cannot be captured
+            _copy(before, trained)
+            _warn_eager(inputs, f"it cannot be captured ({str(error).splitlines()[0][:200]})")
+            return None, self._step(inputs, labels, weights)
         replayed = _clones(trained)
         _copy(before, trained)
         loss = self._step(inputs, labels, weights)
         problem = _disagreement(replayed_loss, loss, before, replayed, trained)
         if problem is None:
             return captured, loss
-        warnings.warn(
-            f"a training step replayed from a CUDA graph does not reproduce the eager step "
-            f"({problem}); batches of this shape ({inputs['n_crystals']} crystals, "
-            f"{len(inputs['atomic_numbers'])} atom rows) train eagerly",
-            GraphStepWarning,
-            stacklevel=3,
-        )
+        _warn_eager(inputs, f"it does not reproduce the eager step ({problem})")
         return None, loss
 
     def _capture(
@@ -233,6 +232,16 @@ class _Captured:
             static.copy_(value)
         self.replay()
         return self.loss.clone()
+
+
+def _warn_eager(inputs: dict[str, Any], problem: str) -> None:
+    warnings.warn(
+        f"a training step replayed from a CUDA graph: {problem}; batches of this shape "
+        f"({inputs['n_crystals']} crystals, {len(inputs['atomic_numbers'])} atom rows) "
+        f"train eagerly",
+        GraphStepWarning,
+        stacklevel=4,
+    )
 
 
 def _clones(tensors: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -147,10 +147,23 @@ class ReplayedWithStaleInputs(ReplayedOnCPU):
         return stale, loss
 
 
+class CaptureFails(ReplayedOnCPU):
+    """A step with an operation that cannot be captured: the capture raises, after its
+    warm-up steps trained."""
+
+    def _record(self, step):
+        step()
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+
 @pytest.mark.torch
 @pytest.mark.parametrize(
     "broken, problem",
-    [(ReplayedWithoutUpdate, "updated values differ"), (ReplayedWithStaleInputs, "step (loss ")],
+    [
+        (ReplayedWithoutUpdate, "updated values differ"),
+        (ReplayedWithStaleInputs, "eager step (loss "),
+        (CaptureFails, "cannot be captured (operation not permitted"),
+    ],
 )
 def test_a_replay_that_does_not_reproduce_the_step_is_caught_and_trains_eagerly(
     dataset, monkeypatch, broken, problem
@@ -160,7 +173,7 @@ def test_a_replay_that_does_not_reproduce_the_step_is_caught_and_trains_eagerly(
 
     plain, plain_losses, _ = _fit(dataset, static_shapes=True)
     monkeypatch.setattr(deepchem_cgcnn.model, "GraphStep", broken)
-    with pytest.warns(GraphStepWarning, match="does not reproduce the eager step") as caught:
+    with pytest.warns(GraphStepWarning, match="train eagerly") as caught:
         replayed, losses, _ = _fit(dataset, graph_step=True)
 
     step = replayed._graph_step

@@ -86,6 +86,12 @@ def main(argv=None) -> list[dict]:
         help="also time the step with the model torch.compile'd (dynamic shapes), eager and "
         "as CUDA graphs",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the timings, one epoch of each eager step (what its graph replays) under "
+        "torch.profiler: time by kernel, and the device's work per step",
+    )
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     dc = import_deepchem()
@@ -207,6 +213,13 @@ def _measure(args, batch_size: int, dataset: Any, device: torch.device) -> dict:
         if name != "fit"
     ]
     print("\n" + markdown_table(["ratio", "value"], ratios))
+    work_per_step = {}
+    if args.profile:
+        for name in ("step", "step-compiled"):
+            if name in paths:
+                work_per_step[name] = _profile(
+                    name, paths[name], rng.permutation(len(graphs)), batch_size, device
+                )
     captured = {name: step for name, step in steps.items() if step.use_graphs}
     for name, step in captured.items():
         print(f"\n`{name}`: {step.graphs} batch shapes captured")
@@ -221,7 +234,30 @@ def _measure(args, batch_size: int, dataset: Any, device: torch.device) -> dict:
         "first_epoch_s": first,
         "loss_difference": loss_difference,
         "shapes": {name: step.graphs for name, step in captured.items()},
+        "device_ms_per_step": work_per_step,
     }
+
+
+def _profile(name: str, run: Callable, order: np.ndarray, batch_size: int, device) -> float:
+    """Print the kernels of one epoch of ``run`` by time on ``device``; return the device's
+    work per step in milliseconds (the sum of its kernels' own times)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as profiler:
+        run(order)
+        if cuda:
+            torch.cuda.synchronize(device)
+    events = profiler.key_averages()
+    sort_by = "self_device_time_total" if cuda else "self_cpu_time_total"
+    print(f"\n`{name}`, one epoch under torch.profiler, by {sort_by}:\n")
+    print(events.table(sort_by=sort_by, row_limit=15, max_name_column_width=60))
+    attribute = "self_device_time_total" if cuda else "self_cpu_time_total"
+    total_us = sum(getattr(event, attribute, 0.0) for event in events)
+    steps = -(-len(order) // batch_size)
+    print(f"{'device' if cuda else 'CPU'} work per step: {total_us / 1000 / steps:.2f} ms")
+    return total_us / 1000 / steps
 
 
 def _copy(sources: list[torch.Tensor], targets: list[torch.Tensor]) -> None:

@@ -382,7 +382,7 @@ def main(argv=None) -> int:
                 + ["--batch-size", "64" if dry else "256", "--epochs", "2"]
                 + ["--device", args.device]
                 # compiling takes a minute of a CPU: the rehearsal runs the eager paths
-                + ([] if dry else ["--compile"])
+                + ([] if dry else ["--compile", "--profile"])
             )
             masked = bench_masked_bn.main(
                 ["--device", args.device, "--repeats", "2" if dry else "20"]

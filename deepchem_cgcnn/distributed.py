@@ -410,6 +410,11 @@ def fit_distributed(
     (True, [0, 1])
     """
     _check_strategy(strategy, accelerator, sync_batchnorm)
+    if getattr(model, "graph_step", False):
+        raise ValueError(
+            "graph_step replays one process's step; fit_distributed trains with Lightning's "
+            "step: make the model with graph_step=False"
+        )
     with _environment_kept():
         streamed = hasattr(train, "stream")  # a ShardedDataset: graphs stay on disk
         if not streamed:

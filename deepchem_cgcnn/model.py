@@ -16,7 +16,7 @@ from torch import nn
 from deepchem_cgcnn._quiet import import_deepchem
 from deepchem_cgcnn.elements import element_embedding_table
 from deepchem_cgcnn.graph import CrystalGraph, batch_graphs, gaussian_centers
-from deepchem_cgcnn.graph_step import GraphStep
+from deepchem_cgcnn.graph_step import GraphStep, GraphStepWarning
 from deepchem_cgcnn.layers import (
     GatedConv,
     GaussianExpansion,
@@ -398,7 +398,8 @@ class CGCNNModel(TorchModel):
         as a CUDA graph per padded batch shape and replayed (:mod:`deepchem_cgcnn.graph_step`),
         instead of launching its few hundred kernels one by one: for a GPU, where those
         launches bound a step. Needs a resident dataset, static shapes (implied) and, on a GPU,
-        Adam or AdamW (DeepChem's default); on a CPU the same step runs eagerly. Combine with
+        Adam or AdamW (DeepChem's default); on a CPU the same step runs eagerly, slower than
+        without it, with a :class:`GraphStepWarning`. Combine with
         ``compile_mode='default'`` to replay fused kernels.
     predict_batch_size: int, optional
         Crystals per batch in ``predict`` and ``evaluate``. Batch norm runs on its running
@@ -836,6 +837,14 @@ class CGCNNModel(TorchModel):
             train_step = self._graph_step = GraphStep(
                 self.model, self._loss_fn, optimizer, self._loss_outputs
             )
+            if not train_step.use_graphs:
+                warnings.warn(
+                    f"graph_step: the model is on {self.device}, which has no CUDA graphs; "
+                    f"each step runs eagerly on padded batches, slower than graph_step=False "
+                    f"there",
+                    GraphStepWarning,
+                    stacklevel=2,
+                )
         started = time.time()
         loss_sum: torch.Tensor | float = 0.0
         averaged = 0

@@ -256,6 +256,9 @@ def test_refusals_name_the_problem(tmp_path):
         fit_distributed(make_model(4), train, valid, str(tmp_path), 1, strategy="ddp_spawn")
     with pytest.raises(ValueError, match="sync_batchnorm=True needs accelerator='gpu'"):
         fit_distributed(make_model(4), train, valid, str(tmp_path), 1, sync_batchnorm=True)
+    with pytest.raises(ValueError, match="graph_step replays one process's step"):
+        fit_distributed(make_model(4, graph_step=True), train, valid, str(tmp_path), 1)
+    assert not (tmp_path / "record.json").exists()
 
 
 def test_cli_trains_with_two_processes_and_reports_once(tmp_path):

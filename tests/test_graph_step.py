@@ -224,3 +224,15 @@ def test_graph_step_refuses_what_it_cannot_replay(dataset):
     model = CGCNNModel(graph_step=True, tensorboard=True, batch_size=16)
     with pytest.raises(ValueError, match="TensorBoard"):
         model.fit(dataset, nb_epoch=1)
+
+
+@pytest.mark.torch
+def test_on_a_cpu_the_step_runs_eagerly_and_says_so_once(dataset):
+    from deepchem_cgcnn.graph_step import GraphStepWarning
+
+    _, plain_losses, _ = _fit(dataset, static_shapes=True)
+    with pytest.warns(GraphStepWarning, match="on cpu, which has no CUDA graphs") as caught:
+        model, losses, _ = _fit(dataset, graph_step=True)
+        model.fit(dataset, nb_epoch=1)
+    assert len(caught) == 1 and model._graph_step.graphs == 0
+    assert losses == pytest.approx(plain_losses, rel=1e-5, abs=1e-7)

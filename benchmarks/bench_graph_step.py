@@ -103,7 +103,7 @@ def main(argv=None) -> list[dict]:
 def _measure(args, batch_size: int, dataset: Any, device: torch.device) -> dict:
     """Print the tables of one batch size; return the medians."""
     from deepchem_cgcnn import CGCNNModel
-    from deepchem_cgcnn.graph_step import trained_tensors
+    from deepchem_cgcnn.graph_step import copy_in_place, trained_tensors
     from deepchem_cgcnn.resident import ResidentGraphs
 
     graphs, y = dataset.X, dataset.y[:, 0]
@@ -169,10 +169,10 @@ def _measure(args, batch_size: int, dataset: Any, device: torch.device) -> dict:
         eager_losses = torch.stack(paths["step"](order))  # type: ignore[arg-type]
         for name in steps:
             if name != "step":
-                _copy(saved, trained)
+                copy_in_place(saved, trained)
                 losses = torch.stack(paths[name](order))  # type: ignore[arg-type]
                 loss_difference[name] = float((eager_losses - losses).abs().max())
-        _copy(saved, trained)
+        copy_in_place(saved, trained)
     times: dict[str, list[float]] = {name: [] for name in paths}
     for round_ in range(args.epochs):
         order = rng.permutation(len(graphs))
@@ -258,13 +258,6 @@ def _profile(name: str, run: Callable, order: np.ndarray, batch_size: int, devic
     steps = -(-len(order) // batch_size)
     print(f"{'device' if cuda else 'CPU'} work per step: {total_us / 1000 / steps:.2f} ms")
     return total_us / 1000 / steps
-
-
-def _copy(sources: list[torch.Tensor], targets: list[torch.Tensor]) -> None:
-    """Copy ``sources`` into ``targets`` in place (captured graphs keep their addresses)."""
-    with torch.no_grad():
-        for target, source in zip(targets, sources, strict=True):
-            target.copy_(source)
 
 
 if __name__ == "__main__":

@@ -163,11 +163,11 @@ class GraphStep:
             captured = self._capture(inputs, labels, weights, trained, before)
             replayed_loss = captured.run(inputs, labels, weights)
         except RuntimeError as error:  # an operation that cannot be captured
-            _copy(before, trained)
+            copy_in_place(before, trained)
             _warn_eager(inputs, f"it cannot be captured ({str(error).splitlines()[0][:200]})")
             return None, self._step(inputs, labels, weights)
         replayed = _clones(trained)
-        _copy(before, trained)
+        copy_in_place(before, trained)
         loss = self._step(inputs, labels, weights)
         problem = _disagreement(replayed_loss, loss, before, replayed, trained)
         if problem is None:
@@ -189,7 +189,7 @@ class GraphStep:
         replay, loss = self._record(
             lambda: self._step(static_inputs, static_labels, static_weights)
         )
-        _copy(before, trained)  # the warm-up steps trained: undone
+        copy_in_place(before, trained)  # the warm-up steps trained: undone
         return _Captured(replay, static_inputs, static_labels + static_weights, loss)
 
     def _record(self, step: Callable[[], torch.Tensor]) -> tuple[Callable[[], Any], torch.Tensor]:
@@ -248,7 +248,9 @@ def _clones(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     return [t.detach().clone() for t in tensors]
 
 
-def _copy(sources: list[torch.Tensor], targets: list[torch.Tensor]) -> None:
+def copy_in_place(sources: list[torch.Tensor], targets: list[torch.Tensor]) -> None:
+    """Copy ``sources`` into ``targets`` in place: captured graphs keep reading and writing the
+    targets' memory, so state is restored into them, never rebound."""
     with torch.no_grad():
         for target, source in zip(targets, sources, strict=True):
             target.copy_(source)

@@ -253,8 +253,7 @@ def _profile(name: str, run: Callable, order: np.ndarray, batch_size: int, devic
     sort_by = "self_device_time_total" if cuda else "self_cpu_time_total"
     print(f"\n`{name}`, one epoch under torch.profiler, by {sort_by}:\n")
     print(events.table(sort_by=sort_by, row_limit=15, max_name_column_width=60))
-    attribute = "self_device_time_total" if cuda else "self_cpu_time_total"
-    total_us = sum(getattr(event, attribute, 0.0) for event in events)
+    total_us = sum(getattr(event, sort_by, 0.0) for event in events)
     steps = -(-len(order) // batch_size)
     print(f"{'device' if cuda else 'CPU'} work per step: {total_us / 1000 / steps:.2f} ms")
     return total_us / 1000 / steps

@@ -840,8 +840,8 @@ class CGCNNModel(TorchModel):
             if not train_step.use_graphs:
                 warnings.warn(
                     f"graph_step: the model is on {self.device}, which has no CUDA graphs; "
-                    f"each step runs eagerly on padded batches, slower than graph_step=False "
-                    f"there",
+                    "each step runs eagerly on padded batches, slower than graph_step=False "
+                    "there",
                     GraphStepWarning,
                     stacklevel=2,
                 )

@@ -5,7 +5,7 @@
 #      (the cards' metrics.mae_before_refit.valid), and
 #   2. the refit passes the trust check: all 69 elemental ground states flagged, none silent.
 # Test scores are then measured and reported whichever way they go; they decide nothing.
-# Then: ship it, record its test predictions, score the six with the kept sigma scale, check the
+# Then: ship it, record its test predictions, score the six with the kept sigma scale (the first member's card), check the
 # ensemble on the elemental ground states, and re-record the shipped predictions the tests assert.
 #
 # Usage: bash dev/swap_member.sh JOB MEMBER
@@ -46,9 +46,10 @@ EOF
 $py dev/ship_models.py "$job" --export work/export-refit --as "$shipped"
 $py benchmarks/ensemble_study.py --members "deepchem_cgcnn/pretrained/$shipped.pt" \
   --cache-dir work/cache --save-predictions benchmarks/results/ensemble/predictions/
+scale=$($py -c 'import json; print(json.load(open("deepchem_cgcnn/pretrained/mp-formation-energy.json"))["ensemble"]["std_scale"])')
 $py benchmarks/ensemble_study.py --members \
   benchmarks/results/ensemble/predictions/mp-formation-energy{,.1,.2,.3,.4,.5}.predictions.npz \
-  --std-scale 1.6784 --out "benchmarks/results/ensemble/ensemble-mpfe-shipped-six-$tag.json"
+  --std-scale "$scale" --out "benchmarks/results/ensemble/ensemble-mpfe-shipped-six-$tag.json"
 $py benchmarks/elemental_check.py --models mp-formation-energy \
   --out "$elemental/elemental-ground-states-six-$tag-$today.json"
 $py dev/record_shipped_predictions.py
